@@ -1,0 +1,33 @@
+"""The `conveyor` command line: one Typer app, one sub-app per area, one place that maps errors.
+
+Every command prints tables for people and `--output json` for scripts. Exit codes come from the
+error tree (conveyor.errors): 0 success, 1 a failure we report (a gate, a readiness check),
+2 bad input (nothing changed), 3 integrity (content does not match its digest), 4 infrastructure.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from conveyor.cli import platform
+from conveyor.errors import ConveyorError
+
+app = typer.Typer(
+    name="conveyor",
+    help="Promote one immutable bundle of Kubernetes manifests from dev to prod.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(platform.app, name="platform")
+
+
+def main() -> None:
+    """Console-script entry point: run the app and turn Conveyor errors into exit codes."""
+    try:
+        app()
+    except ConveyorError as error:
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        sys.exit(error.exit_code)

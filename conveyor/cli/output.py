@@ -1,0 +1,43 @@
+"""Shared output helpers for CLI commands: one `--output` option, tables or JSON, and progress."""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from typing import Any
+
+import typer
+from rich.console import Console
+
+
+class Output(str, Enum):
+    table = "table"
+    json = "json"
+
+
+OutputOption = typer.Option(Output.table, "--output", "-o", help="table for people, json for scripts")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+class ProgressPrinter:
+    """Shows build and start-up progress on stderr, at most a few lines a second."""
+
+    def __init__(self) -> None:
+        self._last_message = ""
+        self._last_time = 0.0
+
+    def __call__(self, message: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        finished = total > 0 and done >= total
+        if message == self._last_message and now - self._last_time < 5 and not finished:
+            return
+        self._last_message, self._last_time = message, now
+        counter = f" [{done}/{total}]" if total else ""
+        errors.print(f"[cyan]•[/] {message}{counter}", highlight=False)

@@ -1,0 +1,73 @@
+"""`conveyor platform up | down | status | env`: the local platform, from the command line."""
+
+from __future__ import annotations
+
+import shlex
+
+import typer
+from rich.table import Table
+
+from conveyor.cli.output import Output, OutputOption, ProgressPrinter, console, print_json
+from conveyor.platform.components import Health, describe
+from conveyor.platform.local import LocalPlatform
+
+app = typer.Typer(help="Run the local platform: Kubernetes (KWOK), an OCI registry, Prefect.")
+
+
+def _show(platform: LocalPlatform, healths: list[Health], output: Output) -> None:
+    if output is Output.json:
+        print_json({"state": str(platform.state), "components": [describe(h) for h in healths],
+                    "environment": platform.environment()})
+        return
+    table = Table(title=f"Local platform ({platform.state})")
+    for column in ("component", "health", "address", "processes", "detail"):
+        table.add_column(column)
+    for health in healths:
+        processes = ", ".join(
+            f"{name}={pid}" if pid else f"{name}=[red]dead[/]"
+            for name, pid in health.processes.items()
+        )
+        verdict = "[green]healthy[/]" if health.healthy else "[red]down[/]"
+        table.add_row(health.component, verdict, health.address, processes or "-", health.detail)
+    console.print(table)
+
+
+@app.command()
+def up(output: Output = OutputOption) -> None:
+    """Start every component that is not healthy (builds binaries on first use) and show status."""
+    platform = LocalPlatform()
+    healths = platform.up(progress=ProgressPrinter())
+    _show(platform, healths, output)
+    if output is Output.table:
+        console.print("Use it from a shell with:  eval \"$(conveyor platform env)\"")
+
+
+@app.command()
+def down(
+    purge: bool = typer.Option(False, help="also delete the cluster, registry and Prefect data"),
+) -> None:
+    """Stop the platform's own processes (by pid); keep its data unless --purge."""
+    platform = LocalPlatform()
+    platform.down(purge=purge)
+    console.print("platform stopped" + (" and its state deleted" if purge else ""))
+
+
+@app.command()
+def status(output: Output = OutputOption) -> None:
+    """Show each component with its address, processes and health; exit 1 if any is down."""
+    platform = LocalPlatform()
+    healths = platform.status()
+    _show(platform, healths, output)
+    if not all(health.healthy for health in healths):
+        raise typer.Exit(1)
+
+
+@app.command()
+def env(output: Output = OutputOption) -> None:
+    """Print shell exports (KUBECONFIG, CONVEYOR_REGISTRY, PREFECT_API_URL) for the platform."""
+    environment = LocalPlatform().environment()
+    if output is Output.json:
+        print_json(environment)
+        return
+    for name, value in environment.items():
+        typer.echo(f"export {name}={shlex.quote(value)}")

@@ -1,0 +1,90 @@
+"""The local platform as one unit: bring it up, report on it, hand out its addresses, take it down.
+
+All state lives in one folder (`.conveyor/` in the working directory unless CONVEYOR_STATE says
+otherwise): the cluster, the registry's storage, Prefect's database, logs, pid files, and
+`platform.json` with the ports chosen on the first start, so every later start reuses them.
+`up` is idempotent: healthy components are left alone, dead ones are restarted, stale pid files
+are replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.platform import process
+from conveyor.platform.binaries import Progress
+from conveyor.platform.components import Health, Kubernetes, PrefectServer, Registry
+
+PREFERRED_PREFECT_PORT = 4200
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("CONVEYOR_STATE", ".conveyor")).absolute()
+
+
+@dataclass(frozen=True)
+class Ports:
+    registry: int
+    prefect: int
+
+
+class LocalPlatform:
+    """Kubernetes (KWOK), an OCI registry and a Prefect server, sharing one state folder."""
+
+    def __init__(self, state: Path | None = None) -> None:
+        self.state = (state or default_state_dir()).absolute()
+        self.ports = self._ports()
+        self.kubernetes = Kubernetes(self.state)
+        self.registry = Registry(self.state, self.ports.registry)
+        self.prefect = PrefectServer(self.state, self.ports.prefect)
+
+    @property
+    def components(self) -> tuple[Kubernetes, Registry, PrefectServer]:
+        return (self.kubernetes, self.registry, self.prefect)
+
+    def _ports(self) -> Ports:
+        """Ports recorded on the first start, or newly chosen free ones (recorded now)."""
+        record = self.state / "platform.json"
+        try:
+            data = json.loads(record.read_text())
+            return Ports(registry=int(data["registry_port"]), prefect=int(data["prefect_port"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        prefect = (
+            PREFERRED_PREFECT_PORT
+            if process.port_is_free(PREFERRED_PREFECT_PORT)
+            else process.free_port()
+        )
+        ports = Ports(registry=process.free_port(), prefect=prefect)
+        self.state.mkdir(parents=True, exist_ok=True)
+        record.write_text(
+            json.dumps({"registry_port": ports.registry, "prefect_port": ports.prefect}) + "\n"
+        )
+        return ports
+
+    def up(self, progress: Progress | None = None) -> list[Health]:
+        """Start whatever is not healthy; return every component's health afterwards."""
+        for component in self.components:
+            component.up(progress)
+        return self.status()
+
+    def down(self, *, purge: bool = False) -> None:
+        """Stop every process the platform started; with purge, delete all its state too."""
+        for component in reversed(self.components):
+            component.down(purge=purge)
+        if purge:
+            (self.state / "platform.json").unlink(missing_ok=True)
+
+    def status(self) -> list[Health]:
+        return [component.health() for component in self.components]
+
+    def environment(self) -> dict[str, str]:
+        """What a shell (or a test) needs to talk to this platform."""
+        return {
+            "KUBECONFIG": str(self.kubernetes.kubeconfig),
+            "CONVEYOR_REGISTRY": self.registry.address,
+            "PREFECT_API_URL": self.prefect.api_url,
+        }
