@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import typer
 from rich.console import Console
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     table = "table"
     json = "json"
 
 
-OutputOption = typer.Option(Output.table, "--output", "-o", help="table for people, json for scripts")
+OutputOption = typer.Option(
+    Output.table, "--output", "-o", help="table for people, json for scripts"
+)
 
 console = Console()
 errors = Console(stderr=True)

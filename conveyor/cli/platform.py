@@ -16,8 +16,13 @@ app = typer.Typer(help="Run the local platform: Kubernetes (KWOK), an OCI regist
 
 def _show(platform: LocalPlatform, healths: list[Health], output: Output) -> None:
     if output is Output.json:
-        print_json({"state": str(platform.state), "components": [describe(h) for h in healths],
-                    "environment": platform.environment()})
+        print_json(
+            {
+                "state": str(platform.state),
+                "components": [describe(h) for h in healths],
+                "environment": platform.environment(),
+            }
+        )
         return
     table = Table(title=f"Local platform ({platform.state})")
     for column in ("component", "health", "address", "processes", "detail"):
@@ -39,7 +44,7 @@ def up(output: Output = OutputOption) -> None:
     healths = platform.up(progress=ProgressPrinter())
     _show(platform, healths, output)
     if output is Output.table:
-        console.print("Use it from a shell with:  eval \"$(conveyor platform env)\"")
+        console.print('Use it from a shell with:  eval "$(conveyor platform env)"')
 
 
 @app.command()

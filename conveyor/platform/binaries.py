@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import PlatformError
+from conveyor.paths import cache_root
 
 RECIPES = Path(__file__).parent / "gomod"
 
@@ -71,22 +72,17 @@ KUBERNETES = BinarySet(
         "k8s.io/client-go/pkg/version.gitVersion",
     ),
 )
-ETCD = BinarySet(name="etcd", module="go.etcd.io/etcd/server/v3", executables={"etcd": "go.etcd.io/etcd/server/v3"})
+ETCD = BinarySet(
+    name="etcd",
+    module="go.etcd.io/etcd/server/v3",
+    executables={"etcd": "go.etcd.io/etcd/server/v3"},
+)
 KWOK = BinarySet(
     name="kwok",
     module="sigs.k8s.io/kwok",
     executables={name: f"sigs.k8s.io/kwok/cmd/{name}" for name in ("kwok", "kwokctl")},
 )
 ALL_SETS = (ETCD, KWOK, KUBERNETES)
-
-
-def cache_root() -> Path:
-    """Per-user cache for built binaries: $CONVEYOR_CACHE, else ~/.cache/conveyor."""
-    configured = os.environ.get("CONVEYOR_CACHE")
-    if configured:
-        return Path(configured)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "conveyor"
 
 
 def set_folder(binary_set: BinarySet) -> Path:

@@ -125,15 +125,30 @@ class Kubernetes:
             if not self.health().healthy:
                 if progress:
                     progress("starting kubernetes (existing cluster)", 0, 0)
-                _run(self.name, [kwokctl, "start", "cluster", "--name", CLUSTER_NAME,
-                                 "--wait", "2m"], self._env(), self.log)
+                _run(
+                    self.name,
+                    [kwokctl, "start", "cluster", "--name", CLUSTER_NAME, "--wait", "2m"],
+                    self._env(),
+                    self.log,
+                )
         else:
             if progress:
                 progress("creating kubernetes cluster (etcd, apiserver, controllers, kwok)", 0, 0)
             _run(
                 self.name,
-                [kwokctl, "create", "cluster", "--name", CLUSTER_NAME, "--config", str(config),
-                 "--kubeconfig", str(self.kubeconfig), "--wait", "3m"],
+                [
+                    kwokctl,
+                    "create",
+                    "cluster",
+                    "--name",
+                    CLUSTER_NAME,
+                    "--config",
+                    str(config),
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                    "--wait",
+                    "3m",
+                ],
                 self._env(),
                 self.log,
             )
@@ -148,8 +163,12 @@ class Kubernetes:
     def _ensure_nodes(self, kwokctl: str, progress: Progress | None) -> None:
         if progress:
             progress(f"ensuring {NODE_COUNT} simulated nodes", 0, 0)
-        _run(self.name, [kwokctl, "scale", "node", "--name", CLUSTER_NAME,
-                         "--replicas", str(NODE_COUNT)], self._env(), self.log)
+        _run(
+            self.name,
+            [kwokctl, "scale", "node", "--name", CLUSTER_NAME, "--replicas", str(NODE_COUNT)],
+            self._env(),
+            self.log,
+        )
 
     def down(self, *, purge: bool = False) -> None:
         if not self.exists():
@@ -157,8 +176,12 @@ class Kubernetes:
         kwokctl = binaries.set_folder(binaries.KWOK) / "kwokctl"
         verb = "delete" if purge else "stop"
         if kwokctl.is_file():
-            _run(self.name, [str(kwokctl), verb, "cluster", "--name", CLUSTER_NAME],
-                 self._env(), self.log)
+            _run(
+                self.name,
+                [str(kwokctl), verb, "cluster", "--name", CLUSTER_NAME],
+                self._env(),
+                self.log,
+            )
         else:
             # Without kwokctl we still own the pids it recorded: stop them one by one.
             for pid in self._component_pids().values():
@@ -255,8 +278,12 @@ class Registry:
         )
         if progress:
             progress(f"starting registry on {self.address}", 0, 0)
-        process.spawn(self.name, [self._binary(), "serve", str(config)],
-                      pidfile=self.pidfile, logfile=self.log)
+        process.spawn(
+            self.name,
+            [self._binary(), "serve", str(config)],
+            pidfile=self.pidfile,
+            logfile=self.log,
+        )
         _wait_healthy(self, timeout=15)
 
     def down(self, *, purge: bool = False) -> None:

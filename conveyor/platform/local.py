@@ -10,19 +10,15 @@ are replaced.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor.paths import state_dir
 from conveyor.platform import process
 from conveyor.platform.binaries import Progress
 from conveyor.platform.components import Health, Kubernetes, PrefectServer, Registry
 
 PREFERRED_PREFECT_PORT = 4200
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get("CONVEYOR_STATE", ".conveyor")).absolute()
 
 
 @dataclass(frozen=True)
@@ -35,7 +31,7 @@ class LocalPlatform:
     """Kubernetes (KWOK), an OCI registry and a Prefect server, sharing one state folder."""
 
     def __init__(self, state: Path | None = None) -> None:
-        self.state = (state or default_state_dir()).absolute()
+        self.state = (state or state_dir()).absolute()
         self.ports = self._ports()
         self.kubernetes = Kubernetes(self.state)
         self.registry = Registry(self.state, self.ports.registry)

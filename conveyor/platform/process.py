@@ -8,6 +8,7 @@ workers, for instance) and nothing outside that group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -92,9 +93,7 @@ def spawn(
     ticks = start_ticks(proc.pid)
     record = ProcessRecord(proc.pid, ticks if ticks is not None else -1, tuple(command))
     pidfile.write_text(
-        json.dumps(
-            {"pid": record.pid, "start_ticks": record.start_ticks, "command": list(command)}
-        )
+        json.dumps({"pid": record.pid, "start_ticks": record.start_ticks, "command": list(command)})
     )
     return record
 
@@ -131,10 +130,8 @@ def group_alive(pgid: int) -> bool:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def free_port() -> int:

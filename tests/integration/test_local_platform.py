@@ -1,4 +1,4 @@
-"""The local platform's parts are real: a scheduler and controllers, a registry, a Prefect server."""
+"""The local platform's parts are real: scheduler and controllers, a registry, a Prefect server."""
 
 from __future__ import annotations
 
@@ -67,9 +67,21 @@ def test_deployment_rolls_out_on_simulated_nodes(
     assert ready.status.ready_replicas == 3
 
     rollout = subprocess.run(
-        [str(platform.kubernetes.kubectl()), "--kubeconfig", str(platform.kubernetes.kubeconfig),
-         "-n", namespace, "rollout", "status", "deployment/web", "--timeout=60s"],
-        capture_output=True, text=True, timeout=90, check=False,
+        [
+            str(platform.kubernetes.kubectl()),
+            "--kubeconfig",
+            str(platform.kubernetes.kubeconfig),
+            "-n",
+            namespace,
+            "rollout",
+            "status",
+            "deployment/web",
+            "--timeout=60s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert rollout.returncode == 0, rollout.stderr
     assert "successfully rolled out" in rollout.stdout
@@ -92,7 +104,8 @@ def test_unschedulable_deployment_stays_unavailable(kube_api: Any, namespace: st
             pod.metadata.name
             for pod in pods
             for cond in pod.status.conditions or []
-            if cond.type == "PodScheduled" and cond.status == "False"
+            if cond.type == "PodScheduled"
+            and cond.status == "False"
             and cond.reason == "Unschedulable"
         ]
         time.sleep(0.5)
@@ -107,28 +120,35 @@ def test_registry_returns_a_pushed_blob_by_digest(registry_repo: str) -> None:
     blob = os.urandom(64 * 1024)
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
 
-    start = urllib.request.Request(f"http://{address}/v2/{repository}/blobs/uploads/", method="POST")
+    start = urllib.request.Request(
+        f"http://{address}/v2/{repository}/blobs/uploads/", method="POST"
+    )
     with urllib.request.urlopen(start, timeout=10) as response:
         assert response.status == 202
         location = response.headers["Location"]
     upload_url = location if location.startswith("http") else f"http://{address}{location}"
     separator = "&" if "?" in upload_url else "?"
     put = urllib.request.Request(
-        f"{upload_url}{separator}digest={digest}", data=blob, method="PUT",
+        f"{upload_url}{separator}digest={digest}",
+        data=blob,
+        method="PUT",
         headers={"Content-Type": "application/octet-stream"},
     )
     with urllib.request.urlopen(put, timeout=10) as response:
         assert response.status == 201
         assert response.headers["Docker-Content-Digest"] == digest
 
-    with urllib.request.urlopen(f"http://{address}/v2/{repository}/blobs/{digest}", timeout=10) as r:
+    with urllib.request.urlopen(
+        f"http://{address}/v2/{repository}/blobs/{digest}", timeout=10
+    ) as r:
         assert r.read() == blob
 
 
 def test_flow_run_completes_on_the_prefect_server(platform: LocalPlatform, tmp_path: Any) -> None:
     marker = uuid.uuid4().hex
     script = tmp_path / "flow.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         from prefect import flow, task
 
         @task
@@ -140,15 +160,24 @@ def test_flow_run_completes_on_the_prefect_server(platform: LocalPlatform, tmp_p
             return double(21)
 
         assert check() == 42
-    """))
+    """)
+    )
     environment = dict(os.environ, **platform.prefect.environment())
-    run = subprocess.run([sys.executable, str(script)], env=environment, capture_output=True,
-                         text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
 
     query = json.dumps({"flow_runs": {"name": {"any_": [f"check-{marker}"]}}}).encode()
     request = urllib.request.Request(
-        f"{platform.prefect.api_url}/flow_runs/filter", data=query, method="POST",
+        f"{platform.prefect.api_url}/flow_runs/filter",
+        data=query,
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -21,8 +21,9 @@ from conveyor.platform import process
 def _conveyor(state: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     environment = dict(os.environ, CONVEYOR_STATE=str(state))
     command = [sys.executable, "-c", "from conveyor.cli import main; main()", *args]
-    return subprocess.run(command, env=environment, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        command, env=environment, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _components(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
@@ -40,7 +41,10 @@ def _processes_mentioning(path: Path) -> list[str]:
         try:
             if process.start_ticks(int(entry.name)) is None:
                 continue
-            if needle in (entry / "cmdline").read_bytes() or needle in (entry / "environ").read_bytes():
+            if (
+                needle in (entry / "cmdline").read_bytes()
+                or needle in (entry / "environ").read_bytes()
+            ):
                 found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes()[:120]!r}")
         except OSError:
             continue
@@ -56,8 +60,13 @@ def test_up_is_idempotent_restarts_dead_parts_and_down_leaves_nothing(tmp_path: 
     assert all(c["healthy"] for c in components.values()), components
     assert components["kubernetes"]["address"].startswith("https://127.0.0.1:")
     pids = {name: c["processes"] for name, c in components.items()}
-    assert set(pids["kubernetes"]) >= {"etcd", "kube-apiserver", "kube-controller-manager",
-                                       "kube-scheduler", "kwok-controller"}
+    assert set(pids["kubernetes"]) >= {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok-controller",
+    }
 
     started = time.monotonic()
     again = _conveyor(state, "platform", "up", "--output", "json")
