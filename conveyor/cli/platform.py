@@ -28,12 +28,11 @@ def _show(platform: LocalPlatform, healths: list[Health], output: Output) -> Non
     for column in ("component", "health", "address", "processes", "detail"):
         table.add_column(column)
     for health in healths:
-        processes = ", ".join(
-            f"{name}={pid}" if pid else f"{name}=[red]dead[/]"
-            for name, pid in health.processes.items()
-        )
+        dead = sorted(name for name, pid in health.processes.items() if pid is None)
+        alive = len(health.processes) - len(dead)
+        processes = f"{alive} running" + (f", dead: {', '.join(dead)}" if dead else "")
         verdict = "[green]healthy[/]" if health.healthy else "[red]down[/]"
-        table.add_row(health.component, verdict, health.address, processes or "-", health.detail)
+        table.add_row(health.component, verdict, health.address, processes, health.detail)
     console.print(table)
 
 

@@ -380,18 +380,18 @@ class PrefectServer:
 
 def _wait_healthy(component: Registry | PrefectServer, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
+    outcome = f"did not become healthy within {timeout:.0f}s"
     while time.monotonic() < deadline:
-        health = component.health()
-        if health.healthy:
+        if component.health().healthy:
             return
         record = process.read_pidfile(component.pidfile)
         if record is None or not process.is_running(record):
+            outcome = "exited before becoming healthy"
             break
         time.sleep(0.25)
     raise PlatformError(
-        f"{component.name}: did not become healthy within {timeout:.0f}s "
-        f"({component.health().detail}); last log lines of {component.log}:\n"
-        f"{process.log_tail(component.log)}",
+        f"{component.name}: {outcome} ({component.health().detail}); "
+        f"last lines of {component.log}:\n{process.log_tail(component.log)}",
     )
 
 
