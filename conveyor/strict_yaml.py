@@ -1,0 +1,144 @@
+"""YAML parsing that keeps only what JSON, and so the Kubernetes API, can hold.
+
+Why: PyYAML's SafeLoader accepts things a manifest must not carry and that would otherwise
+surface far from their cause: a duplicate key silently keeps the last value, `2024-01-01` becomes
+a `date`, `!!binary` a `bytes`, `.nan` a float JSON cannot encode, and aliases can expand a small
+file into a huge document ("billion laughs"). `StrictLoader` refuses all of these at the line
+where they are written, so bundle.yaml, lint and render see the same, JSON-compatible data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any, TypeAlias
+
+import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from conveyor.errors import SourceError
+
+JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
+
+STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_TAGS_WITHOUT_JSON_FORM = ("binary", "set", "omap", "pairs", "timestamp")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses aliases, duplicate or non-string keys and non-JSON values."""
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise ComposerError(
+                None,
+                None,
+                f"found the alias *{event.anchor}; aliases are not allowed, write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise ConstructorError(
+                    None,
+                    None,
+                    f"found the non-string key {key!r}; manifest keys are strings, quote it",
+                    key_node.start_mark,
+                )
+            if key in first_lines:
+                raise ConstructorError(
+                    None,
+                    None,
+                    f"found the key {key!r} twice (first on line {first_lines[key]})",
+                    key_node.start_mark,
+                )
+            first_lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_float(self, node: ScalarNode) -> float:
+        value = super().construct_yaml_float(node)
+        if not math.isfinite(value):
+            raise ConstructorError(
+                None, None, f"found {node.value!r}; JSON has no infinity or NaN", node.start_mark
+            )
+        return value
+
+
+def _refuse_tag(loader: StrictLoader, node: Node) -> None:
+    raise ConstructorError(
+        None, None, f"found the tag {node.tag}, which has no JSON form; remove it", node.start_mark
+    )
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_yaml_float)
+for _name in _TAGS_WITHOUT_JSON_FORM:
+    StrictLoader.add_constructor(f"tag:yaml.org,2002:{_name}", _refuse_tag)
+# Dates stay strings, as Kubernetes reads them: drop the implicit timestamp resolver (a copy, so
+# SafeLoader itself is untouched).
+StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def decode_text(data: bytes, where: str) -> str:
+    """The UTF-8 text of a file, or a SourceError naming it."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SourceError(
+            f"{where}: not UTF-8 text (byte {error.start})", hint="save the file as UTF-8"
+        ) from None
+
+
+def yaml_error_line(error: yaml.YAMLError) -> int:
+    """The 1-based line a PyYAML error points at (1 when it points nowhere)."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    return mark.line + 1 if mark is not None else 1
+
+
+def yaml_error_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's description of what is wrong, without its own position text."""
+    problem = getattr(error, "problem", None)
+    context = getattr(error, "context", None)
+    if problem and context:
+        return f"{problem} ({context})"
+    return str(problem or context or error)
+
+
+def iter_documents(
+    text: str, loader_class: type[StrictLoader] = StrictLoader
+) -> Iterator[tuple[Node, JsonValue]]:
+    """Each document of a YAML stream as (node, value); the node keeps the line numbers.
+
+    Raises yaml.YAMLError at the first problem, after yielding the documents before it.
+    """
+    loader = loader_class(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            assert node is not None, "check_node() said a document follows"
+            yield node, loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def load_documents(
+    text: str, where: str, loader_class: type[StrictLoader] = StrictLoader
+) -> list[JsonValue]:
+    """Every document of a YAML stream, or a SourceError naming the file and line at fault."""
+    try:
+        return [value for _, value in iter_documents(text, loader_class)]
+    except yaml.YAMLError as error:
+        raise SourceError(
+            f"{where}:{yaml_error_line(error)}: invalid YAML: {yaml_error_problem(error)}"
+        ) from None
