@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
-from conveyor.cli import platform
+from conveyor.cli import bundle, platform
+from conveyor.cli.output import errors
 from conveyor.errors import ConveyorError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(platform.app, name="platform")
+app.add_typer(bundle.app, name="bundle")
 
 
 def main() -> None:
@@ -29,5 +30,5 @@ def main() -> None:
     try:
         app()
     except ConveyorError as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
         sys.exit(error.exit_code)

@@ -20,8 +20,8 @@ OutputOption = typer.Option(
     Output.table, "--output", "-o", help="table for people, json for scripts"
 )
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

@@ -1,0 +1,112 @@
+"""Build a bundle once from git, and read it back only through its verified digest.
+
+This is the composition the rest of Conveyor uses: `build` reads a commit's source folder,
+checks it (bundle.yaml, lint, size), and either finds the bundle already built from the same
+source tree (no upload at all) or packs it reproducibly and pushes it. `load` pulls a bundle by
+digest, verifies every byte, unpacks it in memory with the safe reader and checks it again as a
+source, so nothing tampered with is ever rendered or applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from conveyor import archive, gitrepo, lint, oci
+from conveyor.errors import InputError, IntegrityError
+from conveyor.source import DEFAULT_MAX_SOURCE_SIZE, Source, source_from_files, tree_hash
+
+FIXED_CREATED = "1970-01-01T00:00:00Z"
+"""`org.opencontainers.image.created` of every bundle: a real time would change the digest."""
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Built:
+    """The outcome of a build: the digest every stage will use, and how it was obtained."""
+
+    digest: str
+    name: str
+    tree_hash: str
+    commit: str
+    reused: bool
+    size: int
+    """Bytes of the tar.gz layer (0 when reused: nothing was packed)."""
+
+
+def build(
+    location: str,
+    ref: str,
+    subpath: str,
+    store: oci.BundleStore,
+    *,
+    environment_names: Sequence[str] = (),
+    max_size: int = DEFAULT_MAX_SOURCE_SIZE,
+    tags: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> Built:
+    """The digest of the bundle for `location@ref:subpath`, pushing it only if it is new."""
+    if progress:
+        progress(f"reading {location}@{ref}:{subpath}")
+    snapshot = gitrepo.read_source(location, ref, subpath)
+    size = sum(len(file.content) for file in snapshot.files)
+    label = f"{location}@{snapshot.commit[:12]}:{subpath}"
+    if size > max_size:
+        raise InputError(
+            f"{label}: the source holds {size} bytes, over the {max_size}-byte bundle limit",
+            hint="keep large files out of the bundle, or raise the limit (--max-size)",
+        )
+    source = source_from_files({file.path: file.content for file in snapshot.files}, label)
+    lint.lint_or_raise(source, environment_names)
+    tree = tree_hash(source.files)
+    if progress:
+        progress(f"checking the store for a bundle of tree {tree[:19]}")
+    existing = store.find_by_tree_hash(tree)
+    if existing:
+        for tag in tags:
+            store.tag(existing, tag)
+        return Built(existing, source.spec.name, tree, snapshot.commit, True, 0)
+    packed = archive.pack(source.files)
+    if progress:
+        progress(f"pushing {len(packed.data)} bytes to {store}")
+    annotations = oci.BundleAnnotations(
+        name=source.spec.name,
+        tree_hash=tree,
+        source=location,
+        revision=snapshot.commit,
+        created=FIXED_CREATED,
+    )
+    digest = store.push(packed.data, annotations, tags)
+    return Built(digest, source.spec.name, tree, snapshot.commit, False, len(packed.data))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A bundle read back by digest: every byte verified, the source checked again."""
+
+    digest: str
+    annotations: dict[str, str]
+    source: Source
+    data: bytes
+    """The tar.gz layer, as stored."""
+
+
+def load(store: oci.BundleStore, digest: str) -> Loaded:
+    """The verified bundle `digest` from `store`."""
+    manifest, data = store.pull(digest)
+    files = archive.read_archive(data)
+    annotations = dict(manifest.get("annotations", {}))
+    name = annotations.get(oci.ANNOTATION_NAME, "bundle")
+    source = source_from_files(files, f"{name}@{digest[:19]}")
+    if tree_hash(source.files) != annotations.get(oci.ANNOTATION_TREE_HASH):
+        raise IntegrityError(
+            f"{store}: bundle {digest} does not hold the source tree its annotation names",
+            hint="this artifact was not built by Conveyor from a source; rebuild it",
+        )
+    return Loaded(digest, annotations, source, data)
+
+
+def resolve(store: oci.BundleStore, reference: str) -> str:
+    """A digest for `reference`, which is a digest already or a tag in the store."""
+    return reference if reference.startswith("sha256:") else store.resolve(reference)

@@ -1,0 +1,270 @@
+"""`conveyor bundle build | push | pull | inspect | render | diff | tag`: bundles by hand.
+
+A store is a registry repository (`127.0.0.1:5000/conveyor/web`) or an OCI layout folder
+(`oci:.conveyor/bundles`, the default when $CONVEYOR_STORE is unset). Credentials for a registry
+come from $CONVEYOR_REGISTRY_USERNAME and $CONVEYOR_REGISTRY_PASSWORD, never from the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from conveyor import bundle, compare, oci, render
+from conveyor.cli.output import Output, OutputOption, console, errors, print_json
+from conveyor.errors import InputError, IntegrityError
+from conveyor.parameters import load_values, parse_assignments
+from conveyor.paths import state_dir
+from conveyor.source import DEFAULT_MAX_SOURCE_SIZE, Source
+
+app = typer.Typer(help="Build, inspect, render and move bundles (OCI artifacts).")
+
+StoreOption = typer.Option(
+    None, "--store", "-s", help="registry repository or oci:FOLDER [env: CONVEYOR_STORE]"
+)
+
+
+def open_store(location: str | None) -> oci.BundleStore:
+    chosen = location or os.environ.get("CONVEYOR_STORE") or f"oci:{state_dir() / 'bundles'}"
+    return oci.open_store(
+        chosen,
+        username=os.environ.get("CONVEYOR_REGISTRY_USERNAME"),
+        password=os.environ.get("CONVEYOR_REGISTRY_PASSWORD"),
+    )
+
+
+def _progress(message: str) -> None:
+    errors.print(f"[cyan]•[/] {message}", highlight=False)
+
+
+@app.command()
+def build(
+    source: str = typer.Argument(..., help="git repository: a local path or a URL"),
+    ref: str = typer.Option("HEAD", help="branch, tag or commit to build"),
+    path: str = typer.Option(".", help="folder of the source inside the repository"),
+    store: str | None = StoreOption,
+    tag: list[str] = typer.Option([], help="also tag the bundle (repeatable)"),
+    env_name: list[str] = typer.Option(
+        ["dev", "test", "staging", "prod"], help="environment names a manifest must not hard-code"
+    ),
+    max_size: int = typer.Option(DEFAULT_MAX_SOURCE_SIZE, help="largest source, in bytes"),
+    output: Output = OutputOption,
+) -> None:
+    """Build the bundle of SOURCE@REF:PATH, or reuse the one built from the same source tree."""
+    target = open_store(store)
+    built = bundle.build(
+        source,
+        ref,
+        path,
+        target,
+        environment_names=env_name,
+        max_size=max_size,
+        tags=tag,
+        progress=_progress,
+    )
+    if output is Output.json:
+        print_json({**built.__dict__, "store": str(target)})
+        return
+    verb = "reused" if built.reused else f"pushed ({built.size} bytes)"
+    console.print(
+        f"{built.name} {built.digest} {verb}\n  store  {target}\n"
+        f"  commit {built.commit}\n  tree   {built.tree_hash}",
+        highlight=False,
+    )
+
+
+@app.command()
+def inspect(
+    reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
+    store: str | None = StoreOption,
+    output: Output = OutputOption,
+) -> None:
+    """Show a bundle's annotations, files and parameters (after verifying every byte)."""
+    opened = open_store(store)
+    loaded = bundle.load(opened, bundle.resolve(opened, reference))
+    digest, annotations, source = loaded.digest, loaded.annotations, loaded.source
+    parameters = [
+        {
+            "name": p.name,
+            "type": p.schema.type,
+            "required": p.required,
+            "default": p.default,
+            "description": p.description,
+        }
+        for p in source.spec.parameters.parameters
+    ]
+    files = [{"path": f.path, "size": len(f.content)} for f in source.files]
+    total = sum(len(f.content) for f in source.files)
+    if output is Output.json:
+        print_json(
+            {
+                "digest": digest,
+                "annotations": annotations,
+                "parameters": parameters,
+                "files": files,
+                "tests": list(source.spec.tests),
+            }
+        )
+        return
+    console.print(f"[bold]{source.spec.name}[/] {digest}", highlight=False)
+    for key, value in sorted(annotations.items()):
+        console.print(f"  {key}: {value}", highlight=False)
+    table = Table("parameter", "type", "required", "default", "description")
+    for p in parameters:
+        table.add_row(
+            str(p["name"]),
+            str(p["type"]),
+            "yes" if p["required"] else "",
+            json.dumps(p["default"]) if p["default"] is not None else "",
+            str(p["description"]),
+        )
+    console.print(table)
+    console.print(
+        f"{len(files)} files, {total} bytes; tests: {', '.join(source.spec.tests) or 'none'}"
+    )
+
+
+@app.command()
+def pull(
+    reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
+    out: Path = typer.Option(..., "--out", help="empty or new folder to write the source into"),
+    store: str | None = StoreOption,
+) -> None:
+    """Verify a bundle and write its source files into a folder."""
+    opened = open_store(store)
+    loaded = bundle.load(opened, bundle.resolve(opened, reference))
+    digest, source = loaded.digest, loaded.source
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: not empty; pull writes into an empty or new folder")
+    for file in source.files:
+        destination = out / file.path
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(file.content)
+    console.print(f"{digest}: {len(source.files)} files written to {out}", highlight=False)
+
+
+def _values(values_file: list[Path], assignments: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for path in values_file:
+        values.update(load_values(path))
+    values.update(parse_assignments(assignments))
+    return values
+
+
+def _loaded(reference: str, store: str | None) -> tuple[str, Source]:
+    opened = open_store(store)
+    loaded = bundle.load(opened, bundle.resolve(opened, reference))
+    return loaded.digest, loaded.source
+
+
+@app.command("render")
+def render_command(
+    reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
+    store: str | None = StoreOption,
+    values: list[Path] = typer.Option([], "--values", "-f", help="parameter file (repeatable)"),
+    set_: list[str] = typer.Option([], "--set", help="name=value (repeatable, wins over files)"),
+    tests: bool = typer.Option(False, help="render the test Jobs instead of the app"),
+    json_output: bool = typer.Option(False, "--json", help="a JSON list instead of YAML"),
+) -> None:
+    """Print the bundle's objects rendered with the given parameters (and their hash)."""
+    digest, source = _loaded(reference, store)
+    parameters = _values(values, set_)
+    objects = (render.render_tests if tests else render.render)(source, parameters)
+    if json_output:
+        print_json(objects)
+    else:
+        typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+    errors.print(
+        f"rendered {len(objects)} objects from {digest}; "
+        f"rendered hash {render.rendered_hash(objects)}",
+        highlight=False,
+    )
+
+
+@app.command()
+def diff(
+    reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
+    a: Path = typer.Option(..., "--a", help="parameter file of the first target"),
+    b: Path = typer.Option(..., "--b", help="parameter file of the second target"),
+    store: str | None = StoreOption,
+    output: Output = OutputOption,
+) -> None:
+    """What differs between two renders of one bundle: parameters, then rendered fields."""
+    digest, source = _loaded(reference, store)
+    result = compare.compare(source, load_values(a), load_values(b), labels=(str(a), str(b)))
+    if output is Output.json:
+        print_json(
+            {
+                "digest": digest,
+                "parameters": [
+                    {"name": d.name, "a": _plain(d.a), "b": _plain(d.b)} for d in result.parameters
+                ],
+                "fields": [
+                    {"object": d.object, "path": d.path, "a": _plain(d.a), "b": _plain(d.b)}
+                    for d in result.fields
+                ],
+            }
+        )
+        return
+    table = Table("object", "field", str(a), str(b), title=f"{source.spec.name} {digest[:19]}")
+    for p in result.parameters:
+        table.add_row("(parameter)", p.name, _show(p.a), _show(p.b))
+    for f in result.fields:
+        table.add_row(f.object, f.path, _show(f.a), _show(f.b))
+    console.print(table if result.parameters or result.fields else "no differences")
+
+
+def _plain(value: Any) -> Any:
+    return None if value is compare.ABSENT else value
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is compare.ABSENT else json.dumps(value)
+
+
+@app.command()
+def tag(
+    reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
+    new_tag: str = typer.Argument(..., help="tag to point at the bundle (e.g. a stage name)"),
+    store: str | None = StoreOption,
+) -> None:
+    """Point a tag at a bundle: the manifest's exact bytes, nothing re-uploaded."""
+    opened = open_store(store)
+    digest = bundle.resolve(opened, reference)
+    opened.tag(digest, new_tag)
+    console.print(f"{new_tag} -> {digest}", highlight=False)
+
+
+@app.command()
+def push(
+    reference: str = typer.Argument(..., help="digest (sha256:...) or tag in --from"),
+    from_store: str | None = typer.Option(
+        None, "--from", help="store to read [env: CONVEYOR_STORE]"
+    ),
+    to_store: str = typer.Option(..., "--to", help="store to write"),
+    tag_: list[str] = typer.Option([], "--tag", help="tag in the destination (repeatable)"),
+) -> None:
+    """Copy a verified bundle to another store; the digest must come out the same."""
+    source_store = open_store(from_store)
+    loaded = bundle.load(source_store, bundle.resolve(source_store, reference))
+    digest, annotations = loaded.digest, loaded.annotations
+    copied = open_store(to_store).push(
+        loaded.data,
+        oci.BundleAnnotations(
+            name=annotations[oci.ANNOTATION_NAME],
+            tree_hash=annotations[oci.ANNOTATION_TREE_HASH],
+            source=annotations[oci.ANNOTATION_SOURCE],
+            revision=annotations[oci.ANNOTATION_REVISION],
+            created=annotations[oci.ANNOTATION_CREATED],
+        ),
+        tag_,
+    )
+    if copied != digest:
+        raise IntegrityError(f"copying {digest} to {to_store} produced {copied}")
+    console.print(f"{digest} copied to {to_store}", highlight=False)

@@ -1,0 +1,155 @@
+"""Drift: where the live objects of a target no longer match what Conveyor applied.
+
+Under server-side apply Conveyor owns exactly the fields it sets, so drift is a field we set whose
+live value differs (somebody ran `kubectl scale`), or an object we applied that is gone. Fields
+we do not set (defaults, status, other managers' labels) are not drift. The comparison is a pure
+function: every field of the desired object must be present in the live one with an equal value;
+lists compare item by item, and Kubernetes quantities compare by value ("1000m" equals "1").
+
+Detection reads each (kind, namespace) once with a label selector: the number of API requests
+grows with the kinds and namespaces of a bundle, not with its objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from conveyor.kube import Kube
+from conveyor.ordering import ObjectRef, selector
+
+_SERVER_OWNED_METADATA = {
+    "managedFields",
+    "resourceVersion",
+    "uid",
+    "generation",
+    "creationTimestamp",
+    "selfLink",
+    "ownerReferences",
+    "finalizers",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+}
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$")
+_SUFFIX = {
+    None: Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+@dataclass(frozen=True)
+class FieldDrift:
+    path: str
+    desired: Any
+    live: Any
+
+
+@dataclass(frozen=True)
+class ObjectDrift:
+    ref: ObjectRef
+    missing: bool = False
+    fields: tuple[FieldDrift, ...] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        if self.missing:
+            return f"{self.ref}: deleted out of band"
+        changes = "; ".join(f"{f.path}: want {f.desired!r}, live {f.live!r}" for f in self.fields)
+        return f"{self.ref}: {changes}"
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT: Any = _Absent()
+
+
+def _quantity(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    match = _QUANTITY.match(str(value))
+    if not match:
+        return None
+    number, suffix = match.groups()
+    try:
+        if suffix and suffix.startswith("e"):
+            return Decimal(number) * (Decimal(10) ** int(suffix[1:]))
+        return Decimal(number) * _SUFFIX[suffix]
+    except (InvalidOperation, KeyError):
+        return None
+
+
+def _equal_scalars(desired: Any, live: Any) -> bool:
+    if desired == live and type(desired) is type(live):
+        return True
+    if isinstance(desired, str) or isinstance(live, str):
+        a, b = _quantity(desired), _quantity(live)
+        return a is not None and a == b
+    return bool(desired == live) and not isinstance(desired, bool) and not isinstance(live, bool)
+
+
+def compare(desired: Any, live: Any, path: str = "") -> list[FieldDrift]:
+    """Fields of `desired` whose value in `live` differs (desired must be a subset of live)."""
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return [FieldDrift(path or ".", desired, live)]
+        drifts = []
+        for key, value in desired.items():
+            child = f"{path}.{key}" if path else str(key)
+            if path == "metadata" and key in _SERVER_OWNED_METADATA:
+                continue
+            if key not in live:
+                drifts.append(FieldDrift(child, value, ABSENT))
+            else:
+                drifts.extend(compare(value, live[key], child))
+        return drifts
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(live) != len(desired):
+            return [FieldDrift(path, desired, live)]
+        drifts = []
+        for index, (want, have) in enumerate(zip(desired, live, strict=True)):
+            drifts.extend(compare(want, have, f"{path}[{index}]"))
+        return drifts
+    return [] if _equal_scalars(desired, live) else [FieldDrift(path, desired, live)]
+
+
+def detect(
+    kube: Kube, desired: Sequence[Mapping[str, Any]], *, app: str, target: str
+) -> list[ObjectDrift]:
+    """Drift of every desired object (prepared: labelled and namespaced) against the cluster."""
+    groups: dict[tuple[str, str, str | None], list[Mapping[str, Any]]] = {}
+    for obj in desired:
+        key = (obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace"))
+        groups.setdefault(key, []).append(obj)
+    drifts = []
+    labels = selector(app=app, target=target)
+    for (api_version, kind, namespace), objects in sorted(groups.items(), key=str):
+        live_items, _ = kube.list(api_version, kind, namespace, label_selector=labels)
+        live_by_name = {item["metadata"]["name"]: item for item in live_items}
+        for obj in objects:
+            ref = ObjectRef.of(obj)
+            live = live_by_name.get(ref.name)
+            if live is None:
+                drifts.append(ObjectDrift(ref, missing=True))
+                continue
+            fields = compare(obj, live)
+            if fields:
+                drifts.append(ObjectDrift(ref, fields=tuple(fields)))
+    return drifts
