@@ -1,0 +1,193 @@
+"""Apply order, ownership labels and the drift comparison: pure functions, table-driven."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conveyor import drift
+from conveyor.ordering import PHASES, label, owned_by, phase_of, phases
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "phase"),
+    [
+        ("v1", "Namespace", "namespaces"),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition", "definitions"),
+        ("v1", "ServiceAccount", "rbac"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "rbac"),
+        ("v1", "ConfigMap", "configuration"),
+        ("v1", "Secret", "configuration"),
+        ("v1", "PersistentVolumeClaim", "configuration"),
+        ("apps/v1", "Deployment", "workloads"),
+        ("v1", "Service", "workloads"),
+        ("batch/v1", "Job", "workloads"),
+        ("networking.k8s.io/v1", "Ingress", "workloads"),
+        ("example.com/v1", "Widget", "custom resources"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor", "custom resources"),
+    ],
+)
+def test_each_kind_has_its_phase(api_version: str, kind: str, phase: str) -> None:
+    assert PHASES[phase_of({"apiVersion": api_version, "kind": kind})] == phase
+
+
+def test_phases_keep_bundle_order_within_a_phase_and_drop_empty_ones() -> None:
+    objects = [
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "b"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}},
+    ]
+    assert [[o["metadata"]["name"] for o in group] for group in phases(objects)] == [
+        ["c"],
+        ["b", "a"],
+        ["w"],
+    ]
+
+
+def test_labels_are_added_without_touching_the_input() -> None:
+    original = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "labels": {"team": "x"}},
+    }
+    (labelled,) = label([original], app="web", target="prod-eu", digest="sha256:00")
+    assert labelled["metadata"]["labels"] == {
+        "team": "x",
+        "app.kubernetes.io/managed-by": "conveyor",
+        "conveyor.dev/app": "web",
+        "conveyor.dev/target": "prod-eu",
+    }
+    assert labelled["metadata"]["annotations"] == {"conveyor.dev/bundle-digest": "sha256:00"}
+    assert original["metadata"]["labels"] == {"team": "x"}
+    assert owned_by(labelled, app="web", target="prod-eu")
+    assert not owned_by(labelled, app="web", target="prod-us")
+    assert not owned_by(original, app="web", target="prod-eu")
+
+
+LIVE_DEPLOYMENT: dict[str, Any] = {
+    "metadata": {
+        "name": "web",
+        "resourceVersion": "9",
+        "uid": "u",
+        "generation": 4,
+        "labels": {"a": "1", "added-by-someone": "x"},
+    },
+    "spec": {
+        "replicas": 3,
+        "template": {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "web",
+                        "image": "web:1",
+                        "terminationMessagePath": "/dev/termination-log",
+                        "resources": {"requests": {"cpu": "1", "memory": "128Mi"}},
+                    }
+                ]
+            }
+        },
+    },
+    "status": {"replicas": 3},
+}
+
+
+@pytest.mark.parametrize(
+    ("desired", "expected"),
+    [
+        ({"spec": {"replicas": 3}}, []),
+        ({"metadata": {"name": "web", "labels": {"a": "1"}}}, []),
+        ({"metadata": {"resourceVersion": "1", "generation": 1}}, []),
+        ({"spec": {"replicas": 2}}, [("spec.replicas", 2, 3)]),
+        ({"metadata": {"labels": {"b": "2"}}}, [("metadata.labels.b", "2", drift.ABSENT)]),
+        (
+            {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}},
+            [("spec.template.spec.containers[0].image", "web:2", "web:1")],
+        ),
+        (
+            {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "web",
+                                    "resources": {"requests": {"cpu": "1000m", "memory": "128Mi"}},
+                                }
+                            ]
+                        }
+                    }
+                }
+            },
+            [],
+        ),
+        (
+            {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {"name": "web", "resources": {"requests": {"cpu": "500m"}}}
+                            ]
+                        }
+                    }
+                }
+            },
+            [("spec.template.spec.containers[0].resources.requests.cpu", "500m", "1")],
+        ),
+        (
+            {
+                "spec": {
+                    "template": {"spec": {"containers": [{"name": "web"}, {"name": "sidecar"}]}}
+                }
+            },
+            [
+                (
+                    "spec.template.spec.containers",
+                    [{"name": "web"}, {"name": "sidecar"}],
+                    LIVE_DEPLOYMENT["spec"]["template"]["spec"]["containers"],
+                )
+            ],
+        ),
+        ({"spec": {"replicas": True}}, [("spec.replicas", True, 3)]),
+        ({"spec": {"paused": True}}, [("spec.paused", True, drift.ABSENT)]),
+    ],
+    ids=[
+        "same-value",
+        "subset-of-labels",
+        "server-owned-metadata-ignored",
+        "scaled",
+        "label-removed",
+        "image-changed",
+        "quantity-normalized",
+        "quantity-differs",
+        "list-length-differs",
+        "type-differs",
+        "field-missing",
+    ],
+)
+def test_compare_reports_only_fields_we_set_that_differ(
+    desired: dict[str, Any], expected: list[tuple[str, Any, Any]]
+) -> None:
+    found = [(f.path, f.desired, f.live) for f in drift.compare(desired, LIVE_DEPLOYMENT)]
+    assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        ("1", "1000m", True),
+        ("0.5", "500m", True),
+        ("1Gi", "1024Mi", True),
+        ("1G", "1000M", True),
+        ("1e3", "1k", True),
+        ("100m", "0.2", False),
+        ("abc", "abc", True),
+        ("abc", "abd", False),
+        (True, 1, False),
+        (1, 1.0, True),
+    ],
+)
+def test_scalar_equality_understands_quantities(a: Any, b: Any, equal: bool) -> None:
+    assert (drift.compare({"x": a}, {"x": b}) == []) is equal
