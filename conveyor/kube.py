@@ -172,7 +172,10 @@ class Kube:
             return NotFound(f"{what}: not found ({message})")
         if status == 409 and method == "PATCH":
             causes = body.get("details", {}).get("causes", [])
-            fields = "; ".join(c.get("message", "") for c in causes) or message
+            fields = (
+                "; ".join(f"{c.get('field', '?')} ({c.get('message', '')})" for c in causes)
+                or message
+            )
             return ApplyConflict(
                 f"{what}: server-side apply conflict: {fields}",
                 hint="another field manager owns these fields; set `force_conflicts: true` on "
@@ -351,7 +354,9 @@ class Kube:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Events (type, object) after `resource_version`, until the server ends the watch.
 
-        Raises ResourceExpired when that version is too old: the caller re-lists.
+        Types are ADDED, MODIFIED, DELETED and BOOKMARK (an object carrying only a newer
+        metadata.resourceVersion to resume from). Raises ResourceExpired when
+        `resource_version` is too old: the caller re-lists.
         """
         resource = self.resource_type(api_version, kind)
         query: dict[str, str | int | bool] = {
