@@ -168,13 +168,32 @@ def apply_bundle(
                 _wait_established(kube, crds, progress)
 
     if prune:
-        kept = {(ref.group_kind, ref.namespace, ref.name) for ref in new_refs}
-        stale = [ref for ref in before if (ref.group_kind, ref.namespace, ref.name) not in kept]
-        report.pruned = _prune(kube, stale, target, dry_run, progress)
-    if not dry_run:
-        _write_inventory(kube, target, new_refs, digest)
+        report.pruned = _prune(kube, _stale(before, new_refs), target, dry_run, progress)
+        if not dry_run:
+            _write_inventory(kube, target, new_refs, digest)
     report.elapsed = time.monotonic() - started
     return report
+
+
+def prune(
+    kube: Kube,
+    objects: Sequence[Mapping[str, Any]],
+    target: Target,
+    *,
+    digest: str,
+    dry_run: bool = False,
+) -> list[ObjectRef]:
+    """Only the prune half of an apply: delete what the inventory has and `objects` lack."""
+    new_refs = [ObjectRef.of(obj) for obj in prepare(kube, objects, target, digest)]
+    pruned = _prune(kube, _stale(read_inventory(kube, target), new_refs), target, dry_run, None)
+    if not dry_run:
+        _write_inventory(kube, target, new_refs, digest)
+    return pruned
+
+
+def _stale(before: Sequence[ObjectRef], new_refs: Sequence[ObjectRef]) -> list[ObjectRef]:
+    kept = {(ref.group_kind, ref.namespace, ref.name) for ref in new_refs}
+    return [ref for ref in before if (ref.group_kind, ref.namespace, ref.name) not in kept]
 
 
 def _kinds(group: Sequence[Mapping[str, Any]]) -> str:

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from conveyor.cli import bundle, platform
+from conveyor.cli import bundle, cluster, platform
 from conveyor.cli.output import errors
 from conveyor.errors import ConveyorError
 
@@ -23,6 +23,10 @@ app = typer.Typer(
 )
 app.add_typer(platform.app, name="platform")
 app.add_typer(bundle.app, name="bundle")
+app.command("apply")(cluster.apply_command)
+app.command("wait")(cluster.wait_command)
+app.command("diff")(cluster.diff_command)
+app.command("prune")(cluster.prune_command)
 
 
 def main() -> None:

@@ -149,7 +149,7 @@ def pull(
     console.print(f"{digest}: {len(source.files)} files written to {out}", highlight=False)
 
 
-def _values(values_file: list[Path], assignments: list[str]) -> dict[str, Any]:
+def collect_values(values_file: list[Path], assignments: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for path in values_file:
         values.update(load_values(path))
@@ -157,7 +157,7 @@ def _values(values_file: list[Path], assignments: list[str]) -> dict[str, Any]:
     return values
 
 
-def _loaded(reference: str, store: str | None) -> tuple[str, Source]:
+def load_reference(reference: str, store: str | None) -> tuple[str, Source]:
     opened = open_store(store)
     loaded = bundle.load(opened, bundle.resolve(opened, reference))
     return loaded.digest, loaded.source
@@ -173,8 +173,8 @@ def render_command(
     json_output: bool = typer.Option(False, "--json", help="a JSON list instead of YAML"),
 ) -> None:
     """Print the bundle's objects rendered with the given parameters (and their hash)."""
-    digest, source = _loaded(reference, store)
-    parameters = _values(values, set_)
+    digest, source = load_reference(reference, store)
+    parameters = collect_values(values, set_)
     objects = (render.render_tests if tests else render.render)(source, parameters)
     if json_output:
         print_json(objects)
@@ -196,7 +196,7 @@ def diff(
     output: Output = OutputOption,
 ) -> None:
     """What differs between two renders of one bundle: parameters, then rendered fields."""
-    digest, source = _loaded(reference, store)
+    digest, source = load_reference(reference, store)
     result = compare.compare(source, load_values(a), load_values(b), labels=(str(a), str(b)))
     if output is Output.json:
         print_json(

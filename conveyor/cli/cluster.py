@@ -1,0 +1,252 @@
+"""`conveyor apply | wait | diff --live | prune`: one bundle against one target, by hand.
+
+Each command stands alone with a kubeconfig (no pipeline needed): the bundle comes from a store by
+digest or tag, parameters from files and --set, and the target is named by --app, --target and
+--namespace. The kubeconfig's credentials are never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from conveyor import apply, drift, render, wait
+from conveyor.cli.bundle import StoreOption, collect_values, load_reference
+from conveyor.cli.output import Output, OutputOption, console, errors, print_json
+from conveyor.kube import Kube
+
+KubeconfigOption = typer.Option(
+    None, "--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file [env: KUBECONFIG]"
+)
+ContextOption = typer.Option(None, "--context", help="kubeconfig context")
+AppOption = typer.Option(..., "--app", help="app name (labels and inventory)")
+TargetOption = typer.Option(..., "--target", help="target name (labels and inventory)")
+NamespaceOption = typer.Option(..., "--namespace", "-n", help="target namespace")
+ValuesOption = typer.Option([], "--values", "-f", help="parameter file (repeatable)")
+SetOption = typer.Option([], "--set", help="name=value (repeatable, wins over files)")
+TimeoutOption = typer.Option(300.0, "--timeout", help="seconds to wait for readiness")
+
+
+def _prepare(
+    reference: str,
+    store: str | None,
+    values: list[Path],
+    set_: list[str],
+    kubeconfig: Path | None,
+    context: str | None,
+) -> tuple[str, list[dict[str, Any]], Kube]:
+    digest, source = load_reference(reference, store)
+    objects = render.render(source, collect_values(values, set_))
+    # $KUBECONFIG may list several files; like kubectl's default, use the first.
+    first = str(kubeconfig).split(os.pathsep)[0] if kubeconfig else None
+    return digest, objects, Kube(Path(first) if first else None, context)
+
+
+def _progress(message: str) -> None:
+    errors.print(f"[cyan]•[/] {message}", highlight=False)
+
+
+def _wait_progress(ready: int, total: int, waiting: list[str]) -> None:
+    detail = (
+        f" — waiting for {waiting[0]}"
+        + (f" (+{len(waiting) - 1} more)" if len(waiting) > 1 else "")
+        if waiting
+        else ""
+    )
+    errors.print(f"[cyan]•[/] ready {ready}/{total}{detail}", highlight=False)
+
+
+def _wait(
+    kube: Kube, objects: list[dict[str, Any]], timeout: float, output: Output
+) -> wait.WaitResult:
+    result = wait.wait_ready(
+        kube,
+        objects,
+        timeout=timeout,
+        on_progress=_wait_progress if output is Output.table else None,
+    )
+    return result
+
+
+def _states(result: wait.WaitResult) -> list[dict[str, str]]:
+    return [
+        {"object": key, "state": r.state.value, "reason": r.reason}
+        for key, r in sorted(result.states.items())
+    ]
+
+
+def apply_command(
+    reference: str = typer.Argument(..., help="bundle digest (sha256:...) or tag"),
+    app: str = AppOption,
+    target: str = TargetOption,
+    namespace: str = NamespaceOption,
+    store: str | None = StoreOption,
+    values: list[Path] = ValuesOption,
+    set_: list[str] = SetOption,
+    kubeconfig: Path | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    force_conflicts: bool = typer.Option(False, help="take over fields other managers own"),
+    prune: bool = typer.Option(True, help="delete objects the bundle no longer has"),
+    wait_ready: bool = typer.Option(True, "--wait/--no-wait", help="wait for readiness"),
+    timeout: float = TimeoutOption,
+    output: Output = OutputOption,
+) -> None:
+    """Server-side apply a bundle to a target, prune, and wait until it is ready."""
+    digest, objects, kube = _prepare(reference, store, values, set_, kubeconfig, context)
+    spec = apply.Target(app, target, namespace, force_conflicts=force_conflicts)
+    report = apply.apply_bundle(
+        kube,
+        objects,
+        spec,
+        digest=digest,
+        prune=prune,
+        progress=_progress if output is Output.table else None,
+    )
+    result = (
+        _wait(kube, apply.prepare(kube, objects, spec, digest), timeout, output)
+        if wait_ready
+        else None
+    )
+    if output is Output.json:
+        print_json(
+            {
+                "digest": digest,
+                "applied": [str(r) for r in report.applied],
+                "pruned": [str(r) for r in report.pruned],
+                "applySeconds": round(report.elapsed, 3),
+                "ready": result.ready if result else None,
+                "states": _states(result) if result else [],
+            }
+        )
+    else:
+        console.print(
+            f"applied {len(report.applied)} object(s), pruned {len(report.pruned)} "
+            f"in {report.elapsed:.2f}s ({digest[:19]})",
+            highlight=False,
+        )
+        if result:
+            _print_result(result)
+    if result and not result.ready:
+        raise typer.Exit(1)
+
+
+def _print_result(result: wait.WaitResult) -> None:
+    if result.ready:
+        console.print(f"[green]ready[/] after {result.elapsed:.2f}s", highlight=False)
+        return
+    table = Table("object", "state", "reason", title="not ready")
+    for row in _states(result):
+        if row["state"] != "Current":
+            table.add_row(row["object"], row["state"], row["reason"])
+    console.print(table)
+
+
+def wait_command(
+    reference: str = typer.Argument(..., help="bundle digest (sha256:...) or tag"),
+    app: str = AppOption,
+    target: str = TargetOption,
+    namespace: str = NamespaceOption,
+    store: str | None = StoreOption,
+    values: list[Path] = ValuesOption,
+    set_: list[str] = SetOption,
+    kubeconfig: Path | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    timeout: float = TimeoutOption,
+    output: Output = OutputOption,
+) -> None:
+    """Wait (by watching) until the bundle's objects on a target are ready; exit 1 if not."""
+    digest, objects, kube = _prepare(reference, store, values, set_, kubeconfig, context)
+    prepared = apply.prepare(kube, objects, apply.Target(app, target, namespace), digest)
+    result = _wait(kube, prepared, timeout, output)
+    if output is Output.json:
+        print_json(
+            {"ready": result.ready, "elapsed": round(result.elapsed, 3), "states": _states(result)}
+        )
+    else:
+        _print_result(result)
+    if not result.ready:
+        raise typer.Exit(1)
+
+
+def diff_command(
+    reference: str = typer.Argument(..., help="bundle digest (sha256:...) or tag"),
+    live: bool = typer.Option(..., "--live", help="compare with the cluster (required)"),
+    app: str = AppOption,
+    target: str = TargetOption,
+    namespace: str = NamespaceOption,
+    store: str | None = StoreOption,
+    values: list[Path] = ValuesOption,
+    set_: list[str] = SetOption,
+    kubeconfig: Path | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    output: Output = OutputOption,
+) -> None:
+    """Show drift: fields we set whose live value differs, objects gone; exit 1 if any."""
+    digest, objects, kube = _prepare(reference, store, values, set_, kubeconfig, context)
+    prepared = apply.prepare(kube, objects, apply.Target(app, target, namespace), digest)
+    found = drift.detect(kube, prepared, app=app, target=target)
+    if output is Output.json:
+        print_json(
+            {
+                "digest": digest,
+                "drift": [
+                    {
+                        "object": str(d.ref),
+                        "missing": d.missing,
+                        "fields": [
+                            {
+                                "path": f.path,
+                                "desired": f.desired,
+                                "live": None if f.live is drift.ABSENT else f.live,
+                            }
+                            for f in d.fields
+                        ],
+                    }
+                    for d in found
+                ],
+            }
+        )
+    elif not found:
+        console.print(f"no drift: {len(prepared)} object(s) match {digest[:19]}", highlight=False)
+    else:
+        table = Table("object", "field", "desired", "live", title=f"drift from {digest[:19]}")
+        for d in found:
+            if d.missing:
+                table.add_row(str(d.ref), "(object)", "present", "deleted out of band")
+            for f in d.fields:
+                table.add_row(str(d.ref), f.path, repr(f.desired), repr(f.live))
+        console.print(table)
+    if found:
+        raise typer.Exit(1)
+
+
+def prune_command(
+    reference: str = typer.Argument(..., help="bundle digest (sha256:...) or tag"),
+    app: str = AppOption,
+    target: str = TargetOption,
+    namespace: str = NamespaceOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="only show what would be deleted"),
+    store: str | None = StoreOption,
+    values: list[Path] = ValuesOption,
+    set_: list[str] = SetOption,
+    kubeconfig: Path | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    output: Output = OutputOption,
+) -> None:
+    """Delete what a target's inventory holds that the bundle no longer has."""
+    digest, objects, kube = _prepare(reference, store, values, set_, kubeconfig, context)
+    pruned = apply.prune(
+        kube, objects, apply.Target(app, target, namespace), digest=digest, dry_run=dry_run
+    )
+    if output is Output.json:
+        print_json({"dryRun": dry_run, "pruned": [str(r) for r in pruned]})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for ref in pruned:
+        console.print(f"{verb} {ref}", highlight=False)
+    if not pruned:
+        console.print("nothing to prune")
