@@ -1,0 +1,866 @@
+"""Conveyor's configuration: the registry, the state repository, clusters, apps and pipelines.
+
+Why: the configuration says where a bundle may go, in which order and under which checks, so a
+mistake in it is a mistake in the path to production. Every file is read strictly (strict_yaml:
+no duplicate keys, no aliases, no implicit dates), unknown keys are refused so that a typo never
+passes silently, and every error names the file and the key path at fault, e.g.
+`config/pipelines/web.yaml: stages[2].targets[0].cluster: unknown cluster 'eu-1'; known: local`.
+Loading is pure: it reads files and the environment, and never talks to git, a registry or a
+cluster. Whether a target's parameter values fit the bundle's schema is checked later, by the
+renderer, against the bundle actually promoted.
+
+Every file starts with `apiVersion: conveyor.dev/v1alpha1` and its `kind`. A key set to null is
+the same as a key left out. Durations are written "90s", "5m", "1h", "1h30m" or as a whole number
+of seconds. Names (apps, clusters, pipelines, stages, targets, gates, namespaces) are DNS-1123
+labels: lowercase letters, digits and '-', at most 63.
+
+`config/conveyor.yaml` (kind: Config); relative paths are relative to this file's folder:
+
+    registry: ""                  # host[:port][/prefix] of an OCI registry; empty: the OCI
+                                  # layout folders under <state>/bundles/ (the embedded default)
+    stateRepository: ../.conveyor/state.git   # a git URL, or a local path
+    clusters:
+      local: {kubeconfig: ../.conveyor/kubeconfig, context: null}   # both optional
+    apps:
+      web:
+        source: {repository: .., ref: HEAD, path: examples/web}   # ref default HEAD, path "."
+        pipeline: pipelines/web.yaml
+
+A pipeline file (kind: Pipeline) has a `name` and ordered `stages`, each with:
+
+    name, targets (at least one), gates [], approval {required: false, timeout: 1h}, soak 0s,
+    freezeWindows [], autoPromote true, parallelism 1 (targets deployed at once)
+
+A target: `name` (unique across the pipeline), `cluster` (a key of `clusters`), `namespace`,
+`parameters` (a file of name: value, relative to the config folder; default
+`environments/<target name>.yaml`; it must exist and hold a mapping), `forceConflicts` false,
+`selfHeal` true. No two targets of a pipeline share a cluster and namespace.
+
+A gate: `type` and optional `name` (default: the type, then `<type>-2`, `<type>-3`... for later
+gates of the same type; unique within the stage) and `timeout`, the most the gate may take, every
+attempt included. Readiness is always checked before the gates and is not configured here.
+
+    tests       the bundle's test Jobs                                          timeout 5m
+    command     command: [argv...] (required), env: {NAME: value}               timeout 5m
+    http        url (required), expectStatus 200, bodyContains, retries 3,
+                interval 2s                                                     timeout 1m
+    deployment  deployment: "flow-name/deployment-name" (required), parameters  timeout 30m
+
+A freeze window stops digests from entering the stage while it is active. It has a `reason` and
+an absolute period, `start` and `end` (RFC 3339 times with an offset), or a weekly schedule,
+`weekly: {days: [sat, sun], from: "HH:MM", to: "HH:MM"}` in UTC, or both (then it is active on the
+schedule only within the period). Periods include their start and exclude their end. A weekly
+window opens on each listed day at `from` and closes at the next `to`: when `to` is not after
+`from` it closes the following day, so `from: "22:00", to: "06:00"` spans midnight and
+`from: "00:00", to: "00:00"` is the whole day. Quote the times: YAML reads 22:00 as a number.
+
+Environment overrides:
+- CONVEYOR_CONFIG: the config file `load_config()` reads (default ./config/conveyor.yaml).
+- CONVEYOR_REGISTRY, when set and not empty, replaces `registry` (`conveyor platform env`
+  exports the local platform's registry this way).
+- CONVEYOR_KUBECONFIG is the kubeconfig of every cluster whose `kubeconfig` is left out; a
+  kubeconfig written in the file always wins. With neither, the cluster's kubeconfig is None and
+  the Kubernetes client's own default applies ($KUBECONFIG, then ~/.kube/config).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from pathlib import Path
+from types import MappingProxyType
+from typing import ClassVar, Final
+from urllib.parse import urlsplit
+
+from conveyor.errors import ConfigError, SourceError
+from conveyor.parameters import load_values
+from conveyor.paths import state_dir as default_state_dir
+from conveyor.schema import show
+from conveyor.source import path_problem
+from conveyor.strict_yaml import JsonValue, load_documents
+
+API_VERSION = "conveyor.dev/v1alpha1"
+DEFAULT_CONFIG = Path("config/conveyor.yaml")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_REGISTRY = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+)
+_DURATION = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_SCP_LIKE_URL = re.compile(r"[^/@:]+@[^/:]+:")
+_DAY_SECONDS = 24 * 3600
+_WEEK_SECONDS = 7 * _DAY_SECONDS
+_DURATION_FORMS = '"90s", "5m", "1h", "1h30m" or a whole number of seconds'
+_LABEL_RULE = "a DNS-1123 label: lowercase letters, digits and '-', at most 63, no '-' at the ends"
+
+
+# --- the model ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A check a digest must pass on every target of a stage, after readiness."""
+
+    type: ClassVar[str]
+    name: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class BundleTestsGate(Gate):
+    """Run the bundle's test Jobs against the target."""
+
+    type: ClassVar[str] = "tests"
+
+
+@dataclass(frozen=True)
+class CommandGate(Gate):
+    """Run a command; exit status 0 passes."""
+
+    type: ClassVar[str] = "command"
+    command: tuple[str, ...]
+    env: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class HttpGate(Gate):
+    """GET a URL until it answers `expect_status` (and contains `body_contains`) or retries end."""
+
+    type: ClassVar[str] = "http"
+    url: str
+    expect_status: int
+    body_contains: str | None
+    retries: int
+    interval: float
+
+
+@dataclass(frozen=True)
+class DeploymentGate(Gate):
+    """Run a Prefect deployment ("flow-name/deployment-name"); a completed run passes."""
+
+    type: ClassVar[str] = "deployment"
+    deployment: str
+    parameters: Mapping[str, JsonValue]
+
+
+@dataclass(frozen=True)
+class Weekly:
+    """A recurring UTC window: opens on each of `days` (0 is Monday) at `opens`, closes at the
+    next `closes` (the following day when `closes` is not after `opens`)."""
+
+    days: frozenset[int]
+    opens: time
+    closes: time
+
+    def active(self, at: datetime) -> bool:
+        """Whether the schedule covers `at`, which must carry a timezone."""
+        now = _aware(at).astimezone(UTC)
+        into_week = now.weekday() * _DAY_SECONDS + _seconds_of_day(now)
+        length = (_seconds_of_day(self.closes) - _seconds_of_day(self.opens)) % _DAY_SECONDS
+        length = length or _DAY_SECONDS
+        return any(
+            (into_week - day * _DAY_SECONDS - _seconds_of_day(self.opens)) % _WEEK_SECONDS < length
+            for day in self.days
+        )
+
+
+@dataclass(frozen=True)
+class FreezeWindow:
+    """A time when no digest may enter a stage: an absolute period [start, end), a weekly
+    schedule, or both (the schedule, within the period)."""
+
+    reason: str
+    start: datetime | None
+    end: datetime | None
+    weekly: Weekly | None
+
+    def active(self, at: datetime) -> bool:
+        """Whether the window covers `at`, which must carry a timezone."""
+        _aware(at)
+        if self.start is not None and self.end is not None and not self.start <= at < self.end:
+            return False
+        return self.weekly is None or self.weekly.active(at)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Whether a person must approve a digest before it enters the stage, and how long to wait."""
+
+    required: bool
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A Kubernetes cluster: its kubeconfig (None: the client's default) and context."""
+
+    name: str
+    kubeconfig: Path | None
+    context: str | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One instance of a stage: where it deploys and with which parameter values."""
+
+    name: str
+    stage: str
+    cluster: Cluster
+    namespace: str
+    parameters_file: Path
+    parameters: Mapping[str, JsonValue]
+    force_conflicts: bool
+    self_heal: bool
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A step of the path to production: its targets and what a digest must pass there."""
+
+    name: str
+    targets: tuple[Target, ...]
+    gates: tuple[Gate, ...]
+    approval: Approval
+    soak: float
+    freeze_windows: tuple[FreezeWindow, ...]
+    auto_promote: bool
+    parallelism: int
+
+    def frozen(self, at: datetime) -> FreezeWindow | None:
+        """The first freeze window active at `at` (timezone-aware), or None."""
+        return next((window for window in self.freeze_windows if window.active(at)), None)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An app's ordered stages, read from the file at `path`."""
+
+    name: str
+    path: Path
+    stages: tuple[Stage, ...]
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        known = ", ".join(stage.name for stage in self.stages)
+        raise ConfigError(f"{_display(self.path)}: unknown stage {name!r}; known: {known}")
+
+    def previous(self, stage_name: str) -> Stage | None:
+        """The stage before `stage_name`, None for the first."""
+        index = self.stages.index(self.stage(stage_name))
+        return self.stages[index - 1] if index else None
+
+    def targets(self) -> list[Target]:
+        """Every target, stage by stage."""
+        return [target for stage in self.stages for target in stage.targets]
+
+    def target(self, name: str) -> Target:
+        for target in self.targets():
+            if target.name == name:
+                return target
+        known = ", ".join(target.name for target in self.targets())
+        raise ConfigError(f"{_display(self.path)}: unknown target {name!r}; known: {known}")
+
+    def environment_names(self) -> list[str]:
+        """Stage and target names, which a bundle's manifests must not hard-code (lint)."""
+        names = [stage.name for stage in self.stages] + [t.name for t in self.targets()]
+        return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class AppSource:
+    """Where an app's bundle source lives: a repository (absolute path or URL), ref and folder."""
+
+    repository: str
+    ref: str
+    path: str
+
+
+@dataclass(frozen=True)
+class App:
+    """A name, the source its bundles are built from, and the pipeline they are promoted along."""
+
+    name: str
+    source: AppSource
+    pipeline: Pipeline
+
+
+@dataclass(frozen=True)
+class Config:
+    """The loaded configuration; `root` is the folder of `path`, the base of relative paths."""
+
+    path: Path
+    root: Path
+    registry: str
+    state_repository: str
+    clusters: Mapping[str, Cluster]
+    apps: Mapping[str, App]
+
+    def app(self, name: str) -> App:
+        if name in self.apps:
+            return self.apps[name]
+        raise ConfigError(
+            f"{_display(self.path)}: apps: unknown app {name!r}; known: {', '.join(self.apps)}",
+            hint="add it under apps: or check the spelling",
+        )
+
+    def store_location(self, app_name: str, state_dir: Path | None = None) -> str:
+        """Where the app's bundles are stored: `<registry>/conveyor/<app>` when a registry is
+        configured, else the OCI layout folder `oci:<state>/bundles/<app>`."""
+        app = self.app(app_name)
+        if self.registry:
+            return f"{self.registry}/conveyor/{app.name}"
+        return f"oci:{(state_dir or default_state_dir()) / 'bundles' / app.name}"
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and check the configuration at `path` ($CONVEYOR_CONFIG, else
+    ./config/conveyor.yaml), every pipeline it names and every target's parameter file."""
+    chosen = path or Path(os.environ.get("CONVEYOR_CONFIG") or DEFAULT_CONFIG)
+    config_path = _normal(chosen)
+    root = config_path.parent
+    at = _At(_display(config_path))
+    if not config_path.is_file():
+        raise at.error(
+            "no such file",
+            hint="run from the folder that holds config/conveyor.yaml, or set $CONVEYOR_CONFIG",
+        )
+    fields = _read_document(
+        config_path,
+        at,
+        "Config",
+        ("apiVersion", "kind", "registry", "stateRepository", "clusters", "apps"),
+    )
+    registry = _registry(fields)
+    state_repository = _repository(fields.string("stateRepository"), root)
+    clusters = {
+        name: _cluster(name, raw, entry_at, root)
+        for name, raw, entry_at in fields.named_entries("clusters", "cluster")
+    }
+    pipelines: dict[Path, Pipeline] = {}
+    apps: dict[str, App] = {}
+    for name, raw, app_at in fields.named_entries("apps", "app"):
+        app = _Fields(raw, app_at, ("source", "pipeline"))
+        pipeline_path = _normal(root / app.string("pipeline"))
+        if not pipeline_path.is_file():
+            raise app.at.key("pipeline").error(
+                f"{_display(pipeline_path)} does not exist",
+                hint=f"give a pipeline file's path, relative to the folder of {at.file}",
+            )
+        if pipeline_path not in pipelines:
+            pipelines[pipeline_path] = _PipelineReader(
+                pipeline_path, clusters, root, at.file
+            ).read()
+        apps[name] = App(
+            name,
+            _app_source(app.get("source"), app.at.key("source"), root),
+            pipelines[pipeline_path],
+        )
+    return Config(
+        path=config_path,
+        root=root,
+        registry=registry,
+        state_repository=state_repository,
+        clusters=MappingProxyType(clusters),
+        apps=MappingProxyType(apps),
+    )
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+class _Required(enum.Enum):
+    REQUIRED = enum.auto()
+
+
+_REQUIRED: Final = _Required.REQUIRED
+
+
+@dataclass(frozen=True)
+class _At:
+    """A place in a config file, for messages: the file as shown and a key path in it."""
+
+    file: str
+    path: str = ""
+
+    def key(self, key: str) -> _At:
+        return _At(self.file, f"{self.path}.{key}" if self.path else key)
+
+    def item(self, index: int) -> _At:
+        return _At(self.file, f"{self.path}[{index}]")
+
+    def error(self, problem: str, hint: str | None = None) -> ConfigError:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return ConfigError(f"{where}: {problem}", hint=hint)
+
+
+class _Fields:
+    """A YAML mapping read key by key: unknown keys are refused, a null is a missing key."""
+
+    def __init__(self, raw: object, at: _At, known: Sequence[str]) -> None:
+        if not isinstance(raw, dict):
+            raise at.error(f"must be a mapping, got {show(raw)}")
+        for key in raw:
+            if key not in known:
+                raise at.key(key).error(
+                    f"unknown key; known: {', '.join(known)}",
+                    hint="check the spelling: unknown keys are refused so typos cannot hide",
+                )
+        self.values: dict[str, JsonValue] = raw
+        self.at = at
+
+    def given(self, key: str) -> bool:
+        return self.values.get(key) is not None
+
+    def get(self, key: str, default: object = _REQUIRED) -> object:
+        value = self.values.get(key)
+        if value is not None:
+            return value
+        if default is _REQUIRED:
+            raise self.at.key(key).error("is required")
+        return default
+
+    def string(self, key: str, default: str | _Required = _REQUIRED, *, empty: bool = False) -> str:
+        value = self.get(key, default)
+        if not isinstance(value, str):
+            raise self.at.key(key).error(f"must be a string, got {show(value)}")
+        if not value and not empty:
+            raise self.at.key(key).error("must not be empty")
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        return self.string(key) if self.given(key) else None
+
+    def label(self, key: str) -> str:
+        return _label(self.string(key), self.at.key(key))
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.at.key(key).error(f"must be true or false, got {show(value)}")
+        return value
+
+    def integer(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        value = self.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.at.key(key).error(f"must be a whole number, got {show(value)}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise self.at.key(key).error(f"must be {bounds}, got {value}")
+        return value
+
+    def duration(self, key: str, default: str, *, zero: bool = False) -> float:
+        value = self.get(key, default)
+        seconds = _duration_seconds(value)
+        if seconds is None:
+            raise self.at.key(key).error(
+                f"must be a duration: {_DURATION_FORMS}; got {show(value)}"
+            )
+        if seconds == 0 and not zero:
+            raise self.at.key(key).error("must be longer than 0s")
+        return seconds
+
+    def mapping(self, key: str) -> dict[str, JsonValue]:
+        value = self.get(key, {})
+        if not isinstance(value, dict):
+            raise self.at.key(key).error(f"must be a mapping, got {show(value)}")
+        return value
+
+    def items(self, key: str, *, at_least_one: bool) -> Iterator[tuple[JsonValue, _At]]:
+        """Each item of the list under `key`, with its place."""
+        value = self.get(key, _REQUIRED if at_least_one else [])
+        if not isinstance(value, list):
+            raise self.at.key(key).error(f"must be a list, got {show(value)}")
+        if at_least_one and not value:
+            raise self.at.key(key).error("must list at least one")
+        return ((item, self.at.key(key).item(index)) for index, item in enumerate(value))
+
+    def named_entries(self, key: str, what: str) -> Iterator[tuple[str, JsonValue, _At]]:
+        """Each `name: value` entry of the mapping under `key` (at least one), names checked."""
+        entries = self.get(key)
+        if not isinstance(entries, dict):
+            raise self.at.key(key).error(
+                f"must be a mapping of {what} name: settings, got {show(entries)}"
+            )
+        if not entries:
+            raise self.at.key(key).error(f"must name at least one {what}")
+        for name, value in entries.items():
+            entry_at = self.at.key(key).key(name)
+            if not _DNS_LABEL.fullmatch(name):
+                raise entry_at.error(f"the {what} name must be {_LABEL_RULE}")
+            yield name, value, entry_at
+
+
+def _read_document(path: Path, at: _At, kind: str, known: Sequence[str]) -> _Fields:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise at.error(f"cannot read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise at.error("not UTF-8 text", hint="save the file as UTF-8") from None
+    try:
+        documents = [document for document in load_documents(text, at.file) if document is not None]
+    except SourceError as error:
+        raise ConfigError(error.message) from None
+    if len(documents) != 1 or not isinstance(documents[0], dict):
+        raise at.error(f"must hold exactly one YAML mapping, a {kind}")
+    raw = documents[0]
+    for key, expected in (("apiVersion", API_VERSION), ("kind", kind)):
+        if raw.get(key) != expected:
+            raise at.key(key).error(f"must be {expected!r}, got {show(raw.get(key))}")
+    return _Fields(raw, at, known)
+
+
+def _registry(fields: _Fields) -> str:
+    written = fields.string("registry", "", empty=True)
+    overridden = os.environ.get("CONVEYOR_REGISTRY")
+    registry = overridden or written
+    if registry and not _REGISTRY.fullmatch(registry):
+        where = _At("$CONVEYOR_REGISTRY") if overridden else fields.at.key("registry")
+        raise where.error(
+            f"must be host[:port], optionally followed by /prefix, got {show(registry)}",
+            hint="write e.g. 127.0.0.1:5000 or registry.example.com/team, without a scheme; "
+            "leave it empty for the OCI layout folders under the state folder",
+        )
+    return registry
+
+
+def _cluster(name: str, raw: JsonValue, at: _At, root: Path) -> Cluster:
+    fields = _Fields(raw, at, ("kubeconfig", "context"))
+    written = fields.optional_string("kubeconfig")
+    from_environment = os.environ.get("CONVEYOR_KUBECONFIG")
+    if written is not None:
+        kubeconfig: Path | None = _normal(root / written)
+    else:
+        kubeconfig = _normal(Path(from_environment)) if from_environment else None
+    return Cluster(name, kubeconfig, fields.optional_string("context"))
+
+
+def _app_source(raw: object, at: _At, root: Path) -> AppSource:
+    fields = _Fields(raw, at, ("repository", "ref", "path"))
+    path = fields.string("path", ".")
+    problem = None if path == "." else path_problem(path)
+    if problem:
+        raise at.key("path").error(
+            f"the path {path!r} {problem}",
+            hint='give the source folder relative to the repository root, or "." for the root',
+        )
+    return AppSource(
+        _repository(fields.string("repository"), root), fields.string("ref", "HEAD"), path
+    )
+
+
+def _repository(location: str, root: Path) -> str:
+    """A git URL as written; a local path made absolute against the config folder."""
+    if _URL_SCHEME.match(location) or _SCP_LIKE_URL.match(location):
+        return location
+    return str(_normal(root / location))
+
+
+_STAGE_KEYS = (
+    "name",
+    "targets",
+    "gates",
+    "approval",
+    "soak",
+    "freezeWindows",
+    "autoPromote",
+    "parallelism",
+)
+_TARGET_KEYS = ("name", "cluster", "namespace", "parameters", "forceConflicts", "selfHeal")
+
+
+class _PipelineReader:
+    """Reads one pipeline file, checking names across stages and targets as it goes."""
+
+    def __init__(
+        self, path: Path, clusters: Mapping[str, Cluster], root: Path, config_file: str
+    ) -> None:
+        self.path = path
+        self.clusters = clusters
+        self.root = root
+        self.config_file = config_file
+        self.stage_names: dict[str, _At] = {}
+        self.target_names: dict[str, _At] = {}
+        self.places: dict[tuple[str, str], _At] = {}
+
+    def read(self) -> Pipeline:
+        fields = _read_document(
+            self.path,
+            _At(_display(self.path)),
+            "Pipeline",
+            ("apiVersion", "kind", "name", "stages"),
+        )
+        name = fields.label("name")
+        stages = tuple(self.stage(raw, at) for raw, at in fields.items("stages", at_least_one=True))
+        return Pipeline(name, self.path, stages)
+
+    def stage(self, raw: JsonValue, at: _At) -> Stage:
+        fields = _Fields(raw, at, _STAGE_KEYS)
+        name = fields.label("name")
+        _unique(name, at.key("name"), self.stage_names, "stage", "in the pipeline")
+        targets = tuple(
+            self.target(raw_target, target_at, name)
+            for raw_target, target_at in fields.items("targets", at_least_one=True)
+        )
+        gate_names: dict[str, _At] = {}
+        gates_of_type: dict[str, int] = {}
+        gates = []
+        for raw_gate, gate_at in fields.items("gates", at_least_one=False):
+            gate = _gate(raw_gate, gate_at, gates_of_type)
+            _unique(gate.name, gate_at.key("name"), gate_names, "gate", "in a stage")
+            gates.append(gate)
+        approval = _Fields(fields.get("approval", {}), at.key("approval"), ("required", "timeout"))
+        return Stage(
+            name=name,
+            targets=targets,
+            gates=tuple(gates),
+            approval=Approval(
+                approval.boolean("required", False), approval.duration("timeout", "1h")
+            ),
+            soak=fields.duration("soak", "0s", zero=True),
+            freeze_windows=tuple(
+                _freeze_window(raw_window, window_at)
+                for raw_window, window_at in fields.items("freezeWindows", at_least_one=False)
+            ),
+            auto_promote=fields.boolean("autoPromote", True),
+            parallelism=fields.integer("parallelism", 1, minimum=1),
+        )
+
+    def target(self, raw: JsonValue, at: _At, stage: str) -> Target:
+        fields = _Fields(raw, at, _TARGET_KEYS)
+        name = fields.label("name")
+        _unique(name, at.key("name"), self.target_names, "target", "across the pipeline")
+        cluster_name = fields.string("cluster")
+        if cluster_name not in self.clusters:
+            raise at.key("cluster").error(
+                f"unknown cluster {cluster_name!r}; known: {', '.join(self.clusters)}",
+                hint=f"define it under clusters: in {self.config_file}, or check the spelling",
+            )
+        namespace = fields.label("namespace")
+        place = self.places.setdefault((cluster_name, namespace), at)
+        if place != at:
+            raise at.key("namespace").error(
+                f"{place.path} already deploys to namespace {namespace!r} of cluster "
+                f"{cluster_name!r}; targets sharing a namespace would prune each other's objects",
+                hint="give each target its own namespace",
+            )
+        parameters_at = at.key("parameters")
+        parameters_file = _normal(
+            self.root / fields.string("parameters", f"environments/{name}.yaml")
+        )
+        if not parameters_file.is_file():
+            raise parameters_at.error(
+                f"{_display(parameters_file)} does not exist",
+                hint="create it with the target's parameter values (name: value), or fix the "
+                f"path; it is relative to the folder of {self.config_file}",
+            )
+        try:  # read by its shown path, so that load_values's messages show it too
+            parameters = load_values(Path(_display(parameters_file)))
+        except ConfigError as error:
+            raise parameters_at.error(error.message, error.hint) from None
+        return Target(
+            name=name,
+            stage=stage,
+            cluster=self.clusters[cluster_name],
+            namespace=namespace,
+            parameters_file=parameters_file,
+            parameters=MappingProxyType(parameters),
+            force_conflicts=fields.boolean("forceConflicts", False),
+            self_heal=fields.boolean("selfHeal", True),
+        )
+
+
+_GATE_FIELDS = {  # beyond name, type and timeout
+    "tests": (),
+    "command": ("command", "env"),
+    "http": ("url", "expectStatus", "bodyContains", "retries", "interval"),
+    "deployment": ("deployment", "parameters"),
+}
+_GATE_TIMEOUTS = {"tests": "5m", "command": "5m", "http": "1m", "deployment": "30m"}
+
+
+def _gate(raw: JsonValue, at: _At, gates_of_type: dict[str, int]) -> Gate:
+    if not isinstance(raw, dict):
+        raise at.error(f"must be a mapping with a type, got {show(raw)}")
+    kind = raw.get("type")
+    if not isinstance(kind, str) or kind not in _GATE_FIELDS:
+        raise at.key("type").error(
+            f"must be one of {', '.join(_GATE_FIELDS)}, got {show(kind)}",
+            hint="readiness is always checked and is not a gate to configure",
+        )
+    fields = _Fields(raw, at, ("name", "type", *_GATE_FIELDS[kind], "timeout"))
+    gates_of_type[kind] = count = gates_of_type.get(kind, 0) + 1
+    name = _label(fields.string("name", kind if count == 1 else f"{kind}-{count}"), at.key("name"))
+    timeout = fields.duration("timeout", _GATE_TIMEOUTS[kind])
+    if kind == "tests":
+        return BundleTestsGate(name, timeout)
+    if kind == "command":
+        return CommandGate(name, timeout, _argv(fields), MappingProxyType(_env(fields)))
+    if kind == "http":
+        return HttpGate(
+            name,
+            timeout,
+            url=_url(fields),
+            expect_status=fields.integer("expectStatus", 200, minimum=100, maximum=599),
+            body_contains=fields.optional_string("bodyContains"),
+            retries=fields.integer("retries", 3, minimum=0),
+            interval=fields.duration("interval", "2s"),
+        )
+    deployment = fields.string("deployment")
+    flow, separator, deployment_name = deployment.partition("/")
+    if not (flow and separator and deployment_name) or "/" in deployment_name:
+        raise at.key("deployment").error(
+            f'must be "flow-name/deployment-name", got {show(deployment)}',
+            hint="`prefect deployment ls` lists them in that form",
+        )
+    return DeploymentGate(name, timeout, deployment, MappingProxyType(fields.mapping("parameters")))
+
+
+def _argv(fields: _Fields) -> tuple[str, ...]:
+    argv = []
+    for value, at in fields.items("command", at_least_one=True):
+        if not isinstance(value, str) or not value:
+            raise at.error(
+                f"must be a non-empty string, got {show(value)}",
+                hint="write the command as a list of arguments, quoting numbers",
+            )
+        argv.append(value)
+    return tuple(argv)
+
+
+def _env(fields: _Fields) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name, value in fields.mapping("env").items():
+        name_at = fields.at.key("env").key(name)
+        if not _ENV_NAME.fullmatch(name):
+            raise name_at.error(
+                "not an environment variable name (letters, digits and '_', not first a digit)"
+            )
+        if not isinstance(value, str):
+            raise name_at.error(f"must be a string, got {show(value)}", hint="quote the value")
+        env[name] = value
+    return env
+
+
+def _url(fields: _Fields) -> str:
+    url = fields.string("url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise fields.at.key("url").error(
+            f"must be an http:// or https:// URL with a host, got {show(url)}"
+        )
+    return url
+
+
+def _freeze_window(raw: JsonValue, at: _At) -> FreezeWindow:
+    fields = _Fields(raw, at, ("start", "end", "weekly", "reason"))
+    reason = fields.string("reason")
+    has_period = fields.given("start") or fields.given("end")
+    if not has_period and not fields.given("weekly"):
+        raise at.error(
+            "gives neither start and end nor weekly",
+            hint='write start: and end: (RFC 3339), or weekly: {days: [sat, sun], from: "00:00", '
+            'to: "00:00"}',
+        )
+    start = _instant(fields, "start") if has_period else None
+    end = _instant(fields, "end") if has_period else None
+    if start is not None and end is not None and end <= start:
+        raise at.key("end").error(f"must be after start ({fields.values['start']})")
+    weekly = _weekly(fields.get("weekly"), at.key("weekly")) if fields.given("weekly") else None
+    return FreezeWindow(reason, start, end, weekly)
+
+
+def _instant(fields: _Fields, key: str) -> datetime:
+    text = fields.string(key)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise fields.at.key(key).error(
+            "must be an RFC 3339 time with an offset, like "
+            f'"2025-12-24T00:00:00Z", got {show(text)}'
+        )
+    return moment
+
+
+def _weekly(raw: object, at: _At) -> Weekly:
+    fields = _Fields(raw, at, ("days", "from", "to"))
+    days: list[int] = []
+    for day, day_at in fields.items("days", at_least_one=True):
+        if not isinstance(day, str) or day not in WEEKDAYS:
+            raise day_at.error(f"must be one of {', '.join(WEEKDAYS)}, got {show(day)}")
+        if WEEKDAYS.index(day) in days:
+            raise day_at.error(f"{day!r} is listed twice")
+        days.append(WEEKDAYS.index(day))
+    return Weekly(frozenset(days), _clock(fields, "from"), _clock(fields, "to"))
+
+
+def _clock(fields: _Fields, key: str) -> time:
+    value = fields.get(key)
+    match = _CLOCK.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise fields.at.key(key).error(
+            f'must be a "HH:MM" time of day (UTC, 24-hour), got {show(value)}',
+            hint='quote it ("22:00"): unquoted, YAML reads 22:00 as a number',
+        )
+    return time(int(match[1]), int(match[2]))
+
+
+def _unique(name: str, at: _At, seen: dict[str, _At], what: str, scope: str) -> None:
+    first = seen.setdefault(name, at)
+    if first != at:
+        raise at.error(
+            f"the {what} name {name!r} is already used at {first.path}; "
+            f"{what} names are unique {scope}"
+        )
+
+
+def _aware(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("freeze windows need a timezone-aware datetime")
+    return at
+
+
+def _label(value: str, at: _At) -> str:
+    if not _DNS_LABEL.fullmatch(value):
+        raise at.error(f"must be {_LABEL_RULE}, got {show(value)}")
+    return value
+
+
+def _duration_seconds(value: object) -> float | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value) if value >= 0 else None
+    match = _DURATION.fullmatch(value) if isinstance(value, str) and value else None
+    if match is None:
+        return None
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+def _seconds_of_day(moment: datetime | time) -> float:
+    return moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
+
+
+def _normal(path: Path) -> Path:
+    """An absolute path with `..` and `.` folded away (symlinks are left alone)."""
+    return Path(os.path.normpath(path.absolute()))
+
+
+def _display(path: Path) -> str:
+    """A path for messages: relative to the working directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
