@@ -9,6 +9,7 @@ source, so nothing tampered with is ever rendered or applied.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,19 @@ FIXED_CREATED = "1970-01-01T00:00:00Z"
 """`org.opencontainers.image.created` of every bundle: a real time would change the digest."""
 
 Progress = Callable[[str], None]
+
+
+def open_store(location: str) -> oci.BundleStore:
+    """The store at `location`, with registry credentials from the environment, if any.
+
+    $CONVEYOR_REGISTRY_USERNAME and $CONVEYOR_REGISTRY_PASSWORD: never on a command line, where
+    other users of the machine could read them.
+    """
+    return oci.open_store(
+        location,
+        username=os.environ.get("CONVEYOR_REGISTRY_USERNAME"),
+        password=os.environ.get("CONVEYOR_REGISTRY_PASSWORD"),
+    )
 
 
 @dataclass(frozen=True)
@@ -58,15 +72,16 @@ def build(
             hint="keep large files out of the bundle, or raise the limit (--max-size)",
         )
     source = source_from_files({file.path: file.content for file in snapshot.files}, label)
-    lint.lint_or_raise(source, environment_names)
     tree = tree_hash(source.files)
     if progress:
         progress(f"checking the store for a bundle of tree {tree[:19]}")
     existing = store.find_by_tree_hash(tree)
     if existing:
+        # The same tree passed lint when it was first built, and a bundle never changes.
         for tag in tags:
             store.tag(existing, tag)
         return Built(existing, source.spec.name, tree, snapshot.commit, True, 0)
+    lint.lint_or_raise(source, environment_names)
     packed = archive.pack(source.files)
     if progress:
         progress(f"pushing {len(packed.data)} bytes to {store}")

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from conveyor.cli import bundle, cluster, platform
-from conveyor.cli.output import errors
+from conveyor.cli.output import fail
 from conveyor.errors import ConveyorError
 
 app = typer.Typer(
@@ -34,5 +34,5 @@ def main() -> None:
     try:
         app()
     except ConveyorError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        fail(str(error))
         sys.exit(error.exit_code)

@@ -17,7 +17,7 @@ import yaml
 from rich.table import Table
 
 from conveyor import bundle, compare, oci, render
-from conveyor.cli.output import Output, OutputOption, console, errors, print_json
+from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.errors import InputError, IntegrityError
 from conveyor.parameters import load_values, parse_assignments
 from conveyor.paths import state_dir
@@ -32,15 +32,7 @@ StoreOption = typer.Option(
 
 def open_store(location: str | None) -> oci.BundleStore:
     chosen = location or os.environ.get("CONVEYOR_STORE") or f"oci:{state_dir() / 'bundles'}"
-    return oci.open_store(
-        chosen,
-        username=os.environ.get("CONVEYOR_REGISTRY_USERNAME"),
-        password=os.environ.get("CONVEYOR_REGISTRY_PASSWORD"),
-    )
-
-
-def _progress(message: str) -> None:
-    errors.print(f"[cyan]•[/] {message}", highlight=False)
+    return bundle.open_store(chosen)
 
 
 @app.command()
@@ -66,16 +58,15 @@ def build(
         environment_names=env_name,
         max_size=max_size,
         tags=tag,
-        progress=_progress,
+        progress=note,
     )
     if output is Output.json:
         print_json({**built.__dict__, "store": str(target)})
         return
     verb = "reused" if built.reused else f"pushed ({built.size} bytes)"
-    console.print(
+    say(
         f"{built.name} {built.digest} {verb}\n  store  {target}\n"
-        f"  commit {built.commit}\n  tree   {built.tree_hash}",
-        highlight=False,
+        f"  commit {built.commit}\n  tree   {built.tree_hash}"
     )
 
 
@@ -112,12 +103,13 @@ def inspect(
             }
         )
         return
-    console.print(f"[bold]{source.spec.name}[/] {digest}", highlight=False)
+    say(f"{source.spec.name} {digest}")
     for key, value in sorted(annotations.items()):
-        console.print(f"  {key}: {value}", highlight=False)
+        say(f"  {key}: {value}")
     table = Table("parameter", "type", "required", "default", "description")
     for p in parameters:
-        table.add_row(
+        add_row(
+            table,
             str(p["name"]),
             str(p["type"]),
             "yes" if p["required"] else "",
@@ -125,9 +117,7 @@ def inspect(
             str(p["description"]),
         )
     console.print(table)
-    console.print(
-        f"{len(files)} files, {total} bytes; tests: {', '.join(source.spec.tests) or 'none'}"
-    )
+    say(f"{len(files)} files, {total} bytes; tests: {', '.join(source.spec.tests) or 'none'}")
 
 
 @app.command()
@@ -140,13 +130,13 @@ def pull(
     opened = open_store(store)
     loaded = bundle.load(opened, bundle.resolve(opened, reference))
     digest, source = loaded.digest, loaded.source
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out}: not empty; pull writes into an empty or new folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: not an empty folder; pull writes into an empty or new folder")
     for file in source.files:
         destination = out / file.path
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.write_bytes(file.content)
-    console.print(f"{digest}: {len(source.files)} files written to {out}", highlight=False)
+    say(f"{digest}: {len(source.files)} files written to {out}")
 
 
 def collect_values(values_file: list[Path], assignments: list[str]) -> dict[str, Any]:
@@ -180,10 +170,9 @@ def render_command(
         print_json(objects)
     else:
         typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
-    errors.print(
+    note(
         f"rendered {len(objects)} objects from {digest}; "
-        f"rendered hash {render.rendered_hash(objects)}",
-        highlight=False,
+        f"rendered hash {render.rendered_hash(objects)}"
     )
 
 
@@ -214,10 +203,13 @@ def diff(
         return
     table = Table("object", "field", str(a), str(b), title=f"{source.spec.name} {digest[:19]}")
     for p in result.parameters:
-        table.add_row("(parameter)", p.name, _show(p.a), _show(p.b))
+        add_row(table, "(parameter)", p.name, _show(p.a), _show(p.b))
     for f in result.fields:
-        table.add_row(f.object, f.path, _show(f.a), _show(f.b))
-    console.print(table if result.parameters or result.fields else "no differences")
+        add_row(table, f.object, f.path, _show(f.a), _show(f.b))
+    if result.parameters or result.fields:
+        console.print(table)
+    else:
+        say("no differences")
 
 
 def _plain(value: Any) -> Any:
@@ -238,7 +230,7 @@ def tag(
     opened = open_store(store)
     digest = bundle.resolve(opened, reference)
     opened.tag(digest, new_tag)
-    console.print(f"{new_tag} -> {digest}", highlight=False)
+    say(f"{new_tag} -> {digest}")
 
 
 @app.command()
@@ -267,4 +259,4 @@ def push(
     )
     if copied != digest:
         raise IntegrityError(f"copying {digest} to {to_store} produced {copied}")
-    console.print(f"{digest} copied to {to_store}", highlight=False)
+    say(f"{digest} copied to {to_store}")

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from conveyor import apply, drift, render, wait
 from conveyor.cli.bundle import StoreOption, collect_values, load_reference
-from conveyor.cli.output import Output, OutputOption, console, errors, print_json
+from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.kube import Kube
 
 KubeconfigOption = typer.Option(
@@ -46,10 +46,6 @@ def _prepare(
     return digest, objects, Kube(Path(first) if first else None, context)
 
 
-def _progress(message: str) -> None:
-    errors.print(f"[cyan]•[/] {message}", highlight=False)
-
-
 def _wait_progress(ready: int, total: int, waiting: list[str]) -> None:
     detail = (
         f" — waiting for {waiting[0]}"
@@ -57,7 +53,7 @@ def _wait_progress(ready: int, total: int, waiting: list[str]) -> None:
         if waiting
         else ""
     )
-    errors.print(f"[cyan]•[/] ready {ready}/{total}{detail}", highlight=False)
+    note(f"ready {ready}/{total}{detail}")
 
 
 def _wait(
@@ -104,7 +100,7 @@ def apply_command(
         spec,
         digest=digest,
         prune=prune,
-        progress=_progress if output is Output.table else None,
+        progress=note if output is Output.table else None,
     )
     result = (
         _wait(kube, apply.prepare(kube, objects, spec, digest), timeout, output)
@@ -123,10 +119,9 @@ def apply_command(
             }
         )
     else:
-        console.print(
+        say(
             f"applied {len(report.applied)} object(s), pruned {len(report.pruned)} "
-            f"in {report.elapsed:.2f}s ({digest[:19]})",
-            highlight=False,
+            f"in {report.elapsed:.2f}s ({digest[:19]})"
         )
         if result:
             _print_result(result)
@@ -136,12 +131,12 @@ def apply_command(
 
 def _print_result(result: wait.WaitResult) -> None:
     if result.ready:
-        console.print(f"[green]ready[/] after {result.elapsed:.2f}s", highlight=False)
+        say(f"ready after {result.elapsed:.2f}s")
         return
     table = Table("object", "state", "reason", title="not ready")
     for row in _states(result):
         if row["state"] != "Current":
-            table.add_row(row["object"], row["state"], row["reason"])
+            add_row(table, row["object"], row["state"], row["reason"])
     console.print(table)
 
 
@@ -211,14 +206,14 @@ def diff_command(
             }
         )
     elif not found:
-        console.print(f"no drift: {len(prepared)} object(s) match {digest[:19]}", highlight=False)
+        say(f"no drift: {len(prepared)} object(s) match {digest[:19]}")
     else:
         table = Table("object", "field", "desired", "live", title=f"drift from {digest[:19]}")
         for d in found:
             if d.missing:
-                table.add_row(str(d.ref), "(object)", "present", "deleted out of band")
+                add_row(table, str(d.ref), "(object)", "present", "deleted out of band")
             for f in d.fields:
-                table.add_row(str(d.ref), f.path, repr(f.desired), repr(f.live))
+                add_row(table, str(d.ref), f.path, repr(f.desired), repr(f.live))
         console.print(table)
     if found:
         raise typer.Exit(1)
@@ -247,6 +242,6 @@ def prune_command(
         return
     verb = "would delete" if dry_run else "deleted"
     for ref in pruned:
-        console.print(f"{verb} {ref}", highlight=False)
+        say(f"{verb} {ref}")
     if not pruned:
-        console.print("nothing to prune")
+        say("nothing to prune")

@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 
 class Output(StrEnum):
@@ -22,6 +24,26 @@ OutputOption = typer.Option(
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
+
+
+def say(text: str) -> None:
+    """A line of plain text on stdout: never read as markup (it may hold user data)."""
+    console.print(text, markup=False, highlight=False)
+
+
+def note(text: str) -> None:
+    """A progress line on stderr."""
+    errors.print(Text("• ", style="cyan") + Text(text), highlight=False)
+
+
+def fail(text: str) -> None:
+    """An error line on stderr."""
+    errors.print(Text("error: ", style="bold red") + Text(text), highlight=False)
+
+
+def add_row(table: Table, *cells: str) -> None:
+    """A table row of plain text (user data is never read as markup)."""
+    table.add_row(*(Text(cell) for cell in cells))
 
 
 def print_json(data: Any) -> None:
@@ -42,4 +64,4 @@ class ProgressPrinter:
             return
         self._last_message, self._last_time = message, now
         counter = f" [{done}/{total}]" if total else ""
-        errors.print(f"[cyan]•[/] {message}{counter}", highlight=False)
+        note(f"{message}{counter}")

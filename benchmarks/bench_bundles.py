@@ -1,0 +1,499 @@
+"""Bundle operations against a real registry, side by side with skopeo, in one run.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/bench_bundles.py [--repeat N] [--manifests M]
+
+It starts its own registry (Debian's docker-registry, on a free loopback port, storage in a
+temporary folder), generates a source of M manifests (ConfigMaps and Deployments with parameters)
+in a git repository, and times each operation N times for Conveyor (in-process, through the same
+functions the CLI and the flows call, a fresh store per operation) and for its closest skopeo
+peer (a subprocess, so its figures include process start-up):
+
+  build+push   bundle.build (git read, lint, tree hash, reuse check, pack, push) into a fresh
+               repository  vs  skopeo copy of the same artifact from an OCI layout folder
+  reuse check  store.find_by_tree_hash  vs  skopeo inspect --raw of the tree tag
+  tag move     store.tag (staging alternates between two digests)  vs
+               skopeo copy docker://repo@digest docker://repo:staging
+  pull+verify  bundle.load (manifest and layer checked against their digests, archive read,
+               source checked)  vs  skopeo copy docker://repo@digest oci:<fresh folder>:x
+
+Conveyor's HTTP requests are counted with a response hook on the store's session. It prints a
+table (median and p90 in ms, the ratio conveyor/skopeo of the medians) and writes every sample
+to benchmarks/results/bundles.json. It is a script, never a timed unit test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+
+from conveyor import bundle, oci
+from conveyor.platform.components import Registry
+from conveyor.platform.process import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "bundles.json"
+SOURCE_PATH = "app"
+REUSE_TARGET_MS = 100.0
+TAG_MOVE_MAX_REQUESTS = 3
+PEER_OPERATION = {"push only": "build+push"}  # skopeo's copy is the peer of the upload alone
+ENVIRONMENTS = ("dev", "test", "staging", "prod")  # what `conveyor bundle build` lints for
+SKOPEO_TLS = ("--src-tls-verify=false", "--dest-tls-verify=false")
+
+T = TypeVar("T")
+
+BUNDLE_YAML = """\
+apiVersion: conveyor.dev/v1alpha1
+kind: Bundle
+name: bench
+parameters:
+  type: object
+  properties:
+    replicas: {type: integer, minimum: 1, maximum: 50, default: 2}
+    image: {type: string, default: registry.example/app}
+    version: {type: string, pattern: "^[A-Za-z0-9._-]+$", default: "1.0.0"}
+    greeting: {type: string, default: hello}
+    logLevel: {type: string, enum: [debug, info, warn], default: info}
+    cpu: {type: string, default: 100m}
+  additionalProperties: false
+"""
+
+CONFIGMAP = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: svc-{i:03d}-config
+  labels:
+    app.kubernetes.io/name: svc-{i:03d}
+    app.kubernetes.io/part-of: bench
+data:
+  greeting: ${{greeting}} from svc-{i:03d}
+  log-level: ${{logLevel}}
+  upstream: http://svc-{next:03d}.default.svc:8080
+  timeout-seconds: "{timeout}"
+  feature-flags: |
+    alpha=true
+    beta=false
+    shard={i}
+"""
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: svc-{i:03d}
+  labels:
+    app.kubernetes.io/name: svc-{i:03d}
+    app.kubernetes.io/part-of: bench
+spec:
+  replicas: ${{replicas}}
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: svc-{i:03d}
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: svc-{i:03d}
+    spec:
+      containers:
+        - name: app
+          image: ${{image}}:${{version}}
+          args: ["--port=8080", "--shard={i}"]
+          ports:
+            - containerPort: 8080
+          envFrom:
+            - configMapRef:
+                name: svc-{i:03d}-config
+          resources:
+            requests:
+              cpu: ${{cpu}}
+              memory: 64Mi
+          readinessProbe:
+            httpGet:
+              path: /healthz
+              port: 8080
+"""
+
+
+# --- measurements --------------------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    """One operation's samples, in ms, and what was learnt about it."""
+
+    operation: str
+    tool: str
+    samples: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p90(self) -> float:
+        if len(self.samples) < 2:
+            return self.samples[0]
+        return statistics.quantiles(self.samples, n=10, method="inclusive")[8]
+
+
+class RequestLog:
+    """Counts a store's HTTP requests by method and path (a response hook on its session)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.operations = 0
+
+    def hook(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        request = response.request
+        path = urllib.parse.urlsplit(str(request.url)).path
+        self.counts[(str(request.method), _generic(path))] += 1
+
+    def per_operation(self) -> float:
+        return sum(self.counts.values()) / max(self.operations, 1)
+
+    def blob_uploads(self) -> int:
+        return sum(
+            count
+            for (method, path), count in self.counts.items()
+            if method in ("POST", "PUT", "PATCH") and "/blobs/" in path
+        )
+
+    def lines(self) -> list[str]:
+        return [
+            f"{method} {path} x{count / max(self.operations, 1):g}"
+            for (method, path), count in sorted(self.counts.items())
+        ]
+
+
+def _generic(path: str) -> str:
+    """A request path with its repository, digest, tag and upload id replaced by their kind."""
+    match = re.fullmatch(r"/v2/.+?/(manifests|blobs)/(.*)", path)
+    if not match:
+        return path
+    area, rest = match.groups()
+    if rest.startswith("sha256:"):
+        rest = "<digest>"
+    elif rest.startswith("uploads/"):
+        rest = "uploads/<id>" if rest.removeprefix("uploads/") else "uploads/"
+    elif rest.startswith(oci.TREE_TAG_PREFIX):
+        rest = "<tree tag>"
+    else:
+        rest = "<tag>"
+    return f"/v2/<repo>/{area}/{rest}"
+
+
+def open_store(location: str, log: RequestLog | None = None) -> oci.BundleStore:
+    store = oci.open_store(location)
+    if log is not None:
+        assert isinstance(store, oci.RegistryStore)
+        store.session.hooks["response"].append(log.hook)
+    return store
+
+
+def timed(action: Callable[[], T]) -> tuple[float, T]:
+    """How long `action()` took, in ms, and what it returned."""
+    started = time.perf_counter()
+    result = action()
+    return (time.perf_counter() - started) * 1000, result
+
+
+def skopeo(*args: str) -> None:
+    subprocess.run(["skopeo", *args], check=True, capture_output=True, timeout=60)
+
+
+def skopeo_copy(source: str, destination: str) -> None:
+    skopeo("copy", *SKOPEO_TLS, source, destination)
+
+
+def skopeo_raw(image: str) -> bytes:
+    return subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", image],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+
+
+# --- the source ----------------------------------------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@example", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def make_source(repo: Path, manifests: int) -> None:
+    """A git repository whose `app/` holds bundle.yaml and `manifests` manifests."""
+    folder = repo / SOURCE_PATH / "manifests"
+    folder.mkdir(parents=True)
+    (repo / SOURCE_PATH / "bundle.yaml").write_text(BUNDLE_YAML)
+    services = manifests // 2
+    for i in range(services):
+        values = {"i": i, "next": (i + 1) % services, "timeout": 5 + i % 25}
+        (folder / f"svc-{i:03d}-config.yaml").write_text(CONFIGMAP.format(**values))
+        (folder / f"svc-{i:03d}-deployment.yaml").write_text(DEPLOYMENT.format(**values))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "bench source")
+
+
+def change_source(repo: Path) -> None:
+    """A second commit whose source differs by one value: a second bundle to move tags to."""
+    configmap = repo / SOURCE_PATH / "manifests" / "svc-000-config.yaml"
+    configmap.write_text(configmap.read_text().replace("shard=0", "shard=zero"))
+    git(repo, "commit", "-qam", "second bundle")
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def run(work: Path, address: str, repeat: int, manifests: int) -> dict[str, Any]:
+    repo = work / "repo"
+    make_source(repo, manifests)
+    location = str(repo)
+    build_in = partial(bundle.build, location, "HEAD", SOURCE_PATH, environment_names=ENVIRONMENTS)
+    series: list[Series] = []
+    logs: dict[str, RequestLog] = {}
+
+    # 1. build+push, each time into a fresh repository, so every build really pushes.
+    build = Series("build+push", "conveyor")
+    logs[build.operation] = build_log = RequestLog()
+    for i in range(repeat):
+        ms, built = timed(partial(build_in, open_store(f"{address}/bench/build-{i}", build_log)))
+        build.samples.append(ms)
+        build_log.operations += 1
+        assert not built.reused, "a build into a fresh repository pushes"
+    digest, tree = built.digest, built.tree_hash
+    build.note = f"{manifests} manifests, layer {built.size} bytes"
+
+    layout = work / "layout"
+    assert build_in(open_store(f"oci:{layout}")).digest == digest, "the same artifact"
+    tree_tag = oci.tree_tag(tree)
+    copy = Series("build+push", "skopeo", note="copy oci:layout -> registry")
+    for i in range(repeat):
+        destination = f"docker://{address}/bench/skopeo-{i}:{tree_tag}"
+        copy.samples.append(timed(partial(skopeo_copy, f"oci:{layout}:{tree_tag}", destination))[0])
+    copied = skopeo_raw(f"docker://{address}/bench/skopeo-0:{tree_tag}")
+    assert oci.sha256_digest(copied) == digest, "skopeo copied the same manifest bytes"
+
+    # The upload alone (packed bytes in hand), the part of build+push that skopeo copy also does.
+    manifest, layer = open_store(f"oci:{layout}").pull(digest)
+    annotations = oci.BundleAnnotations(
+        name=manifest["annotations"][oci.ANNOTATION_NAME],
+        tree_hash=tree,
+        source=manifest["annotations"][oci.ANNOTATION_SOURCE],
+        revision=manifest["annotations"][oci.ANNOTATION_REVISION],
+        created=manifest["annotations"][oci.ANNOTATION_CREATED],
+    )
+    push = Series(
+        "push only", "conveyor", note="store.push of the packed layer (ratio vs skopeo copy)"
+    )
+    logs[push.operation] = push_log = RequestLog()
+    for i in range(repeat):
+        store = open_store(f"{address}/bench/push-{i}", push_log)
+        ms, pushed = timed(partial(store.push, layer, annotations))
+        push.samples.append(ms)
+        push_log.operations += 1
+        assert pushed == digest
+    series += [build, copy, push]
+
+    home = f"{address}/bench/build-0"
+
+    # 2. the reuse check: one manifest read, nothing uploaded.
+    reuse = Series("reuse check", "conveyor")
+    logs[reuse.operation] = reuse_log = RequestLog()
+    for _ in range(repeat):
+        ms, found = timed(partial(open_store(home, reuse_log).find_by_tree_hash, tree))
+        reuse.samples.append(ms)
+        reuse_log.operations += 1
+        assert found == digest
+    assert reuse_log.blob_uploads() == 0
+    peek = Series("reuse check", "skopeo", note="inspect --raw of the tree tag")
+    for _ in range(repeat):
+        peek.samples.append(timed(partial(skopeo_raw, f"docker://{home}:{tree_tag}"))[0])
+    whole = Series("build, reused", "conveyor", note="git read + lint + tree hash + reuse check")
+    for _ in range(repeat):
+        ms, again = timed(partial(build_in, open_store(home)))
+        whole.samples.append(ms)
+        assert again.reused and again.digest == digest
+    series += [reuse, peek, whole]
+
+    # 3. tag moves: `staging` alternates between two bundles of the same repository.
+    change_source(repo)
+    second = build_in(open_store(home)).digest
+    targets = [digest if i % 2 else second for i in range(repeat)]
+    tag = Series("tag move", "conveyor")
+    logs[tag.operation] = tag_log = RequestLog()
+    for target in targets:
+        tag.samples.append(timed(partial(open_store(home, tag_log).tag, target, "staging"))[0])
+        tag_log.operations += 1
+    assert oci.sha256_digest(skopeo_raw(f"docker://{home}:staging")) == targets[-1]
+    retag = Series("tag move", "skopeo", note="copy repo@digest -> repo:staging")
+    for target in targets:
+        move = partial(skopeo_copy, f"docker://{home}@{target}", f"docker://{home}:staging")
+        retag.samples.append(timed(move)[0])
+    assert oci.sha256_digest(skopeo_raw(f"docker://{home}:staging")) == targets[-1]
+    series += [tag, retag]
+
+    # 4. pull and verify by digest.
+    pull = Series("pull+verify", "conveyor")
+    logs[pull.operation] = pull_log = RequestLog()
+    for _ in range(repeat):
+        ms, loaded = timed(partial(bundle.load, open_store(home, pull_log), digest))
+        pull.samples.append(ms)
+        pull_log.operations += 1
+        assert len(loaded.source.manifests) == manifests
+    fetch = Series("pull+verify", "skopeo", note="copy repo@digest -> oci:<fresh folder>")
+    for i in range(repeat):
+        pulled = f"oci:{work / f'pulled-{i}'}:x"
+        fetch.samples.append(timed(partial(skopeo_copy, f"docker://{home}@{digest}", pulled))[0])
+    series += [pull, fetch]
+
+    return {"series": series, "requests": logs, "digest": digest, "layer_bytes": built.size}
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def report(outcome: dict[str, Any], repeat: int, manifests: int, seconds: float) -> dict[str, Any]:
+    series: list[Series] = outcome["series"]
+    logs: dict[str, RequestLog] = outcome["requests"]
+    by_key = {(s.operation, s.tool): s for s in series}
+    print(
+        f"\nbundle benchmarks: {manifests} manifests, layer {outcome['layer_bytes']} bytes, "
+        f"{repeat} repetitions each, {seconds:.0f} s in all"
+    )
+    header = (
+        f"{'operation':<14} {'tool':<9} {'median ms':>10} {'p90 ms':>8} {'ratio':>7} "
+        f"{'requests':>9}  note"
+    )
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for s in series:
+        peer = by_key.get((PEER_OPERATION.get(s.operation, s.operation), "skopeo"))
+        ratio = s.median / peer.median if s.tool == "conveyor" and peer else None
+        log = logs.get(s.operation) if s.tool == "conveyor" else None
+        count = log.per_operation() if log else None
+        print(
+            f"{s.operation:<14} {s.tool:<9} {s.median:>10.1f} {s.p90:>8.1f} "
+            f"{'' if ratio is None else f'{ratio:.2f}':>7} "
+            f"{'' if count is None else f'{count:g}':>9}  {s.note}"
+        )
+        rows.append(
+            {
+                "operation": s.operation,
+                "tool": s.tool,
+                "median_ms": round(s.median, 2),
+                "p90_ms": round(s.p90, 2),
+                "ratio_conveyor_over_skopeo": None if ratio is None else round(ratio, 3),
+                "requests_per_operation": count,
+                "requests": log.lines() if log else None,
+                "note": s.note,
+                "samples_ms": [round(x, 2) for x in s.samples],
+            }
+        )
+    print("\nConveyor's HTTP requests per operation (method path x count):")
+    for operation, log in logs.items():
+        print(f"  {operation}:")
+        for line in log.lines():
+            print(f"    {line}")
+    reuse, tag_log = by_key[("reuse check", "conveyor")], logs["tag move"]
+    checks = {
+        "reuse_check_median_ms": round(reuse.median, 2),
+        "reuse_check_within_target": reuse.median <= REUSE_TARGET_MS,
+        "reuse_check_blob_uploads": logs["reuse check"].blob_uploads(),
+        "tag_move_requests": tag_log.per_operation(),
+        "tag_move_within_target": tag_log.per_operation() <= TAG_MOVE_MAX_REQUESTS,
+    }
+    print(
+        f"\ntargets: reuse check {reuse.median:.1f} ms (target <= {REUSE_TARGET_MS:g} ms: "
+        f"{'met' if checks['reuse_check_within_target'] else 'MISSED'}), "
+        f"{checks['reuse_check_blob_uploads']} blob uploads (target 0); tag move "
+        f"{tag_log.per_operation():g} requests (target <= {TAG_MOVE_MAX_REQUESTS}: "
+        f"{'met' if checks['tag_move_within_target'] else 'MISSED'})"
+    )
+    return {"rows": rows, "targets": checks}
+
+
+def skopeo_version() -> str:
+    return subprocess.run(
+        ["skopeo", "--version"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=25, help="repetitions of each operation")
+    parser.add_argument("--manifests", type=int, default=200, help="manifests in the source")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    args = parser.parse_args()
+    if args.repeat < 1 or args.manifests < 2:
+        parser.error("--repeat must be at least 1 and --manifests at least 2")
+    if not shutil.which("skopeo"):
+        sys.exit("skopeo is not installed (./dev installs the Debian package)")
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
+        work = Path(tmp)
+        registry = Registry(work / "platform", free_port())
+        registry.up()
+        try:
+            outcome = run(work, registry.address, args.repeat, args.manifests)
+        finally:
+            registry.down()
+    seconds = time.monotonic() - started
+    summary = report(outcome, args.repeat, args.manifests, seconds)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "bundles",
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": {
+                    "python": platform.python_version(),
+                    "system": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "skopeo": skopeo_version(),
+                },
+                "repeat": args.repeat,
+                "manifests": args.manifests,
+                "layer_bytes": outcome["layer_bytes"],
+                "digest": outcome["digest"],
+                "total_seconds": round(seconds, 1),
+                **summary,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+
+
+if __name__ == "__main__":
+    main()
