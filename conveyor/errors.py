@@ -12,7 +12,8 @@ what failed, where (file, field, resource, component or command) and what to do 
     └── InfrastructureError       something we depend on failed or is unreachable exit 4
         ├── PlatformError         a local platform component (build, start, health)
         ├── RegistryError         the OCI registry or layout folder
-        └── ClusterError          the Kubernetes API server
+        ├── ClusterError          the Kubernetes API server
+        └── StateError            the state git repository, or a file in it we cannot read
 
 Only adapter modules translate third-party exceptions into this tree, each in one place.
 """
@@ -76,3 +77,7 @@ class RegistryError(InfrastructureError):
 
 class ClusterError(InfrastructureError):
     """The Kubernetes API server failed or could not be reached."""
+
+
+class StateError(InfrastructureError):
+    """The state git repository failed, could not be reached, or holds a file we cannot read."""

@@ -1,22 +1,43 @@
 """The git adapter: the only module that imports GitPython.
 
-Conveyor reads app sources from git (a local path or a URL, a ref, a sub-folder) and, later,
-records desired state in a git repository. Reading a source never needs a work tree: the files are
-taken straight from the commit's tree, so a build is exactly what the commit holds, whatever the
+Conveyor reads app sources from git (a local path or a URL, a ref, a sub-folder) and records
+desired state in a git repository. Reading a source never needs a work tree: the files are taken
+straight from the commit's tree, so a build is exactly what the commit holds, whatever the
 checkout on disk looks like. Remote repositories are mirrored once into the cache folder and
-fetched on each read. GitPython's exceptions are mapped here, once, to Conveyor's errors.
+fetched on each read.
+
+A state repository (`StateRepository`) is a small, general store of text files on `main` that
+many processes write at once: each process works in its own clone, every write is one commit
+pushed as a fast-forward, and a push that loses a race is rebuilt on the new tip and retried, so
+no writer's commit is ever lost. It knows nothing of what the files mean (that is
+`conveyor.state`). GitPython's exceptions are mapped here, once, to Conveyor's errors.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
+import logging
 import os
+import random
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
+from typing import TypeAlias
 
 import git
+from gitdb.base import IStream  # type: ignore[import-untyped]  # GitPython's object store
 
-from conveyor.errors import InfrastructureError, SourceError
+from conveyor.errors import InfrastructureError, SourceError, StateError
 from conveyor.paths import cache_root
 
 SYMLINK_MODE = 0o120000
@@ -124,3 +145,411 @@ def write_snapshot(snapshot: SourceSnapshot, destination: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(file.content)
         os.chmod(target, 0o755 if file.executable else 0o644)
+
+
+# --- State repositories ---------------------------------------------------------------------------
+
+MAIN = "main"
+PUSH_ATTEMPTS = 10
+NETWORK_TIMEOUT_SECONDS = 120
+# Retry n (1-based) sleeps a random time up to min(cap, base * 2**n): jitter spreads the losers.
+_BACKOFF_SECONDS = 0.05
+_BACKOFF_CAP_SECONDS = 2.0
+_TRACKING_REF = f"refs/remotes/origin/{MAIN}"
+_FILE_MODE = 0o100644
+_INITIAL_AUTHOR = git.Actor("Conveyor", "conveyor@localhost")
+# What `git push --porcelain` reports when another writer moved `main` first: a lost race, retried.
+_LOST_RACE = (
+    "(fetch first)",
+    "(non-fast-forward)",
+    "failed to update ref",
+    "cannot lock ref",
+    "incorrect old value",
+)
+
+log = logging.getLogger(__name__)
+
+Change: TypeAlias = bytes | Callable[[bytes | None], bytes | None] | None
+"""New content for a path: bytes, None to delete it, or a function from its content at the tip
+(None when absent) to either; a function is called again on the new tip after a lost race, so a
+read-modify-write of a shared file keeps what the other writer added."""
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who a commit is by; it is recorded as both author and committer."""
+
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One commit of `git log main -- <path>`."""
+
+    commit: str
+    author: str
+    date: datetime
+    message: str
+
+
+_clone_locks: dict[Path, threading.Lock] = {}
+_clone_locks_guard = threading.Lock()
+
+
+def _clone_lock(folder: Path) -> threading.Lock:
+    """The lock serializing this process's threads on one working clone."""
+    with _clone_locks_guard:
+        return _clone_locks.setdefault(folder, threading.Lock())
+
+
+def _check_path(path: str) -> str:
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or str(pure) != path or {".", ".."} & set(pure.parts):
+        raise StateError(
+            f"state repository path {path!r} is not a normalized relative path",
+            hint="write it like apps/web/prod.yaml: no leading or trailing slash, no . or ..",
+        )
+    return path
+
+
+def _command_failed(location: str, error: git.GitCommandError) -> StateError:
+    stderr = error.stderr.strip() if isinstance(error.stderr, str) else str(error.stderr)
+    return StateError(
+        f"state repository {location}: `{' '.join(map(str, error.command))}` failed "
+        f"(exit {error.status}): {stderr}",
+        hint="check that the repository exists and is reachable, and your git credentials",
+    )
+
+
+@contextmanager
+def _git_errors(location: str) -> Iterator[None]:
+    """Map GitPython's exceptions to StateError, naming the repository and the command."""
+    try:
+        yield
+    except git.GitCommandError as error:
+        raise _command_failed(location, error) from error
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
+        raise StateError(f"state repository {location}: {error} is not a git repository") from error
+
+
+def _store(repo: git.Repo, kind: str, data: bytes) -> bytes:
+    """Write an object into the repository's object database; return its binary sha."""
+    stored = repo.odb.store(IStream(kind, len(data), io.BytesIO(data)))
+    binsha: bytes = stored.binsha
+    return binsha
+
+
+def _root_commit(repo: git.Repo) -> git.Commit:
+    """An empty commit (empty tree, no parent): the first commit of a new state repository."""
+    tree = git.Tree(repo, _store(repo, "tree", b""))
+    return git.Commit.create_from_tree(
+        repo,
+        tree,
+        "Start the state repository\n",
+        parent_commits=[],
+        author=_INITIAL_AUTHOR,
+        committer=_INITIAL_AUTHOR,
+    )
+
+
+def _create_bare(path: Path) -> None:
+    """Create a bare repository with an empty first commit on `main`, atomically: it is built
+    next to `path` and renamed into place, so a concurrent creator finds it complete or not at all.
+    """
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with _git_errors(str(path)):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            bare = git.Repo.init(staging, bare=True, initial_branch=MAIN)
+            bare.git.update_ref(f"refs/heads/{MAIN}", _root_commit(bare).hexsha)
+            bare.close()
+            staging.rename(path)
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not path.is_dir():  # else another process created it first: use theirs
+                raise StateError(
+                    f"cannot create the state repository {path}: {error.strerror}",
+                    hint="check that its parent folder is writable",
+                ) from error
+
+
+def _check_bare(path: Path) -> None:
+    with _git_errors(str(path)):
+        existing = git.Repo(path, search_parent_directories=False)
+        bare = existing.bare
+        existing.close()
+    if not bare:
+        raise StateError(
+            f"state repository {path} is a repository with a work tree; writers push to it, so "
+            "it must be bare",
+            hint=f"use a bare copy: git clone --bare {path} {path}.git",
+        )
+
+
+class StateRepository:
+    """A git repository of small files on `main`, read and written through a clone private to
+    this process; safe to share between threads and to use from many processes at once.
+
+    Writers on one host that share `workdir` (the default does) also take turns through a lock
+    file there, so they queue instead of racing; writers elsewhere race, and retry when they lose.
+    """
+
+    def __init__(self, location: str, workdir: Path, *, push_attempts: int = PUSH_ATTEMPTS) -> None:
+        self.location = location
+        self._workdir = workdir
+        self._push_attempts = push_attempts
+        self._key = hashlib.sha256(location.encode()).hexdigest()[:16]
+        self._folder: Path | None = None
+        self._repo: git.Repo | None = None
+
+    def __str__(self) -> str:
+        return self.location
+
+    @contextmanager
+    def _clone(self) -> Iterator[git.Repo]:
+        """This process's working clone (a bare one: nothing is checked out), locked for the
+        calling thread. Its folder names the host and pid, so no two processes share one, and a
+        clone left by a dead process is reused safely (every operation fetches first)."""
+        folder = self._workdir / f"{self._key}-{socket.gethostname()}-{os.getpid()}"
+        with _clone_lock(folder), _git_errors(self.location):
+            if self._repo is None or self._folder != folder:
+                self._repo = self._open_clone(folder)
+                self._folder = folder
+            yield self._repo
+
+    @contextmanager
+    def _host_lock(self) -> Iterator[None]:
+        """Make this host's writers (processes sharing `workdir`) take turns to write."""
+        with (self._workdir / f"{self._key}.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def _open_clone(self, folder: Path) -> git.Repo:
+        try:
+            if folder.exists():
+                try:
+                    repo = git.Repo(folder)
+                    if repo.bare and repo.remote("origin").url == self.location:
+                        return repo
+                except (git.InvalidGitRepositoryError, ValueError):
+                    pass  # a clone its creator did not finish: start again
+                shutil.rmtree(folder)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            repo = git.Repo.init(folder, bare=True)
+            repo.create_remote("origin", self.location)
+        except OSError as error:
+            raise StateError(
+                f"cannot create a working clone of {self.location} in {folder}: {error.strerror}",
+                hint="pass a writable folder as the working folder",
+            ) from error
+        repo.git.update_environment(GIT_TERMINAL_PROMPT="0")
+        return repo
+
+    def _fetch(self, repo: git.Repo) -> git.Commit | None:
+        """Fetch `main`; return its tip, or None when the repository has no `main` yet."""
+        status, _, stderr = repo.git.fetch(
+            "--quiet",
+            "--no-tags",
+            "origin",
+            f"+refs/heads/{MAIN}:{_TRACKING_REF}",
+            with_extended_output=True,
+            with_exceptions=False,
+            kill_after_timeout=NETWORK_TIMEOUT_SECONDS,
+        )
+        tracking = git.RemoteReference(repo, _TRACKING_REF)
+        if status != 0:
+            if "couldn't find remote ref" not in stderr:
+                raise _command_failed(
+                    self.location,
+                    git.GitCommandError(["git", "fetch", "origin", MAIN], status, stderr),
+                )
+            if tracking.is_valid():
+                git.RemoteReference.delete(repo, tracking)
+            return None
+        return tracking.commit
+
+    def _tip(self, repo: git.Repo) -> git.Commit:
+        tip = self._fetch(repo)
+        if tip is None:
+            raise StateError(
+                f"state repository {self.location} has no branch {MAIN!r}",
+                hint="open it with open_state_repository(), which creates the branch",
+            )
+        return tip
+
+    def _push(self, repo: git.Repo, commit: str) -> bool:
+        """Push `commit` to `main` as a fast-forward; False when another writer got there first."""
+        status, stdout, stderr = repo.git.push(
+            "--porcelain",
+            "origin",
+            f"{commit}:refs/heads/{MAIN}",
+            with_extended_output=True,
+            with_exceptions=False,
+            kill_after_timeout=NETWORK_TIMEOUT_SECONDS,
+        )
+        if status == 0:
+            return True
+        if any(marker in stdout or marker in stderr for marker in _LOST_RACE):
+            return False
+        raise _command_failed(
+            self.location,
+            git.GitCommandError(
+                ["git", "push", "origin", f"{commit[:12]}:{MAIN}"], status, stderr or stdout
+            ),
+        )
+
+    def _ensure_main(self) -> None:
+        """Give a repository without `main` (a new, empty remote) an empty first commit there."""
+        with self._clone() as repo:
+            for _ in range(self._push_attempts):
+                if self._fetch(repo) is not None or self._push(repo, _root_commit(repo).hexsha):
+                    return
+
+    def read(self, path: str, commit: str | None = None) -> bytes | None:
+        """The content of `path` at the tip of `main` (fetched first) or at `commit`; None when
+        there is no such file."""
+        _check_path(path)
+        with self._clone() as repo:
+            try:
+                tree = (repo.commit(commit) if commit else self._tip(repo)).tree
+            except (git.BadName, ValueError) as error:
+                raise StateError(
+                    f"state repository {self.location}: no commit {commit!r}"
+                ) from error
+            try:
+                item = tree / path
+            except KeyError:
+                return None
+            if item.type != "blob":
+                raise StateError(f"state repository {self.location}: {path} is a folder")
+            data: bytes = item.data_stream.read()
+            return data
+
+    def list_files(self, folder: str) -> list[str]:
+        """The paths of the files under `folder` (recursively) at the tip of `main`, sorted."""
+        _check_path(folder)
+        with self._clone() as repo:
+            try:
+                tree = self._tip(repo).tree / folder
+            except KeyError:
+                return []
+            if tree.type != "tree":
+                return []
+            return sorted(
+                str(item.path)
+                for item in tree.traverse()
+                if not isinstance(item, tuple) and item.type == "blob"
+            )
+
+    def log(self, path: str) -> list[LogEntry]:
+        """`git log main -- <path>`: the commits that changed `path`, newest first."""
+        _check_path(path)
+        with self._clone() as repo:
+            return [
+                LogEntry(
+                    commit=commit.hexsha,
+                    author=f"{commit.author.name} <{commit.author.email}>",
+                    date=datetime.fromtimestamp(
+                        commit.authored_date,
+                        timezone(timedelta(seconds=-commit.author_tz_offset)),
+                    ),
+                    message=str(commit.message).rstrip("\n"),
+                )
+                for commit in repo.iter_commits(self._tip(repo).hexsha, paths=path)
+            ]
+
+    def commit_files(self, changes: Mapping[str, Change], message: str, author: Author) -> str:
+        """Apply `changes` in one commit on top of `main` and push it; return the new tip.
+
+        A lost race (another writer pushed first) fetches the new tip and applies the same
+        changes again, up to `push_attempts` times with jittered, doubling sleeps (for 10
+        attempts, at most about 11 s of sleep in all). Changes that leave the tree as it is make
+        no commit: the tip is returned as it is.
+        """
+        for path in changes:
+            _check_path(path)
+        actor = git.Actor(author.name, author.email)
+        message = message.rstrip("\n") + "\n"
+        attempts = self._push_attempts
+        with self._clone() as repo, self._host_lock():
+            for attempt in range(1, attempts + 1):
+                base = self._tip(repo)
+                tree = _apply(repo, base.tree, changes)
+                if tree.binsha == base.tree.binsha:
+                    return base.hexsha
+                commit = git.Commit.create_from_tree(
+                    repo, tree, message, parent_commits=[base], author=actor, committer=actor
+                )
+                if self._push(repo, commit.hexsha):
+                    return commit.hexsha
+                if attempt == attempts:
+                    break
+                log.info(
+                    "state repository %s: main moved during push (attempt %d of %d); retrying",
+                    self.location,
+                    attempt,
+                    attempts,
+                )
+                time.sleep(
+                    random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_SECONDS * 2**attempt))
+                )
+        raise StateError(
+            f"state repository {self.location}: could not push to {MAIN} after {attempts} "
+            "attempts: other writers kept moving it",
+            hint="retry the operation; if this persists, fewer writers should write at once",
+        )
+
+
+def _apply(repo: git.Repo, base: git.Tree, changes: Mapping[str, Change]) -> git.Tree:
+    """The tree `base` with `changes` applied (objects are written; nothing is checked out)."""
+    index = git.IndexFile.new(repo, base)
+    for path, change in changes.items():
+        key = (path, 0)
+        current = index.entries.get(key)
+        if callable(change):
+            old = repo.odb.stream(current.binsha).read() if current is not None else None
+            change = change(old)
+        if change is None:
+            index.entries.pop(key, None)
+            continue
+        for entry_path, _ in index.entries:
+            existing = str(entry_path)
+            if existing.startswith(f"{path}/") or path.startswith(f"{existing}/"):
+                raise StateError(
+                    f"state repository {repo.remote('origin').url}: cannot write {path}: "
+                    f"{existing} is in the way (a file and a folder would share a name)"
+                )
+        binsha = _store(repo, "blob", change)
+        index.entries[key] = git.IndexEntry.from_base(
+            git.BaseIndexEntry((_FILE_MODE, binsha, 0, path))
+        )
+    if not index.entries:
+        return git.Tree(repo, _store(repo, "tree", b""))
+    return index.write_tree()
+
+
+def open_state_repository(
+    location: str, workdir: Path | None = None, *, push_attempts: int = PUSH_ATTEMPTS
+) -> StateRepository:
+    """The state repository at `location` (a git URL or a local path), created when missing.
+
+    A local path that does not exist becomes a bare repository with an empty first commit on
+    `main`; a repository without `main` gets that commit too. Reads and writes go through a
+    working clone under `workdir` (default: a `conveyor-state` folder in the temp folder); a
+    write that keeps losing races gives up after `push_attempts` attempts.
+    """
+    if not _is_remote(location):
+        path = Path(location).expanduser().absolute()
+        if path.exists():
+            _check_bare(path)
+        else:
+            _create_bare(path)
+        location = str(path)
+    repository = StateRepository(
+        location,
+        workdir or Path(tempfile.gettempdir()) / "conveyor-state",
+        push_attempts=push_attempts,
+    )
+    repository._ensure_main()
+    return repository

@@ -1,0 +1,581 @@
+"""Desired state and evidence, recorded in the state git repository.
+
+Why this module exists: git is where the control loop reads what each target should run, and
+`git log` is the audit trail of who promoted what, when and why. So every change is one commit
+with a message a person can read; `record` writes a deployment's desired state and its evidence
+in that one commit, so git never holds the one without the other; and every file read back is
+validated: people edit this repository (a `git revert`, a fix by hand), and a bad digest or a
+missing key must stop the loop with an error naming the file and the key, not deploy something
+else.
+
+Files (YAML, camelCase keys, times in RFC 3339, UTC):
+- `apps/<app>/<target>.yaml`: the desired state of one target (`DesiredState`).
+- `evidence/<app>/<digest hex>/<stage>.yaml`: what stage `<stage>` proved about one digest: gate
+  results per target, the approval and the stage's verdict (`Evidence`). Targets of one stage
+  write it concurrently, so a write merges into what is there (see `merge_evidence`).
+
+Serialization (`*_to_dict`, `*_from_dict`, `*_to_yaml`, `*_from_yaml`) is pure; the functions at
+the end do the I/O through `conveyor.gitrepo.StateRepository`. Timestamps are fields the caller
+sets from its own clock; nothing here reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Literal, cast, get_args
+
+import yaml
+
+from conveyor.errors import InputError, StateError
+from conveyor.gitrepo import Author, Change, StateRepository
+from conveyor.strict_yaml import iter_documents, yaml_error_line, yaml_error_problem
+
+GateVerdict = Literal["passed", "failed"]
+StageVerdict = Literal["pending", "passed", "failed"]
+Decision = Literal["approved", "rejected"]
+
+CONVEYOR_AUTHOR = Author("Conveyor", "conveyor@localhost")
+DESIRED_ROOT = "apps"
+EVIDENCE_ROOT = "evidence"
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_NAME_RULE = "lowercase letters, digits and '-', starting and ending with a letter or digit, 1-63"
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_FIX_HINT = "fix the file in the state repository, or revert the commit that broke it"
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """What one target of an app should run, and who or what decided it."""
+
+    app: str
+    target: str
+    stage: str
+    digest: str
+    parameters: Mapping[str, Any]  # the values rendered with: enough to reproduce the manifests
+    parameters_hash: str
+    rendered_hash: str
+    promoted_by: str  # a person, or what acted: "flow-run release-web-3f2a1c"
+    flow_run_id: str | None
+    approved_by: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's outcome on one target."""
+
+    name: str
+    verdict: GateVerdict
+    reason: str
+    duration_seconds: float
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A person's decision on a digest, valid only for the rendered manifests it was given for."""
+
+    decision: Decision
+    approver: str
+    reason: str
+    rendered_hash: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one stage proved about one digest of an app."""
+
+    app: str
+    digest: str
+    stage: str
+    verdict: StageVerdict
+    gates: Mapping[str, tuple[GateResult, ...]]  # target -> its gate results
+    approval: Approval | None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One commit that changed a target's desired state, as `git log` tells it.
+
+    `desired` is None when the commit deleted the file or left it unreadable (`problem` says why).
+    """
+
+    commit: str
+    author: str
+    date: datetime
+    message: str
+    desired: DesiredState | None
+    problem: str | None
+
+
+# --- Paths -----------------------------------------------------------------------------------
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise InputError(f"{what} {value!r} is not a valid name", hint=_NAME_RULE)
+    return value
+
+
+def _check_digest(value: str) -> str:
+    if not _DIGEST.fullmatch(value):
+        raise InputError(f"{value!r} is not a sha256 digest (sha256:<64 lowercase hex>)")
+    return value
+
+
+def desired_path(app: str, target: str) -> str:
+    """`apps/<app>/<target>.yaml`."""
+    return f"{DESIRED_ROOT}/{_check_name(app, 'app')}/{_check_name(target, 'target')}.yaml"
+
+
+def evidence_path(app: str, digest: str, stage: str) -> str:
+    """`evidence/<app>/<digest hex>/<stage>.yaml`."""
+    hex_digest = _check_digest(digest).removeprefix("sha256:")
+    return (
+        f"{EVIDENCE_ROOT}/{_check_name(app, 'app')}/{hex_digest}/{_check_name(stage, 'stage')}.yaml"
+    )
+
+
+# --- Serialization (pure) --------------------------------------------------------------------
+
+
+def _rfc3339(value: datetime, key: str) -> str:
+    if value.tzinfo is None:
+        raise InputError(
+            f"{key}: {value.isoformat()} has no time zone",
+            hint="pass an aware datetime, such as datetime.now(UTC)",
+        )
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class _Fields:
+    """Typed reads of one YAML mapping from file `where`; each error names the file and key."""
+
+    def __init__(self, data: object, where: str, prefix: str = "") -> None:
+        if not isinstance(data, dict):
+            what = f"key {prefix.rstrip('.')!r}" if prefix else "the file"
+            raise StateError(
+                f"{where}: {what} must be a mapping, not {_kind(data)}", hint=_FIX_HINT
+            )
+        self._data: dict[str, object] = data
+        self._where = where
+        self._prefix = prefix
+        self._read: set[str] = set()
+
+    def error(self, key: str, problem: str) -> StateError:
+        return StateError(f"{self._where}: key {self._prefix + key!r} {problem}", hint=_FIX_HINT)
+
+    def take(self, key: str) -> object:
+        if key not in self._data:
+            raise self.error(key, "is missing")
+        self._read.add(key)
+        return self._data[key]
+
+    def string(self, key: str) -> str:
+        value = self.take(key)
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, f"must be a non-empty string, not {_kind(value)}")
+        return value
+
+    def text(self, key: str) -> str:
+        value = self.take(key)
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, not {_kind(value)}")
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        return None if self.take(key) is None else self.string(key)
+
+    def name(self, key: str) -> str:
+        value = self.string(key)
+        if not _NAME.fullmatch(value):
+            raise self.error(key, f"is {value!r}, not a valid name ({_NAME_RULE})")
+        return value
+
+    def digest(self, key: str) -> str:
+        value = self.string(key)
+        if not _DIGEST.fullmatch(value):
+            raise self.error(key, f"is {value!r}, not a sha256 digest (sha256:<64 lowercase hex>)")
+        return value
+
+    def time(self, key: str) -> datetime:
+        value = self.string(key)
+        try:
+            if _RFC3339.fullmatch(value):
+                return datetime.fromisoformat(value.upper())
+        except ValueError:
+            pass
+        raise self.error(key, f"is {value!r}, not an RFC 3339 time (2024-05-01T12:00:00Z)")
+
+    def seconds(self, key: str) -> float:
+        value = self.take(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise self.error(key, f"must be a number of seconds >= 0, not {value!r}")
+        return float(value)
+
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value = self.string(key)
+        if value not in allowed:
+            raise self.error(key, f"is {value!r}; expected one of {', '.join(allowed)}")
+        return value
+
+    def parameters(self, key: str) -> dict[str, Any]:
+        value = self.take(key)
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise self.error(key, f"must be a mapping of parameter names, not {_kind(value)}")
+        return dict(value)
+
+    def mapping(self, key: str) -> _Fields:
+        return _Fields(self.take(key), self._where, f"{self._prefix}{key}.")
+
+    def optional_mapping(self, key: str) -> _Fields | None:
+        return None if self.take(key) is None else self.mapping(key)
+
+    def items(self, key: str) -> list[_Fields]:
+        value = self.take(key)
+        if not isinstance(value, list):
+            raise self.error(key, f"must be a list, not {_kind(value)}")
+        return [
+            _Fields(item, self._where, f"{self._prefix}{key}[{i}].") for i, item in enumerate(value)
+        ]
+
+    def names(self) -> list[str]:
+        """Every key, for mappings keyed by name (all count as read)."""
+        self._read.update(self._data)
+        return list(self._data)
+
+    def done(self) -> None:
+        """Refuse keys nobody read: a typo (`digets`) must not pass as a missing optional key."""
+        unknown = sorted(set(self._data) - self._read)
+        if unknown:
+            raise self.error(unknown[0], "is not a known key (a typo?)")
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def desired_to_dict(desired: DesiredState) -> dict[str, Any]:
+    return {
+        "app": desired.app,
+        "target": desired.target,
+        "stage": desired.stage,
+        "digest": desired.digest,
+        "parameters": dict(desired.parameters),
+        "parametersHash": desired.parameters_hash,
+        "renderedHash": desired.rendered_hash,
+        "promotedBy": desired.promoted_by,
+        "flowRunId": desired.flow_run_id,
+        "approvedBy": desired.approved_by,
+        "updatedAt": _rfc3339(desired.updated_at, "updatedAt"),
+    }
+
+
+def desired_from_dict(data: object, where: str) -> DesiredState:
+    fields = _Fields(data, where)
+    desired = DesiredState(
+        app=fields.name("app"),
+        target=fields.name("target"),
+        stage=fields.name("stage"),
+        digest=fields.digest("digest"),
+        parameters=fields.parameters("parameters"),
+        parameters_hash=fields.digest("parametersHash"),
+        rendered_hash=fields.digest("renderedHash"),
+        promoted_by=fields.string("promotedBy"),
+        flow_run_id=fields.optional_string("flowRunId"),
+        approved_by=fields.optional_string("approvedBy"),
+        updated_at=fields.time("updatedAt"),
+    )
+    fields.done()
+    return desired
+
+
+def _gate_to_dict(gate: GateResult) -> dict[str, Any]:
+    return {
+        "name": gate.name,
+        "verdict": gate.verdict,
+        "reason": gate.reason,
+        "durationSeconds": gate.duration_seconds,
+        "finishedAt": _rfc3339(gate.finished_at, "finishedAt"),
+    }
+
+
+def _gate_from_fields(fields: _Fields) -> GateResult:
+    gate = GateResult(
+        name=fields.string("name"),
+        verdict=cast(GateVerdict, fields.choice("verdict", get_args(GateVerdict))),
+        reason=fields.text("reason"),
+        duration_seconds=fields.seconds("durationSeconds"),
+        finished_at=fields.time("finishedAt"),
+    )
+    fields.done()
+    return gate
+
+
+def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:
+    approval = evidence.approval
+    return {
+        "app": evidence.app,
+        "digest": evidence.digest,
+        "stage": evidence.stage,
+        "verdict": evidence.verdict,
+        "gates": {
+            target: [_gate_to_dict(gate) for gate in evidence.gates[target]]
+            for target in sorted(evidence.gates)
+        },
+        "approval": None
+        if approval is None
+        else {
+            "decision": approval.decision,
+            "approver": approval.approver,
+            "reason": approval.reason,
+            "renderedHash": approval.rendered_hash,
+            "at": _rfc3339(approval.at, "approval.at"),
+        },
+    }
+
+
+def evidence_from_dict(data: object, where: str) -> Evidence:
+    fields = _Fields(data, where)
+    app = fields.name("app")
+    digest = fields.digest("digest")
+    stage = fields.name("stage")
+    verdict = cast(StageVerdict, fields.choice("verdict", get_args(StageVerdict)))
+    by_target = fields.mapping("gates")
+    gates: dict[str, tuple[GateResult, ...]] = {}
+    for target in by_target.names():
+        if not _NAME.fullmatch(target):
+            raise by_target.error(target, f"is not a valid target name ({_NAME_RULE})")
+        gates[target] = tuple(_gate_from_fields(item) for item in by_target.items(target))
+    approval_fields = fields.optional_mapping("approval")
+    approval = None
+    if approval_fields is not None:
+        approval = Approval(
+            decision=cast(Decision, approval_fields.choice("decision", get_args(Decision))),
+            approver=approval_fields.string("approver"),
+            reason=approval_fields.text("reason"),
+            rendered_hash=approval_fields.digest("renderedHash"),
+            at=approval_fields.time("at"),
+        )
+        approval_fields.done()
+    fields.done()
+    return Evidence(app, digest, stage, verdict, gates, approval)
+
+
+def _dump(data: dict[str, Any]) -> bytes:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8")
+
+
+def _load(content: bytes, where: str) -> object:
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise StateError(f"{where}: not UTF-8 text (byte {error.start})", hint=_FIX_HINT) from None
+    try:
+        documents = [value for _, value in iter_documents(text)]
+    except yaml.YAMLError as error:
+        raise StateError(
+            f"{where}:{yaml_error_line(error)}: invalid YAML: {yaml_error_problem(error)}",
+            hint=_FIX_HINT,
+        ) from None
+    if len(documents) != 1:
+        raise StateError(
+            f"{where}: holds {len(documents)} YAML documents; expected one mapping", hint=_FIX_HINT
+        )
+    return documents[0]
+
+
+def _check_place(path: str, expected: str, fields: tuple[str, ...]) -> None:
+    if path != expected:
+        raise StateError(
+            f"{path}: keys {', '.join(map(repr, fields))} say the file belongs at {expected}",
+            hint="a file's place names what it is about: move it, or correct those keys",
+        )
+
+
+def desired_from_yaml(content: bytes, path: str) -> DesiredState:
+    """The desired state in file `path`, validated, and checked to be about that path's target."""
+    desired = desired_from_dict(_load(content, path), path)
+    _check_place(path, desired_path(desired.app, desired.target), ("app", "target"))
+    return desired
+
+
+def desired_to_yaml(desired: DesiredState) -> bytes:
+    """The file content; refuses (InputError) what `desired_from_yaml` would refuse."""
+    content = _dump(desired_to_dict(desired))
+    try:
+        desired_from_yaml(content, desired_path(desired.app, desired.target))
+    except StateError as error:
+        raise InputError(f"refusing to write desired state: {error.message}") from None
+    return content
+
+
+def evidence_from_yaml(content: bytes, path: str) -> Evidence:
+    """The evidence in file `path`, validated, and checked to be about that path's digest."""
+    evidence = evidence_from_dict(_load(content, path), path)
+    expected = evidence_path(evidence.app, evidence.digest, evidence.stage)
+    _check_place(path, expected, ("app", "digest", "stage"))
+    return evidence
+
+
+def evidence_to_yaml(evidence: Evidence) -> bytes:
+    """The file content; refuses (InputError) what `evidence_from_yaml` would refuse."""
+    content = _dump(evidence_to_dict(evidence))
+    try:
+        evidence_from_yaml(content, evidence_path(evidence.app, evidence.digest, evidence.stage))
+    except StateError as error:
+        raise InputError(f"refusing to write evidence: {error.message}") from None
+    return content
+
+
+def merge_evidence(existing: Evidence | None, new: Evidence) -> Evidence:
+    """`new` written over `existing`: gate results replace those of the same targets (other
+    targets' stay), the approval stays unless `new` has one, the verdict is `new`'s."""
+    if existing is None:
+        return new
+    return replace(
+        new,
+        gates={**existing.gates, **new.gates},
+        approval=new.approval if new.approval is not None else existing.approval,
+    )
+
+
+def _short(digest: str) -> str:
+    return digest[: len("sha256:") + 12] + "…"
+
+
+def desired_message(desired: DesiredState, action: str, reason: str | None) -> str:
+    """`web/prod-eu: promote sha256:3f2a1c4d5e6f… (staging passed; approved by alice)`."""
+    notes = [reason] if reason else []
+    if desired.approved_by:
+        notes.append(f"approved by {desired.approved_by}")
+    detail = "; ".join(notes)
+    subject = f"{desired.app}/{desired.target}: {action} {_short(desired.digest)}"
+    return f"{subject} ({detail})" if detail else subject
+
+
+def evidence_message(evidence: Evidence) -> str:
+    """`web sha256:3f2a1c4d5e6f…: staging evidence (pending; prod-eu: 2/2 gates passed)`."""
+    notes: list[str] = [evidence.verdict]
+    for target in sorted(evidence.gates):
+        results = evidence.gates[target]
+        passed = sum(gate.verdict == "passed" for gate in results)
+        notes.append(f"{target}: {passed}/{len(results)} gates passed")
+    if evidence.approval is not None:
+        notes.append(f"{evidence.approval.decision} by {evidence.approval.approver}")
+    return (
+        f"{evidence.app} {_short(evidence.digest)}: {evidence.stage} evidence ({'; '.join(notes)})"
+    )
+
+
+# --- Reading and writing the repository ------------------------------------------------------
+
+
+def _merged_evidence(new: Evidence, path: str, current: bytes | None) -> bytes:
+    existing = None if current is None else evidence_from_yaml(current, path)
+    return evidence_to_yaml(merge_evidence(existing, new))
+
+
+def record(
+    repo: StateRepository,
+    *,
+    desired: DesiredState | None = None,
+    evidence: Evidence | None = None,
+    action: str = "promote",
+    reason: str | None = None,
+    author: Author = CONVEYOR_AUTHOR,
+) -> str:
+    """Commit desired state, evidence or both in ONE commit; return the commit (or the tip when
+    nothing changed). The evidence is merged into what the file holds when the commit is made."""
+    changes: dict[str, Change] = {}
+    messages = []
+    if desired is not None:
+        changes[desired_path(desired.app, desired.target)] = desired_to_yaml(desired)
+        messages.append(desired_message(desired, action, reason))
+    if evidence is not None:
+        evidence_to_yaml(evidence)  # refuse bad evidence before any git work
+        path = evidence_path(evidence.app, evidence.digest, evidence.stage)
+        changes[path] = partial(_merged_evidence, evidence, path)
+        messages.append(evidence_message(evidence))
+    if not changes:
+        raise InputError("record() needs desired state, evidence or both")
+    if desired is not None and evidence is not None and desired.app != evidence.app:
+        raise InputError(
+            f"one commit records one app: desired state is for {desired.app!r}, "
+            f"evidence for {evidence.app!r}"
+        )
+    return repo.commit_files(changes, "\n\n".join(messages), author)
+
+
+def record_desired(
+    repo: StateRepository,
+    desired: DesiredState,
+    *,
+    action: str = "promote",
+    reason: str | None = None,
+    author: Author = CONVEYOR_AUTHOR,
+) -> str:
+    """Commit one target's desired state; the message says `action`, the digest and `reason`."""
+    return record(repo, desired=desired, action=action, reason=reason, author=author)
+
+
+def record_evidence(
+    repo: StateRepository, evidence: Evidence, *, author: Author = CONVEYOR_AUTHOR
+) -> str:
+    """Commit evidence, merged into what the stage's file already holds (see merge_evidence)."""
+    return record(repo, evidence=evidence, author=author)
+
+
+def read_desired(repo: StateRepository, app: str, target: str) -> DesiredState | None:
+    """The desired state at the tip of `main`, or None when the target has none."""
+    path = desired_path(app, target)
+    content = repo.read(path)
+    return None if content is None else desired_from_yaml(content, path)
+
+
+def read_evidence(repo: StateRepository, app: str, digest: str, stage: str) -> Evidence | None:
+    """What `stage` proved about `digest` so far, or None when it has recorded nothing."""
+    path = evidence_path(app, digest, stage)
+    content = repo.read(path)
+    return None if content is None else evidence_from_yaml(content, path)
+
+
+def history(repo: StateRepository, app: str, target: str) -> list[HistoryEntry]:
+    """Every commit that changed the target's desired state, newest first."""
+    path = desired_path(app, target)
+    entries = []
+    for commit in repo.log(path):
+        content = repo.read(path, commit.commit)
+        desired, problem = None, None
+        if content is not None:
+            try:
+                desired = desired_from_yaml(content, path)
+            except StateError as error:
+                problem = error.message
+        entries.append(
+            HistoryEntry(
+                commit.commit, commit.author, commit.date, commit.message, desired, problem
+            )
+        )
+    return entries
+
+
+def previous_digest(repo: StateRepository, app: str, target: str) -> str | None:
+    """The digest the target had before its current one (what a rollback returns to), skipping
+    commits that kept the same digest and unreadable versions; None when there is none."""
+    current = read_desired(repo, app, target)
+    if current is None:
+        return None
+    for entry in history(repo, app, target):
+        if entry.desired is not None and entry.desired.digest != current.digest:
+            return entry.desired.digest
+    return None
