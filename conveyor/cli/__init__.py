@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from conveyor.cli import bundle, cluster, platform
+from conveyor.cli import bundle, cluster, pipeline, platform
 from conveyor.cli.output import fail
 from conveyor.errors import ConveyorError
 
@@ -27,6 +27,14 @@ app.command("apply")(cluster.apply_command)
 app.command("wait")(cluster.wait_command)
 app.command("diff")(cluster.diff_command)
 app.command("prune")(cluster.prune_command)
+app.command("release")(pipeline.release)
+app.command("promote")(pipeline.promote)
+app.command("approve")(pipeline.approve)
+app.command("reject")(pipeline.reject)
+app.command("rollback")(pipeline.rollback)
+app.command("reconcile")(pipeline.reconcile)
+app.command("status")(pipeline.status)
+app.command("serve")(pipeline.serve)
 
 
 def main() -> None:

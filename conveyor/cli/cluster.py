@@ -17,6 +17,7 @@ from rich.table import Table
 from conveyor import apply, drift, render, wait
 from conveyor.cli.bundle import StoreOption, collect_values, load_reference
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
+from conveyor.errors import InputError
 from conveyor.kube import Kube
 
 KubeconfigOption = typer.Option(
@@ -168,19 +169,50 @@ def wait_command(
 
 
 def diff_command(
-    reference: str = typer.Argument(..., help="bundle digest (sha256:...) or tag"),
-    live: bool = typer.Option(..., "--live", help="compare with the cluster (required)"),
-    app: str = AppOption,
-    target: str = TargetOption,
-    namespace: str = NamespaceOption,
+    arguments: list[str] = typer.Argument(
+        ..., help="APP TARGET_A TARGET_B (two targets), or REF with --live (one target's drift)"
+    ),
+    live: bool = typer.Option(False, "--live", help="compare REF with the cluster"),
+    digest: str | None = typer.Option(None, help="APP mode: digest (default: TARGET_A's)"),
+    app: str | None = typer.Option(None, "--app", help="--live: app name"),
+    target: str | None = typer.Option(None, "--target", help="--live: target name"),
+    namespace: str | None = typer.Option(None, "--namespace", "-n", help="--live: namespace"),
     store: str | None = StoreOption,
     values: list[Path] = ValuesOption,
     set_: list[str] = SetOption,
     kubeconfig: Path | None = KubeconfigOption,
     context: str | None = ContextOption,
+    config: Path | None = typer.Option(None, "--config", envvar="CONVEYOR_CONFIG"),
     output: Output = OutputOption,
 ) -> None:
-    """Show drift: fields we set whose live value differs, objects gone; exit 1 if any."""
+    """What differs: between two targets of an app, or (--live) between a bundle and a cluster."""
+    if not live:
+        if len(arguments) != 3:
+            raise InputError("diff takes APP TARGET_A TARGET_B, or REF --live")
+        from conveyor.cli.pipeline import diff_targets
+
+        app_name, target_a, target_b = arguments
+        diff_targets(app_name, target_a, target_b, digest, config, output)
+        return
+    if len(arguments) != 1 or not (app and target and namespace):
+        raise InputError("diff --live takes one REF and --app, --target and --namespace")
+    _live_diff(
+        arguments[0], app, target, namespace, store, values, set_, kubeconfig, context, output
+    )
+
+
+def _live_diff(
+    reference: str,
+    app: str,
+    target: str,
+    namespace: str,
+    store: str | None,
+    values: list[Path],
+    set_: list[str],
+    kubeconfig: Path | None,
+    context: str | None,
+    output: Output,
+) -> None:
     digest, objects, kube = _prepare(reference, store, values, set_, kubeconfig, context)
     prepared = apply.prepare(kube, objects, apply.Target(app, target, namespace), digest)
     found = drift.detect(kube, prepared, app=app, target=target)

@@ -1,0 +1,401 @@
+"""`conveyor release | promote | approve | reject | rollback | reconcile | status | serve`.
+
+The path to production from the command line. Flows run where Prefect runs them: through the
+served deployments when a Prefect server has them (the run shows in the UI, its logs stream
+here), else in a child process (`python -m flows`) against whatever Prefect is configured.
+Arguments are validated against the configuration before any run is created.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from conveyor import apply, bundle, compare, drift, health, render, state
+from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
+from conveyor.config import Config, load_config
+from conveyor.errors import ConveyorError, InputError
+from conveyor.paths import state_dir
+from conveyor.platform import process
+from conveyor.prefect_api import PrefectAPI
+
+DEPLOYMENT = "conveyor"
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+ConfigOption = typer.Option(
+    None,
+    "--config",
+    envvar="CONVEYOR_CONFIG",
+    help="conveyor.yaml [env: CONVEYOR_CONFIG; default config/conveyor.yaml]",
+)
+WaitOption = typer.Option(True, "--wait/--no-wait", help="follow the run until it ends")
+
+
+def _config(path: Path | None) -> Config:
+    return load_config(path)
+
+
+def _check_digest(digest: str) -> str:
+    if not DIGEST.match(digest):
+        raise InputError(f"--digest {digest!r}: expected sha256:<64 hex digits>")
+    return digest
+
+
+def _run_flow(
+    flow: str,
+    parameters: dict[str, Any],
+    *,
+    wait: bool,
+    output: Output,
+    idempotency_key: str | None = None,
+) -> None:
+    """Start `flow` through its served deployment, or in a child process when none is served."""
+    api = None
+    if os.environ.get("PREFECT_API_URL"):
+        api = PrefectAPI()
+        if not api.healthy():
+            raise ConveyorError(
+                f"the Prefect server at {api.url} does not answer",
+                hint="`conveyor platform up` starts the local one",
+            )
+    try:
+        deployment_ready = api is not None and bool(api.deployment_id(flow, DEPLOYMENT))
+    except InputError:
+        deployment_ready = False
+    if api is None or not deployment_ready:
+        note(f"no served {flow}/{DEPLOYMENT} deployment: running the flow in a child process")
+        completed = subprocess.run(
+            [sys.executable, "-m", "flows", flow, json.dumps(parameters)], check=False
+        )
+        raise typer.Exit(completed.returncode)
+    run = api.create_flow_run(flow, DEPLOYMENT, parameters, idempotency_key=idempotency_key)
+    ui = api.url.removesuffix("/api")
+    if output is Output.json and not wait:
+        print_json(
+            {
+                "id": run.id,
+                "name": run.name,
+                "state": run.state_name,
+                "url": f"{ui}/runs/flow-run/{run.id}",
+            }
+        )
+        return
+    note(f"flow run {run.name}: {ui}/runs/flow-run/{run.id}")
+    if not wait:
+        return
+    final = api.follow(
+        run.id,
+        on_log=(lambda line: say(f"  {line}")) if output is Output.table else None,
+        on_state=lambda r: note(
+            f"{r.name}: {r.state_name}"
+            + (" (answer with `conveyor approve` or in the UI)" if r.state_type == "PAUSED" else "")
+        ),
+    )
+    if output is Output.json:
+        print_json(
+            {
+                "id": final.id,
+                "name": final.name,
+                "state": final.state_name,
+                "message": final.message,
+            }
+        )
+    if final.state_type != "COMPLETED":
+        if output is Output.table:
+            say(f"{final.name} ended {final.state_name}: {final.message}")
+        raise typer.Exit(1)
+
+
+def release(
+    app: str = typer.Argument(..., help="app name from conveyor.yaml"),
+    ref: str = typer.Option("HEAD", help="git ref to build"),
+    idempotency_key: str | None = typer.Option(None, help="repeat-safe key for API callers"),
+    wait: bool = WaitOption,
+    config: Path | None = ConfigOption,
+    output: Output = OutputOption,
+) -> None:
+    """Build APP at REF once and carry its digest from the first stage to the last."""
+    _config(config).app(app)
+    _run_flow(
+        "release",
+        {"app": app, "ref": ref},
+        wait=wait,
+        output=output,
+        idempotency_key=idempotency_key,
+    )
+
+
+def promote(
+    app: str = typer.Argument(..., help="app name from conveyor.yaml"),
+    stage: str = typer.Argument(..., help="stage to promote into"),
+    digest: str = typer.Option(..., help="bundle digest that passed the previous stage"),
+    wait: bool = WaitOption,
+    config: Path | None = ConfigOption,
+    output: Output = OutputOption,
+) -> None:
+    """Promote DIGEST into STAGE (policy, approval, targets, soak, evidence)."""
+    _config(config).app(app).pipeline.stage(stage)
+    _run_flow(
+        "promote-stage",
+        {"app": app, "digest": _check_digest(digest), "stage": stage},
+        wait=wait,
+        output=output,
+    )
+
+
+def rollback(
+    app: str = typer.Argument(...),
+    target: str = typer.Argument(...),
+    to: str | None = typer.Option(None, help="a digest this target ran before (default: the last)"),
+    wait: bool = WaitOption,
+    config: Path | None = ConfigOption,
+    output: Output = OutputOption,
+) -> None:
+    """Put the previous (or a named) recorded digest back on TARGET."""
+    _config(config).app(app).pipeline.target(target)
+    _run_flow("rollback", {"app": app, "target": target, "to": to}, wait=wait, output=output)
+
+
+def reconcile(
+    app: str = typer.Argument(...),
+    target: str = typer.Argument(...),
+    wait: bool = WaitOption,
+    config: Path | None = ConfigOption,
+    output: Output = OutputOption,
+) -> None:
+    """Compare TARGET with its desired state in git now; correct drift if self-heal is on."""
+    _config(config).app(app).pipeline.target(target)
+    _run_flow("reconcile", {"app": app, "target": target}, wait=wait, output=output)
+
+
+def _answer(
+    app: str, stage: str, approve: bool, approver: str, reason: str, config: Path | None
+) -> None:
+    _config(config).app(app).pipeline.stage(stage)
+    api = PrefectAPI()
+    waiting = api.flow_runs(tags=[f"conveyor-awaiting:{app}/{stage}"], states=["PAUSED"])
+    if not waiting:
+        raise InputError(
+            f"no run of {app} is waiting for an approval of {stage}",
+            hint="`conveyor status` shows what is deployed where",
+        )
+    for run in waiting:
+        verdict = api.resume(run.id, {"approve": approve, "approver": approver, "reason": reason})
+        if verdict != "ACCEPT":
+            raise ConveyorError(f"Prefect did not resume {run.name}: {verdict}")
+        say(f"{'approved' if approve else 'rejected'} {stage} of {app} in {run.name} as {approver}")
+
+
+def approve(
+    app: str = typer.Argument(...),
+    stage: str = typer.Argument(...),
+    approver: str = typer.Option(getpass.getuser(), help="who approves (recorded in git)"),
+    reason: str = typer.Option("", help="why (recorded in git)"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Approve the run waiting at STAGE: bound to its digest and rendered manifests."""
+    _answer(app, stage, True, approver, reason, config)
+
+
+def reject(
+    app: str = typer.Argument(...),
+    stage: str = typer.Argument(...),
+    reason: str = typer.Option(..., help="why (recorded in git)"),
+    approver: str = typer.Option(getpass.getuser(), help="who rejects (recorded in git)"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Reject the run waiting at STAGE; it stops and records the rejection."""
+    _answer(app, stage, False, approver, reason, config)
+
+
+def status(
+    app: str | None = typer.Argument(None, help="one app (default: all)"),
+    config: Path | None = ConfigOption,
+    output: Output = OutputOption,
+) -> None:
+    """Every app and target: desired digest, live health, drift, last promotion."""
+    from conveyor import gitrepo
+    from conveyor.kube import Kube
+
+    loaded = _config(config)
+    repo = gitrepo.open_state_repository(loaded.state_repository)
+    rows: list[dict[str, str]] = []
+    for spec in [loaded.app(app)] if app else list(loaded.apps.values()):
+        store = bundle.open_store(loaded.store_location(spec.name))
+        for target in spec.pipeline.targets():
+            desired = state.read_desired(repo, spec.name, target.name)
+            row = {
+                "app": spec.name,
+                "stage": target.stage,
+                "target": target.name,
+                "digest": desired.digest if desired else "",
+                "health": "-",
+                "drift": "-",
+                "promoted": _promoted(desired),
+            }
+            if desired:
+                try:
+                    kube = Kube(target.cluster.kubeconfig, target.cluster.context)
+                    loaded_bundle = bundle.load(store, desired.digest)
+                    objects = render.render(loaded_bundle.source, desired.parameters)
+                    spec_target = apply.Target(spec.name, target.name, target.namespace)
+                    prepared = apply.prepare(kube, objects, spec_target, desired.digest)
+                    row["health"] = _health(kube, prepared)
+                    found = drift.detect(kube, prepared, app=spec.name, target=target.name)
+                    row["drift"] = f"{len(found)} object(s)" if found else "none"
+                except ConveyorError as error:
+                    row["health"] = f"unknown: {error.message[:60]}"
+            rows.append(row)
+    if output is Output.json:
+        print_json(rows)
+        return
+    table = Table("app", "stage", "target", "digest", "health", "drift", "last promotion")
+    for row in rows:
+        add_row(
+            table,
+            row["app"],
+            row["stage"],
+            row["target"],
+            (row["digest"] or "-")[:19],
+            row["health"],
+            row["drift"],
+            row["promoted"],
+        )
+    console.print(table)
+
+
+def _promoted(desired: state.DesiredState | None) -> str:
+    if desired is None:
+        return "never"
+    return f"{desired.updated_at:%m-%d %H:%M} {desired.promoted_by.removeprefix('flow-run ')}"
+
+
+def _health(kube: Any, prepared: list[dict[str, Any]]) -> str:
+    states = {}
+    for obj in prepared:
+        live = kube.get(
+            obj["apiVersion"],
+            obj["kind"],
+            obj["metadata"]["name"],
+            obj["metadata"].get("namespace"),
+        )
+        key = health.object_key(obj)
+        states[key] = (
+            health.status(live) if live else health.Readiness(health.State.IN_PROGRESS, "not found")
+        )
+    ready, total, waiting = health.summarize(states)
+    return "healthy" if ready == total else f"{ready}/{total} ready: {waiting[0]}"
+
+
+def diff_targets(
+    app: str,
+    target_a: str,
+    target_b: str,
+    digest: str | None,
+    config: Path | None,
+    output: Output,
+) -> None:
+    """One digest rendered for two targets: which parameters and rendered fields differ."""
+    from conveyor import gitrepo
+
+    loaded = _config(config)
+    spec = loaded.app(app)
+    first, second = spec.pipeline.target(target_a), spec.pipeline.target(target_b)
+    if digest is None:
+        repo = gitrepo.open_state_repository(loaded.state_repository)
+        desired = state.read_desired(repo, app, target_a)
+        if desired is None:
+            raise InputError(f"{app}/{target_a} has no desired digest yet; pass --digest")
+        digest = desired.digest
+    source = bundle.load(bundle.open_store(loaded.store_location(app)), digest).source
+    result = compare.compare(
+        source, first.parameters, second.parameters, labels=(target_a, target_b)
+    )
+    if output is Output.json:
+        print_json(
+            {
+                "digest": digest,
+                "parameters": [
+                    {"name": d.name, target_a: _plain(d.a), target_b: _plain(d.b)}
+                    for d in result.parameters
+                ],
+                "fields": [
+                    {
+                        "object": d.object,
+                        "path": d.path,
+                        target_a: _plain(d.a),
+                        target_b: _plain(d.b),
+                    }
+                    for d in result.fields
+                ],
+            }
+        )
+        return
+    table = Table("object", "field", target_a, target_b, title=f"{app} {digest[:19]}")
+    for p in result.parameters:
+        add_row(table, "(parameter)", p.name, _show(p.a), _show(p.b))
+    for f in result.fields:
+        add_row(table, f.object, f.path, _show(f.a), _show(f.b))
+    if result.parameters or result.fields:
+        console.print(table)
+    else:
+        say(f"{target_a} and {target_b} render {digest[:19]} identically")
+
+
+def _plain(value: Any) -> Any:
+    return None if value is compare.ABSENT else value
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is compare.ABSENT else json.dumps(value)
+
+
+SERVE_NAME = "serve"
+
+
+def serve(
+    background: bool = typer.Option(False, help="detach; logs in .conveyor/logs/serve.log"),
+    stop: bool = typer.Option(False, help="stop a background serve started from here"),
+) -> None:
+    """Serve every Conveyor deployment (release, promote, reconcile schedules...) to Prefect."""
+    pidfile = state_dir() / "run" / "serve.pid"
+    logfile = state_dir() / "logs" / "serve.log"
+    record = process.read_pidfile(pidfile)
+    if stop:
+        if record:
+            process.stop(record, grace_seconds=15)
+        pidfile.unlink(missing_ok=True)
+        say("serve stopped")
+        return
+    command = [sys.executable, "-m", "deployments.serve"]
+    environment = {"PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    if not background:
+        os.execve(sys.executable, command, {**os.environ, **environment})
+    if record and process.is_running(record):
+        say(f"already serving (pid {record.pid}); log: {logfile}")
+        return
+    PrefectAPI()  # a served deployment needs a server to register with
+    started = process.spawn(SERVE_NAME, command, pidfile=pidfile, logfile=logfile, env=environment)
+    api = PrefectAPI()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            api.deployment_id("release", DEPLOYMENT)
+            say(f"serving Conveyor's deployments (pid {started.pid}); log: {logfile}")
+            return
+        except InputError:
+            if not process.is_running(started):
+                raise ConveyorError(
+                    f"serve exited; last lines of {logfile}:\n{process.log_tail(logfile)}"
+                ) from None
+            time.sleep(0.5)
+    raise ConveyorError(f"serve did not register its deployments in 90s; see {logfile}")

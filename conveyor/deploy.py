@@ -1,0 +1,141 @@
+"""One digest on one target, as plain steps: render, apply, wait, gate, and roll back.
+
+The flows compose these steps with Prefect (retries, logs, artifacts, locks); this module holds
+what they do, so each step is testable, and usable from the CLI, without an orchestrator.
+A Rendered value carries everything a later step or record needs: the digest, the resolved
+parameters and their hash, the rendered objects and their hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor import apply, bundle, gates, oci, render, wait
+from conveyor.kube import Kube
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A bundle rendered for one target: what will be applied and how to recognise it."""
+
+    app: str
+    target: str
+    namespace: str
+    digest: str
+    parameters: dict[str, Any]
+    parameters_hash: str
+    rendered_hash: str
+    objects: list[dict[str, Any]]
+    tests: list[dict[str, Any]]
+
+
+def parameters_hash(parameters: Mapping[str, Any]) -> str:
+    canonical = json.dumps(parameters, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def render_target(
+    store: oci.BundleStore,
+    digest: str,
+    *,
+    app: str,
+    target: str,
+    namespace: str,
+    parameters: Mapping[str, Any],
+) -> Rendered:
+    """Pull and verify `digest`, then render it with the target's parameters."""
+    loaded = bundle.load(store, digest)
+    resolved = render.resolve_parameters(
+        loaded.source.spec.parameters, parameters, f"parameters of target {target}"
+    )
+    objects = render.render(loaded.source, resolved)
+    return Rendered(
+        app=app,
+        target=target,
+        namespace=namespace,
+        digest=digest,
+        parameters=dict(resolved),
+        parameters_hash=parameters_hash(resolved),
+        rendered_hash=render.rendered_hash(objects),
+        objects=objects,
+        tests=render.render_tests(loaded.source, resolved),
+    )
+
+
+def apply_target(
+    kube: Kube,
+    rendered: Rendered,
+    *,
+    force_conflicts: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> apply.ApplyReport:
+    target = apply.Target(rendered.app, rendered.target, rendered.namespace, force_conflicts)
+    return apply.apply_bundle(
+        kube, rendered.objects, target, digest=rendered.digest, dry_run=dry_run, progress=progress
+    )
+
+
+def wait_target(
+    kube: Kube,
+    rendered: Rendered,
+    *,
+    timeout: float,
+    progress: Callable[[int, int, list[str]], None] | None = None,
+) -> wait.WaitResult:
+    target = apply.Target(rendered.app, rendered.target, rendered.namespace)
+    prepared = apply.prepare(kube, rendered.objects, target, rendered.digest)
+    return wait.wait_ready(kube, prepared, timeout=timeout, on_progress=progress)
+
+
+def soak(
+    kube: Kube,
+    rendered: Rendered,
+    *,
+    seconds: float,
+    interval: float = 1.0,
+) -> gates.GateResult:
+    """Readiness must stay green for `seconds`; the first object to slip fails the soak."""
+    started = time.monotonic()
+    target = apply.Target(rendered.app, rendered.target, rendered.namespace)
+    prepared = apply.prepare(kube, rendered.objects, target, rendered.digest)
+    while True:
+        result = wait.wait_ready(kube, prepared, timeout=interval)
+        if not result.ready:
+            return gates.GateResult(
+                "soak",
+                False,
+                "readiness slipped during the soak: " + wait.describe_failure(result),
+                time.monotonic() - started,
+            )
+        remaining = seconds - (time.monotonic() - started)
+        if remaining <= 0:
+            return gates.GateResult(
+                "soak", True, f"ready for {seconds:.0f}s", time.monotonic() - started
+            )
+        time.sleep(min(interval, remaining))
+
+
+def gate_environment(rendered: Rendered, *, stage: str, kubeconfig: Path | None) -> dict[str, str]:
+    return gates.command_environment(
+        kubeconfig=kubeconfig,
+        namespace=rendered.namespace,
+        digest=rendered.digest,
+        target=rendered.target,
+        stage=stage,
+        parameters=rendered.parameters,
+    )
+
+
+def summary(results: Sequence[gates.GateResult]) -> str:
+    """One line per gate, for failure messages and reports."""
+    return "\n".join(
+        f"{'passed' if r.passed else 'FAILED'} {r.name} ({r.duration:.1f}s): {r.reason}"
+        for r in results
+    )

@@ -1,0 +1,87 @@
+"""Whether a digest may enter a stage: pure rules over configuration and recorded evidence.
+
+A digest enters stage N only with passing evidence from stage N-1 for that same digest, never
+while one of the stage's freeze windows is active, and, where the stage requires approval, only
+with an approval given for this digest and for exactly the manifests that will be applied (a
+changed parameter changes the rendered hash and voids the approval).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from conveyor.config import Pipeline
+from conveyor.state import Evidence
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reasons: tuple[str, ...]
+
+    def explain(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def stage_rendered_hash(rendered_hashes: Mapping[str, str]) -> str:
+    """One hash over every target's rendered hash: what an approval of a stage is bound to."""
+    listing = "\n".join(f"{target}={value}" for target, value in sorted(rendered_hashes.items()))
+    return "sha256:" + hashlib.sha256(listing.encode()).hexdigest()
+
+
+def may_enter(
+    pipeline: Pipeline,
+    stage: str,
+    digest: str,
+    *,
+    previous_evidence: Evidence | None,
+    now: datetime,
+) -> Decision:
+    """Policy before anything is applied: the path to production and the freeze windows."""
+    reasons = []
+    current = pipeline.stage(stage)
+    previous = pipeline.previous(stage)
+    if previous is not None:
+        if previous_evidence is None:
+            reasons.append(
+                f"{digest[:19]} has no evidence from stage {previous.name!r}: promote it "
+                f"through {previous.name} first (stages may not be skipped)"
+            )
+        elif previous_evidence.digest != digest or previous_evidence.stage != previous.name:
+            reasons.append(
+                f"the evidence given is for {previous_evidence.digest[:19]} in "
+                f"{previous_evidence.stage}, not {digest[:19]} in {previous.name}"
+            )
+        elif previous_evidence.verdict != "passed":
+            reasons.append(
+                f"{digest[:19]} did not pass stage {previous.name!r} "
+                f"(verdict {previous_evidence.verdict})"
+            )
+    window = current.frozen(now)
+    if window is not None:
+        reasons.append(f"stage {stage!r} is frozen: {window.reason}")
+    return Decision(not reasons, tuple(reasons))
+
+
+def approval_holds(evidence: Evidence | None, *, digest: str, rendered_hash: str) -> Decision:
+    """Whether recorded evidence holds an approval still valid for these manifests."""
+    if evidence is None or evidence.approval is None:
+        return Decision(False, ("no approval recorded",))
+    approval = evidence.approval
+    if evidence.digest != digest:
+        return Decision(False, (f"the approval is for {evidence.digest[:19]}",))
+    if approval.decision != "approved":
+        return Decision(False, (f"{approval.approver} rejected it: {approval.reason}",))
+    if approval.rendered_hash != rendered_hash:
+        return Decision(
+            False,
+            (
+                f"{approval.approver}'s approval was given for other manifests "
+                f"({approval.rendered_hash[:19]}, now {rendered_hash[:19]}): parameters changed, "
+                "so it no longer counts",
+            ),
+        )
+    return Decision(True, (f"approved by {approval.approver}",))

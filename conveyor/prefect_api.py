@@ -1,0 +1,172 @@
+"""Prefect's REST API as the CLI needs it, over plain HTTP: the core never imports Prefect.
+
+The CLI starts flow runs of the served deployments, follows them (state and logs), finds the run
+waiting for an approval and answers it. Parameters are validated by the caller before a run is
+created, because Prefect accepts unknown parameters and the run then crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.errors import ConveyorError, InfrastructureError, InputError
+
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    id: str
+    name: str
+    state_type: str
+    state_name: str
+    tags: tuple[str, ...]
+    message: str
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> FlowRun:
+        state = data.get("state") or {}
+        return cls(
+            str(data["id"]),
+            str(data["name"]),
+            str(state.get("type", "")),
+            str(state.get("name", "")),
+            tuple(data.get("tags") or ()),
+            str(state.get("message") or ""),
+        )
+
+
+class PrefectAPI:
+    """A Prefect server at `url` (PREFECT_API_URL, e.g. http://127.0.0.1:4200/api)."""
+
+    def __init__(self, url: str | None = None, *, timeout: float = 10.0) -> None:
+        chosen = url or os.environ.get("PREFECT_API_URL")
+        if not chosen:
+            raise InputError(
+                "no Prefect server configured: PREFECT_API_URL is not set",
+                hint='run `eval "$(conveyor platform env)"` for the local platform',
+            )
+        self.url = chosen.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:500]
+            if error.code == 404:
+                raise InputError(f"Prefect API {method} {path}: not found ({detail})") from None
+            raise InfrastructureError(
+                f"Prefect API {method} {path} answered {error.code}: {detail}"
+            ) from None
+        except (urllib.error.URLError, OSError) as error:
+            raise InfrastructureError(
+                f"cannot reach the Prefect server at {self.url}: {error}",
+                hint="is it running? (`conveyor platform status` for the local one)",
+            ) from None
+        return json.loads(raw) if raw else None
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._call("GET", "/health"))
+        except ConveyorError:
+            return False
+
+    def deployment_id(self, flow: str, deployment: str) -> str:
+        quoted = f"{urllib.parse.quote(flow)}/{urllib.parse.quote(deployment)}"
+        try:
+            return str(self._call("GET", f"/deployments/name/{quoted}")["id"])
+        except InputError:
+            raise InputError(
+                f"Prefect has no deployment {flow}/{deployment}",
+                hint="start the deployments with `conveyor serve --background`",
+            ) from None
+
+    def create_flow_run(
+        self,
+        flow: str,
+        deployment: str,
+        parameters: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> FlowRun:
+        body: dict[str, Any] = {"parameters": dict(parameters), "tags": list(tags)}
+        if idempotency_key:
+            body["idempotency_key"] = idempotency_key
+        created = self._call(
+            "POST", f"/deployments/{self.deployment_id(flow, deployment)}/create_flow_run", body
+        )
+        return FlowRun.of(created)
+
+    def flow_run(self, run_id: str) -> FlowRun:
+        return FlowRun.of(self._call("GET", f"/flow_runs/{run_id}"))
+
+    def flow_runs(self, *, tags: Sequence[str], states: Sequence[str]) -> list[FlowRun]:
+        body = {
+            "flow_runs": {"tags": {"all_": list(tags)}, "state": {"type": {"any_": list(states)}}},
+            "sort": "START_TIME_DESC",
+            "limit": 50,
+        }
+        return [FlowRun.of(item) for item in self._call("POST", "/flow_runs/filter", body)]
+
+    def resume(self, run_id: str, run_input: Mapping[str, Any]) -> str:
+        """Resume a paused run with input; returns Prefect's verdict (ACCEPT, REJECT, ABORT)."""
+        answer = self._call("POST", f"/flow_runs/{run_id}/resume", {"run_input": dict(run_input)})
+        return str(answer.get("status", "")) if answer else ""
+
+    def logs(self, run_id: str, offset: int) -> list[dict[str, Any]]:
+        body = {
+            "logs": {"flow_run_id": {"any_": [run_id]}},
+            "sort": "TIMESTAMP_ASC",
+            "offset": offset,
+            "limit": 200,
+        }
+        result: list[dict[str, Any]] = self._call("POST", "/logs/filter", body)
+        return result
+
+    def follow(
+        self,
+        run_id: str,
+        *,
+        on_log: Callable[[str], None] | None = None,
+        on_state: Callable[[FlowRun], None] | None = None,
+        timeout: float = 3600.0,
+        poll: float = 1.0,
+    ) -> FlowRun:
+        """Poll a run until it reaches a final state (or is paused, reported once)."""
+        deadline = time.monotonic() + timeout
+        seen_logs, last_state = 0, ""
+        while True:
+            run = self.flow_run(run_id)
+            if on_log:
+                for entry in self.logs(run_id, seen_logs):
+                    seen_logs += 1
+                    on_log(str(entry.get("message", "")))
+            if run.state_name != last_state:
+                last_state = run.state_name
+                if on_state:
+                    on_state(run)
+            if run.state_type in FINAL_STATES:
+                return run
+            if time.monotonic() > deadline:
+                raise InfrastructureError(
+                    f"flow run {run.name} still {run.state_name} after {timeout:.0f}s"
+                )
+            time.sleep(poll)

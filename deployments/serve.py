@@ -1,0 +1,67 @@
+"""One process serving every Conveyor deployment: the embedded default of the local platform.
+
+`python -m deployments.serve` (or `conveyor serve`) registers, on the Prefect server named by
+PREFECT_API_URL, the deployments `release/conveyor`, `promote-stage/conveyor`,
+`deploy-target/conveyor`, `rollback/conveyor` (run from the UI, the API or the CLI) and one
+`reconcile/<app>-<target>` per target on an interval, then runs their flow runs in this process.
+Its schedules are not paused when it stops, so a restart resumes the control loop as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, cast
+
+from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
+
+from conveyor.config import Config, load_config
+from flows.deploy_target import deploy_target
+from flows.promote_stage import promote_stage
+from flows.reconcile import reconcile
+from flows.release import release
+from flows.rollback import rollback
+
+DEPLOYMENT = "conveyor"
+RECONCILE_INTERVAL = float(os.environ.get("CONVEYOR_RECONCILE_INTERVAL", "60"))
+
+
+def deployments(config: Config) -> list[RunnerDeployment]:
+    served: list[Any] = [
+        release.to_deployment(
+            name=DEPLOYMENT,
+            tags=["conveyor"],
+            description="Build an app's bundle and promote it stage by stage.",
+        ),
+        promote_stage.to_deployment(
+            name=DEPLOYMENT, tags=["conveyor"], description="Promote one digest into one stage."
+        ),
+        deploy_target.to_deployment(
+            name=DEPLOYMENT, tags=["conveyor"], description="Deploy one digest to one target."
+        ),
+        rollback.to_deployment(
+            name=DEPLOYMENT,
+            tags=["conveyor"],
+            description="Back to the previous (or a named) recorded digest.",
+        ),
+    ]
+    for app in config.apps.values():
+        for target in app.pipeline.targets():
+            served.append(
+                reconcile.to_deployment(
+                    name=f"{app.name}-{target.name}",
+                    interval=RECONCILE_INTERVAL,
+                    parameters={"app": app.name, "target": target.name},
+                    tags=["conveyor", "reconcile"],
+                    description=f"Keep {app.name}/{target.name} equal to its desired state in git.",
+                )
+            )
+    return [cast(RunnerDeployment, deployment) for deployment in served]
+
+
+def main() -> None:
+    serve(*deployments(load_config()), pause_on_shutdown=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""`release(app, ref)`: build once, then carry the digest through every stage in order."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.context import get_run_context
+
+from conveyor.config import App, load_config
+from flows.steps import promote_through_stage
+from tasks import bundles
+
+
+@flow(name="release", flow_run_name="release-{app}-{ref}", log_prints=False)
+async def release(app: str, ref: str = "HEAD") -> str:
+    """Build the app's bundle at `ref` (or reuse it) and promote it stage by stage.
+
+    Stops after a stage whose autoPromote is off (promote the next one with
+    `conveyor promote`), and fails where a gate fails or an approval is refused.
+    """
+    logger = get_run_logger()
+    config = load_config()
+    spec = config.app(app)
+    built = await bundles.build_bundle(config, app, ref)
+    logger.info("%s %s (%s)", app, built.digest, "reused" if built.reused else "built and pushed")
+    run = get_run_context().flow_run  # type: ignore[union-attr]
+    if run is not None:
+        run.name = f"release-{app}-{built.digest[7:13]}"  # what records and the UI call it
+        async with get_client() as client:
+            await client.update_flow_run(run.id, name=run.name)
+    for stage in spec.pipeline.stages:
+        await promote_through_stage(config, spec, built.digest, stage.name)
+        if not stage.auto_promote and stage is not spec.pipeline.stages[-1]:
+            logger.info(
+                "%s passed %s; autoPromote is off, so the release stops here: "
+                "`conveyor promote %s %s --digest %s` continues it",
+                built.digest[:19],
+                stage.name,
+                app,
+                _next(spec, stage.name),
+                built.digest,
+            )
+            break
+    return built.digest
+
+
+def _next(spec: App, stage: str) -> str:
+    stages = [s.name for s in spec.pipeline.stages]
+    return stages[stages.index(stage) + 1]
