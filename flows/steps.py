@@ -312,6 +312,14 @@ async def promote_through_stage(
             f"{app.name}: {digest[:19]} may not enter {stage_name}: " + decision.explain()
         )
 
+    if await already_there(config, app, stage, digest):
+        logger.info(
+            "%s: every target already runs %s with these parameters, no drift, and the "
+            "stage passed: nothing to do",
+            stage_name,
+            digest[:19],
+        )
+        return []
     targets = [t.name for t in stage.targets]
     async with hold_targets(app.name, targets, wait_seconds=LOCK_WAIT):
         approved_by = None
@@ -375,6 +383,23 @@ async def promote_through_stage(
             + "\n".join(f"{o.target}:\n{deploy.summary(o.results)}" for o in outcomes)
         )
     return outcomes
+
+
+async def already_there(config: Config, app: App, stage: Stage, digest: str) -> bool:
+    """True when the stage passed this digest and every target still runs exactly it."""
+    evidence = await records.read_evidence(config, app.name, digest, stage.name)
+    if evidence is None or evidence.verdict != "passed":
+        return False
+    for target in stage.targets:
+        desired = await records.read_desired_state(config, app.name, target.name)
+        if desired is None or desired.digest != digest:
+            return False
+        rendered = await bundles.render_bundle(config, app.name, target, digest)
+        if rendered.rendered_hash != desired.rendered_hash:
+            return False
+        if await cluster.detect_drift(rendered, target):
+            return False
+    return True
 
 
 async def _undo_stage(

@@ -27,7 +27,7 @@ from conveyor.config import Config, load_config
 from conveyor.errors import ConveyorError, InputError
 from conveyor.paths import state_dir
 from conveyor.platform import process
-from conveyor.prefect_api import PrefectAPI
+from conveyor.prefect_api import FlowRun, PrefectAPI
 
 DEPLOYMENT = "conveyor"
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -38,6 +38,9 @@ ConfigOption = typer.Option(
     help="conveyor.yaml [env: CONVEYOR_CONFIG; default config/conveyor.yaml]",
 )
 WaitOption = typer.Option(True, "--wait/--no-wait", help="follow the run until it ends")
+ApproveAsOption = typer.Option(
+    None, help="answer approval pauses as this approver while following (demos, scripts)"
+)
 
 
 def _config(path: Path | None) -> Config:
@@ -57,6 +60,7 @@ def _run_flow(
     wait: bool,
     output: Output,
     idempotency_key: str | None = None,
+    approve_as: str | None = None,
 ) -> None:
     """Start `flow` through its served deployment, or in a child process when none is served."""
     api = None
@@ -92,13 +96,27 @@ def _run_flow(
     note(f"flow run {run.name}: {ui}/runs/flow-run/{run.id}")
     if not wait:
         return
+
+    def on_state(current: FlowRun) -> None:
+        paused = current.state_type == "PAUSED"
+        if paused and approve_as:
+            api.resume(
+                current.id,
+                {
+                    "approve": True,
+                    "approver": approve_as,
+                    "reason": "approved up front with --approve-as",
+                },
+            )
+            note(f"{current.name}: paused for approval; approved as {approve_as!r} (--approve-as)")
+            return
+        hint = " (answer with `conveyor approve` or in the UI)" if paused else ""
+        note(f"{current.name}: {current.state_name}{hint}")
+
     final = api.follow(
         run.id,
-        on_log=(lambda line: say(f"  {line}")) if output is Output.table else None,
-        on_state=lambda r: note(
-            f"{r.name}: {r.state_name}"
-            + (" (answer with `conveyor approve` or in the UI)" if r.state_type == "PAUSED" else "")
-        ),
+        on_log=_show_log if output is Output.table else None,
+        on_state=on_state,
     )
     if output is Output.json:
         print_json(
@@ -115,10 +133,16 @@ def _run_flow(
         raise typer.Exit(1)
 
 
+def _show_log(line: str) -> None:
+    if not line.startswith("Finished in state Completed"):
+        say(f"  {line}")
+
+
 def release(
     app: str = typer.Argument(..., help="app name from conveyor.yaml"),
     ref: str = typer.Option("HEAD", help="git ref to build"),
     idempotency_key: str | None = typer.Option(None, help="repeat-safe key for API callers"),
+    approve_as: str | None = ApproveAsOption,
     wait: bool = WaitOption,
     config: Path | None = ConfigOption,
     output: Output = OutputOption,
@@ -131,6 +155,7 @@ def release(
         wait=wait,
         output=output,
         idempotency_key=idempotency_key,
+        approve_as=approve_as,
     )
 
 
@@ -138,6 +163,7 @@ def promote(
     app: str = typer.Argument(..., help="app name from conveyor.yaml"),
     stage: str = typer.Argument(..., help="stage to promote into"),
     digest: str = typer.Option(..., help="bundle digest that passed the previous stage"),
+    approve_as: str | None = ApproveAsOption,
     wait: bool = WaitOption,
     config: Path | None = ConfigOption,
     output: Output = OutputOption,
@@ -149,6 +175,7 @@ def promote(
         {"app": app, "digest": _check_digest(digest), "stage": stage},
         wait=wait,
         output=output,
+        approve_as=approve_as,
     )
 
 
