@@ -31,6 +31,8 @@ from conveyor.platform.binaries import Progress
 
 CLUSTER_NAME = "conveyor"
 NODE_COUNT = 2
+PODS_PER_NODE = 1000
+"""Simulated pods cost next to nothing; KWOK's default of 110 fills up under the benchmarks."""
 
 
 @dataclass
@@ -165,7 +167,17 @@ class Kubernetes:
             progress(f"ensuring {NODE_COUNT} simulated nodes", 0, 0)
         _run(
             self.name,
-            [kwokctl, "scale", "node", "--name", CLUSTER_NAME, "--replicas", str(NODE_COUNT)],
+            [
+                kwokctl,
+                "scale",
+                "node",
+                "--name",
+                CLUSTER_NAME,
+                "--replicas",
+                str(NODE_COUNT),
+                "--param",
+                f".allocatable.pods={PODS_PER_NODE}",
+            ],
             self._env(),
             self.log,
         )
