@@ -88,15 +88,26 @@ class PrefectAPI:
         except ConveyorError:
             return False
 
-    def deployment_id(self, flow: str, deployment: str) -> str:
+    def deployment(self, flow: str, deployment: str) -> dict[str, Any]:
         quoted = f"{urllib.parse.quote(flow)}/{urllib.parse.quote(deployment)}"
         try:
-            return str(self._call("GET", f"/deployments/name/{quoted}")["id"])
+            found: dict[str, Any] = self._call("GET", f"/deployments/name/{quoted}")
         except InputError:
             raise InputError(
                 f"Prefect has no deployment {flow}/{deployment}",
                 hint="start the deployments with `conveyor serve --background`",
             ) from None
+        return found
+
+    def deployment_id(self, flow: str, deployment: str) -> str:
+        return str(self.deployment(flow, deployment)["id"])
+
+    def is_served(self, flow: str, deployment: str) -> bool:
+        """True when the deployment exists and a runner polled for its runs lately."""
+        try:
+            return self.deployment(flow, deployment).get("status") == "READY"
+        except InputError:
+            return False
 
     def create_flow_run(
         self,

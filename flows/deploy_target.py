@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow
 
 from conveyor import policy
@@ -12,9 +14,9 @@ from tasks.locks import hold_targets
 
 
 @flow(name="deploy-target", flow_run_name="deploy-{app}-{target}-{digest}")
-async def deploy_target(app: str, target: str, digest: str) -> None:
+async def deploy_target(app: str, target: str, digest: str, config_file: str | None = None) -> None:
     """Deploy `digest` to one target; the digest must have passed the previous stage."""
-    config = load_config()
+    config = load_config(Path(config_file) if config_file else None)
     spec = config.app(app)
     chosen = spec.pipeline.target(target)
     stage = spec.pipeline.stage(chosen.stage)

@@ -9,6 +9,7 @@ hand (a revert, say) is what the next run applies.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 
@@ -20,10 +21,10 @@ from tasks.locks import hold_targets
 
 
 @flow(name="reconcile", flow_run_name="reconcile-{app}-{target}")
-async def reconcile(app: str, target: str) -> int:
+async def reconcile(app: str, target: str, config_file: str | None = None) -> int:
     """Return the number of drifted objects found (and corrected when self-heal is on)."""
     logger = get_run_logger()
-    config = load_config()
+    config = load_config(Path(config_file) if config_file else None)
     chosen = config.app(app).pipeline.target(target)
     desired = await records.read_desired_state(config, app, target)
     if desired is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
@@ -12,14 +14,14 @@ from tasks import bundles
 
 
 @flow(name="release", flow_run_name="release-{app}-{ref}", log_prints=False)
-async def release(app: str, ref: str = "HEAD") -> str:
+async def release(app: str, ref: str = "HEAD", config_file: str | None = None) -> str:
     """Build the app's bundle at `ref` (or reuse it) and promote it stage by stage.
 
     Stops after a stage whose autoPromote is off (promote the next one with
     `conveyor promote`), and fails where a gate fails or an approval is refused.
     """
     logger = get_run_logger()
-    config = load_config()
+    config = load_config(Path(config_file) if config_file else None)
     spec = config.app(app)
     built = await bundles.build_bundle(config, app, ref)
     logger.info("%s %s (%s)", app, built.digest, "reused" if built.reused else "built and pushed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 
@@ -14,10 +15,12 @@ from tasks.locks import hold_targets
 
 
 @flow(name="rollback", flow_run_name="rollback-{app}-{target}")
-async def rollback(app: str, target: str, to: str | None = None) -> str:
+async def rollback(
+    app: str, target: str, to: str | None = None, config_file: str | None = None
+) -> str:
     """Re-deploy a digest this target ran before, with the parameters it ran with then."""
     logger = get_run_logger()
-    config = load_config()
+    config = load_config(Path(config_file) if config_file else None)
     chosen = config.app(app).pipeline.target(target)
     history = [
         entry.desired

@@ -24,6 +24,10 @@ from prefect.context import get_run_context
 
 from conveyor.errors import ConveyorError
 
+LEASE_SECONDS = 60
+"""Renewed while the run lives; a killed run frees its targets after at most this long
+(Prefect's minimum)."""
+
 
 class TargetBusy(ConveyorError):
     """Another run holds a target this run needs."""
@@ -79,7 +83,13 @@ async def hold_targets(
             await client.upsert_global_concurrency_limit_by_name(name, 1)
     acquired = False
     try:
-        async with concurrency(names, occupy=1, timeout_seconds=wait_seconds, strict=True):
+        async with concurrency(
+            names,
+            occupy=1,
+            timeout_seconds=wait_seconds,
+            strict=True,
+            lease_duration=LEASE_SECONDS,
+        ):
             acquired = True
             await tag_current_run([holder_tag(app, t) for t in targets])
             try:

@@ -61,8 +61,13 @@ def _run_flow(
     output: Output,
     idempotency_key: str | None = None,
     approve_as: str | None = None,
+    config_file: Path,
 ) -> None:
-    """Start `flow` through its served deployment, or in a child process when none is served."""
+    """Start `flow` through its served deployment, or in a child process when none is served.
+
+    The run reads the same configuration file as this command, wherever it runs.
+    """
+    parameters = {**parameters, "config_file": str(config_file)}
     api = None
     if os.environ.get("PREFECT_API_URL"):
         api = PrefectAPI()
@@ -71,11 +76,7 @@ def _run_flow(
                 f"the Prefect server at {api.url} does not answer",
                 hint="`conveyor platform up` starts the local one",
             )
-    try:
-        deployment_ready = api is not None and bool(api.deployment_id(flow, DEPLOYMENT))
-    except InputError:
-        deployment_ready = False
-    if api is None or not deployment_ready:
+    if api is None or not api.is_served(flow, DEPLOYMENT):
         note(f"no served {flow}/{DEPLOYMENT} deployment: running the flow in a child process")
         completed = subprocess.run(
             [sys.executable, "-m", "flows", flow, json.dumps(parameters)], check=False
@@ -148,7 +149,8 @@ def release(
     output: Output = OutputOption,
 ) -> None:
     """Build APP at REF once and carry its digest from the first stage to the last."""
-    _config(config).app(app)
+    loaded = _config(config)
+    loaded.app(app)
     _run_flow(
         "release",
         {"app": app, "ref": ref},
@@ -156,6 +158,7 @@ def release(
         output=output,
         idempotency_key=idempotency_key,
         approve_as=approve_as,
+        config_file=loaded.path,
     )
 
 
@@ -169,13 +172,15 @@ def promote(
     output: Output = OutputOption,
 ) -> None:
     """Promote DIGEST into STAGE (policy, approval, targets, soak, evidence)."""
-    _config(config).app(app).pipeline.stage(stage)
+    loaded = _config(config)
+    loaded.app(app).pipeline.stage(stage)
     _run_flow(
         "promote-stage",
         {"app": app, "digest": _check_digest(digest), "stage": stage},
         wait=wait,
         output=output,
         approve_as=approve_as,
+        config_file=loaded.path,
     )
 
 
@@ -188,8 +193,15 @@ def rollback(
     output: Output = OutputOption,
 ) -> None:
     """Put the previous (or a named) recorded digest back on TARGET."""
-    _config(config).app(app).pipeline.target(target)
-    _run_flow("rollback", {"app": app, "target": target, "to": to}, wait=wait, output=output)
+    loaded = _config(config)
+    loaded.app(app).pipeline.target(target)
+    _run_flow(
+        "rollback",
+        {"app": app, "target": target, "to": to},
+        wait=wait,
+        output=output,
+        config_file=loaded.path,
+    )
 
 
 def reconcile(
@@ -200,8 +212,15 @@ def reconcile(
     output: Output = OutputOption,
 ) -> None:
     """Compare TARGET with its desired state in git now; correct drift if self-heal is on."""
-    _config(config).app(app).pipeline.target(target)
-    _run_flow("reconcile", {"app": app, "target": target}, wait=wait, output=output)
+    loaded = _config(config)
+    loaded.app(app).pipeline.target(target)
+    _run_flow(
+        "reconcile",
+        {"app": app, "target": target},
+        wait=wait,
+        output=output,
+        config_file=loaded.path,
+    )
 
 
 def _answer(
@@ -415,14 +434,12 @@ def serve(
     api = PrefectAPI()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        try:
-            api.deployment_id("release", DEPLOYMENT)
+        if api.is_served("release", DEPLOYMENT):
             say(f"serving Conveyor's deployments (pid {started.pid}); log: {logfile}")
             return
-        except InputError:
-            if not process.is_running(started):
-                raise ConveyorError(
-                    f"serve exited; last lines of {logfile}:\n{process.log_tail(logfile)}"
-                ) from None
-            time.sleep(0.5)
+        if not process.is_running(started):
+            raise ConveyorError(
+                f"serve exited; last lines of {logfile}:\n{process.log_tail(logfile)}"
+            )
+        time.sleep(0.5)
     raise ConveyorError(f"serve did not register its deployments in 90s; see {logfile}")
