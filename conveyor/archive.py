@@ -15,7 +15,6 @@ the file system.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import itertools
 import tarfile
@@ -23,6 +22,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from conveyor.digests import sha256_digest
 from conveyor.errors import IntegrityError, SourceError
 from conveyor.source import SourceFile, path_problem
 
@@ -53,10 +53,6 @@ class Archive:
     def digest(self) -> str:
         """sha256 of the tar.gz bytes: the digest of the OCI layer that carries them."""
         return sha256_digest(self.data)
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def verify_digest(data: bytes, expected: str, what: str) -> None:

@@ -8,8 +8,6 @@ parameters and their hash, the rendered objects and their hash.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import apply, bundle, gates, oci, render, wait
+from conveyor.digests import json_digest
 from conveyor.kube import Kube
 
 
@@ -36,8 +35,7 @@ class Rendered:
 
 
 def parameters_hash(parameters: Mapping[str, Any]) -> str:
-    canonical = json.dumps(parameters, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return json_digest(dict(parameters))
 
 
 def render_target(

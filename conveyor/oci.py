@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -62,6 +61,7 @@ import oras.container
 import oras.provider
 import requests
 
+from conveyor.digests import canonical_json, sha256_digest
 from conveyor.errors import InputError, IntegrityError, RegistryError
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -130,16 +130,6 @@ class BundleAnnotations:
             ANNOTATION_SOURCE: self.source,
             ANNOTATION_TREE_HASH: self.tree_hash,
         }
-
-
-def canonical_json(value: Any) -> bytes:
-    """JSON with sorted keys, no whitespace, UTF-8: one byte sequence per value, on any machine."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def sha256_digest(data: bytes) -> str:
-    """The OCI digest (`sha256:<hex>`) of `data`."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def tree_tag(tree_hash: str) -> str:

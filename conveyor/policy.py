@@ -8,12 +8,12 @@ changed parameter changes the rendered hash and voids the approval).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from conveyor.config import Pipeline
+from conveyor.digests import sha256_digest
 from conveyor.state import Evidence
 
 
@@ -29,7 +29,7 @@ class Decision:
 def stage_rendered_hash(rendered_hashes: Mapping[str, str]) -> str:
     """One hash over every target's rendered hash: what an approval of a stage is bound to."""
     listing = "\n".join(f"{target}={value}" for target, value in sorted(rendered_hashes.items()))
-    return "sha256:" + hashlib.sha256(listing.encode()).hexdigest()
+    return sha256_digest(listing.encode())
 
 
 def may_enter(

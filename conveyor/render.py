@@ -20,7 +20,6 @@ Objects come out in file path order, then document order; empty documents are sk
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import cast
 
 from yaml.nodes import ScalarNode
 
+from conveyor.digests import json_digest
 from conveyor.errors import ConveyorError, RenderError, SourceError
 from conveyor.schema import PARAMETER_NAME, ParameterSchema, show, value_problem
 from conveyor.source import Source, SourceFile
@@ -145,10 +145,7 @@ def render_tests(source: Source, parameters: Mapping[str, object]) -> list[KubeO
 
 def rendered_hash(objects: Sequence[KubeObject]) -> str:
     """sha256 of the canonical JSON of `objects` (keys sorted, no spaces, order kept)."""
-    canonical = json.dumps(
-        objects, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return json_digest(objects)
 
 
 class _QuotedString(str):

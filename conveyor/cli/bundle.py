@@ -187,10 +187,18 @@ def diff(
     """What differs between two renders of one bundle: parameters, then rendered fields."""
     digest, source = load_reference(reference, store)
     result = compare.compare(source, load_values(a), load_values(b), labels=(str(a), str(b)))
+    show_comparison(result, digest, (str(a), str(b)), source.spec.name, output)
+
+
+def show_comparison(
+    result: compare.Comparison, digest: str, labels: tuple[str, str], title: str, output: Output
+) -> None:
+    """Print what differs between two renders: a table, or JSON keyed "a"/"b" plus labels."""
     if output is Output.json:
         print_json(
             {
                 "digest": digest,
+                "labels": {"a": labels[0], "b": labels[1]},
                 "parameters": [
                     {"name": d.name, "a": _plain(d.a), "b": _plain(d.b)} for d in result.parameters
                 ],
@@ -201,7 +209,7 @@ def diff(
             }
         )
         return
-    table = Table("object", "field", str(a), str(b), title=f"{source.spec.name} {digest[:19]}")
+    table = Table("object", "field", *labels, title=f"{title} {digest[:19]}")
     for p in result.parameters:
         add_row(table, "(parameter)", p.name, _show(p.a), _show(p.b))
     for f in result.fields:
@@ -209,7 +217,7 @@ def diff(
     if result.parameters or result.fields:
         console.print(table)
     else:
-        say("no differences")
+        say(f"{labels[0]} and {labels[1]} render {digest[:19]} identically")
 
 
 def _plain(value: Any) -> Any:

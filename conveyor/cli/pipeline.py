@@ -22,6 +22,7 @@ import typer
 from rich.table import Table
 
 from conveyor import apply, bundle, compare, drift, health, render, state
+from conveyor.cli.bundle import show_comparison
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.config import Config, load_config
 from conveyor.errors import ConveyorError, InputError
@@ -366,43 +367,7 @@ def diff_targets(
     result = compare.compare(
         source, first.parameters, second.parameters, labels=(target_a, target_b)
     )
-    if output is Output.json:
-        print_json(
-            {
-                "digest": digest,
-                "parameters": [
-                    {"name": d.name, target_a: _plain(d.a), target_b: _plain(d.b)}
-                    for d in result.parameters
-                ],
-                "fields": [
-                    {
-                        "object": d.object,
-                        "path": d.path,
-                        target_a: _plain(d.a),
-                        target_b: _plain(d.b),
-                    }
-                    for d in result.fields
-                ],
-            }
-        )
-        return
-    table = Table("object", "field", target_a, target_b, title=f"{app} {digest[:19]}")
-    for p in result.parameters:
-        add_row(table, "(parameter)", p.name, _show(p.a), _show(p.b))
-    for f in result.fields:
-        add_row(table, f.object, f.path, _show(f.a), _show(f.b))
-    if result.parameters or result.fields:
-        console.print(table)
-    else:
-        say(f"{target_a} and {target_b} render {digest[:19]} identically")
-
-
-def _plain(value: Any) -> Any:
-    return None if value is compare.ABSENT else value
-
-
-def _show(value: Any) -> str:
-    return "(absent)" if value is compare.ABSENT else json.dumps(value)
+    show_comparison(result, digest, (target_a, target_b), app, output)
 
 
 SERVE_NAME = "serve"
