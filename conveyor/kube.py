@@ -12,6 +12,7 @@ API server. Credentials are never part of a message or a log line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import urllib.parse
@@ -70,6 +71,42 @@ def describe(obj: Mapping[str, Any]) -> str:
     return (
         f"{obj.get('kind', '?')}/{namespace}/{name}" if namespace else f"{obj.get('kind')}/{name}"
     )
+
+
+class WatchStream:
+    """One watch request's events; `close()` from any thread ends the iteration quietly."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, what: str) -> None:
+        self._response = response
+        self._what = what
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(Exception):  # already finished, or the socket is gone
+            self._response.shutdown()
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        buffer = b""
+        try:
+            for chunk in self._response.stream(64 * 1024, decode_content=True):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":
+                        status = event["object"]
+                        if status.get("code") == 410:
+                            raise ResourceExpired(f"{self._what}: {status.get('message')}")
+                        raise ClusterError(f"{self._what}: {status.get('message')}")
+                    yield event["type"], event["object"]
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            if not self._closed.is_set():
+                raise ClusterError(f"{self._what} broke off: {error.__class__.__name__}") from error
+        finally:
+            self._response.release_conn()
 
 
 class Kube:
@@ -351,12 +388,14 @@ class Kube:
         *,
         timeout_seconds: int,
         label_selector: str | None = None,
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Events (type, object) after `resource_version`, until the server ends the watch.
+    ) -> WatchStream:
+        """Events (type, object) after `resource_version`, until the server ends the watch or
+        another thread calls the stream's `close()`.
 
         Types are ADDED, MODIFIED, DELETED and BOOKMARK (an object carrying only a newer
-        metadata.resourceVersion to resume from). Raises ResourceExpired when
-        `resource_version` is too old: the caller re-lists.
+        metadata.resourceVersion to resume from). Iterating raises ResourceExpired when
+        `resource_version` is too old (the caller re-lists) and ClusterError when the
+        connection breaks.
         """
         resource = self.resource_type(api_version, kind)
         query: dict[str, str | int | bool] = {
@@ -375,27 +414,7 @@ class Kube:
             timeout=timeout_seconds + 10,
             what=f"watch {kind}",
         )
-        try:
-            buffer = b""
-            for chunk in response.stream(64 * 1024, decode_content=True):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event["type"] == "ERROR":
-                        status = event["object"]
-                        if status.get("code") == 410:
-                            raise ResourceExpired(f"watch {kind}: {status.get('message')}")
-                        raise ClusterError(f"watch {kind}: {status.get('message')}")
-                    yield event["type"], event["object"]
-        except urllib3.exceptions.HTTPError as error:
-            raise ClusterError(
-                f"watch {kind} on {self.server} broke off: {error.__class__.__name__}"
-            ) from error
-        finally:
-            response.release_conn()
+        return WatchStream(response, f"watch {kind} on {self.server}")
 
     def metrics(self) -> str:
         """The API server's Prometheus metrics text (for request counts in benchmarks)."""

@@ -28,6 +28,7 @@ what that thread watched.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -49,6 +50,7 @@ from conveyor.health import (
 from conveyor.kube import ResourceExpired
 
 WATCH_SECONDS = 5
+_JOIN_SECONDS = 2.0
 """Server-side timeout of one watch request; a finished wait's threads end within it."""
 
 _BACKOFF_FIRST = 0.2
@@ -59,6 +61,14 @@ _NOT_FOUND = Readiness(State.IN_PROGRESS, "not found")
 
 Progress = Callable[[int, int, list[str]], None]
 """on_progress(ready, total, ["Kind/namespace/name: reason" for each object not ready])."""
+
+
+class EventStream(Protocol):
+    """A watch's events; `close()` from another thread ends them (conveyor.kube.WatchStream)."""
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]: ...
+
+    def close(self) -> None: ...
 
 
 class ListWatch(Protocol):
@@ -82,7 +92,7 @@ class ListWatch(Protocol):
         *,
         timeout_seconds: int,
         label_selector: str | None = None,
-    ) -> Iterator[tuple[str, dict[str, Any]]]: ...
+    ) -> EventStream: ...
 
 
 @dataclass(frozen=True)
@@ -230,6 +240,8 @@ class _Watchers:
         self._deadline = deadline
         self._stopped = threading.Event()
         self._threads: dict[_Source, threading.Thread] = {}
+        self._streams: dict[_Source, EventStream] = {}
+        self._lock = threading.Lock()
         self.queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
 
     def follow(self, source: _Source) -> None:
@@ -243,7 +255,15 @@ class _Watchers:
         thread.start()
 
     def stop(self) -> None:
+        """Stop every thread: close the watches they block in, and wait for them to end."""
         self._stopped.set()
+        with self._lock:
+            streams = list(self._streams.values())
+        for stream in streams:
+            with contextlib.suppress(Exception):  # a stream that cannot close ends on its own
+                stream.close()
+        for thread in self._threads.values():
+            thread.join(timeout=_JOIN_SECONDS)
 
     def _run(self, source: _Source) -> None:
         try:
@@ -265,19 +285,24 @@ class _Watchers:
                     )
                     self.queue.put(_Listed(source, items))
                 seconds = max(1, min(WATCH_SECONDS, math.ceil(self._deadline - time.monotonic())))
-                for kind, obj in self._kube.watch(
+                stream = self._kube.watch(
                     source.api_version,
                     source.kind,
                     source.namespace,
                     version,
                     timeout_seconds=seconds,
                     label_selector=source.label_selector,
-                ):
+                )
+                with self._lock:
+                    self._streams[source] = stream
+                if self._stopped.is_set():
+                    return
+                for event, obj in stream:
                     if self._stopped.is_set():
                         return
                     version = str(obj.get("metadata", {}).get("resourceVersion") or version)
-                    if kind != "BOOKMARK":
-                        self.queue.put(_Changed(source, kind, obj))
+                    if event != "BOOKMARK":
+                        self.queue.put(_Changed(source, event, obj))
                     backoff = _BACKOFF_FIRST
             except ResourceExpired:
                 version = ""

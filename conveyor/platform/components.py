@@ -81,7 +81,11 @@ class Kubernetes:
         self.log = state / "logs" / "kubernetes.log"
 
     def _env(self) -> dict[str, str]:
-        return dict(os.environ, KWOK_WORKDIR=str(self.workdir))
+        # kwokctl checks that the cluster serves with whatever `kubectl` PATH finds first:
+        # make that ours, of the cluster's version (another may be missing, or a stub).
+        kubectl_folder = binaries.set_folder(binaries.KUBERNETES)
+        path = f"{kubectl_folder}{os.pathsep}{os.environ.get('PATH', '')}"
+        return dict(os.environ, KWOK_WORKDIR=str(self.workdir), PATH=path)
 
     def _kwokctl(self, progress: Progress | None) -> Path:
         return binaries.ensure_built(binaries.KWOK, progress)["kwokctl"]
