@@ -20,6 +20,10 @@ from typing import Any
 from conveyor.errors import ConveyorError, InfrastructureError, InputError
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+RETRY_CODES = {429, 502, 503}
+"""What Prefect's own client retries: a busy server (SQLite locked) answers 503 and applied
+nothing, so the same request is sent again."""
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,16 @@ class PrefectAPI:
             headers={"Content-Type": "application/json", "Accept": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
+            for delay in (*RETRY_DELAYS, None):
+                try:
+                    with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                        raw = response.read()
+                    break
+                except urllib.error.HTTPError as error:
+                    if error.code not in RETRY_CODES or delay is None:
+                        raise
+                    retry_after = error.headers.get("Retry-After", "")
+                    time.sleep(float(retry_after) if retry_after.isdigit() else delay)
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[:500]
             if error.code == 404:

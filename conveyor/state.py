@@ -2,11 +2,12 @@
 
 Why this module exists: git is where the control loop reads what each target should run, and
 `git log` is the audit trail of who promoted what, when and why. So every change is one commit
-with a message a person can read; `record` writes a deployment's desired state and its evidence
-in that one commit, so git never holds the one without the other; and every file read back is
-validated: people edit this repository (a `git revert`, a fix by hand), and a bad digest or a
-missing key must stop the loop with an error naming the file and the key, not deploy something
-else.
+with a message a person can read; `record` can write desired state and evidence in one commit
+(the flows commit a promotion's evidence first and its desired state alone after it, so git never
+holds desired state without evidence and a `git revert` of a promotion is clean); and every file
+read back is validated: people edit this repository (a `git revert`, a fix by hand), and a bad
+digest or a missing key must stop the loop with an error naming the file and the key, not deploy
+something else.
 
 Files (YAML, camelCase keys, times in RFC 3339, UTC):
 - `apps/<app>/<target>.yaml`: the desired state of one target (`DesiredState`).

@@ -127,9 +127,11 @@ async def deploy_to_target(
             {target.name: _evidence_gates(outcome.results)},
             None,
         )
-        await records.record_state(
-            config, desired=desired, evidence=evidence, reason=f"{stage.name} gates passed"
-        )
+        # Evidence first, then the desired state in a commit of its own: git never holds desired
+        # state without its evidence, and `git revert` of a promotion commit stays clean (the
+        # stage's verdict later rewrites the evidence file, which a revert would conflict with).
+        await records.record_state(config, evidence=evidence)
+        await records.record_state(config, desired=desired, reason=f"{stage.name} gates passed")
         logger.info("%s: %s is live and passed its gates", target.name, digest[:19])
         return outcome
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,8 +31,12 @@ from conveyor.platform.local import LocalPlatform
 from conveyor.prefect_api import FlowRun, PrefectAPI
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+}
 
 
 @dataclass
@@ -64,8 +69,13 @@ class World:
         return f"{self.prefix}-{target}"
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
-        result = subprocess.run(["git", "-C", str(cwd or self.source), *args], check=True,
-                                capture_output=True, text=True, env={**os.environ, **GIT_IDENTITY})
+        result = subprocess.run(
+            ["git", "-C", str(cwd or self.source), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **GIT_IDENTITY},
+        )
         return result.stdout.strip()
 
     def commit_change(self, path: str, old: str, new: str, message: str) -> None:
@@ -90,7 +100,10 @@ class World:
     def start(self, flow: str, **parameters: Any) -> subprocess.Popen[str]:
         process = subprocess.Popen(
             [sys.executable, "-m", "flows", flow, json.dumps(parameters)],
-            env=self.env, cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         self.running.append(process)
@@ -98,6 +111,7 @@ class World:
 
     def finish(self, process: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str]:
         output, _ = process.communicate(timeout=timeout)
+        self.running.remove(process)  # waiting_run only looks at runs still under way
         return process.returncode, output
 
     def run(self, flow: str, timeout: float = 240, **parameters: Any) -> tuple[int, str]:
@@ -106,29 +120,39 @@ class World:
     def conveyor(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-c", "from conveyor.cli import main; main()", *args],
-            env=self.env, cwd=self.root, capture_output=True, text=True, timeout=timeout,
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def waiting_run(self, stage: str, timeout: float = 120) -> FlowRun:
         """The run paused for an approval of `stage` in this world."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self.api.flow_runs(tags=[f"conveyor-awaiting:{self.app}/{stage}"],
-                                      states=["PAUSED"])
+            runs = self.api.flow_runs(
+                tags=[f"conveyor-awaiting:{self.app}/{stage}"], states=["PAUSED"]
+            )
             if runs:
                 return runs[0]
             for process in self.running:
                 if process.poll() is not None and process.returncode != 0:
-                    raise AssertionError(f"a flow ended before pausing:\n{process.stdout.read()}"
-                                         if process.stdout else "a flow ended before pausing")
+                    raise AssertionError(
+                        f"a flow ended before pausing:\n{process.stdout.read()}"
+                        if process.stdout
+                        else "a flow ended before pausing"
+                    )
             time.sleep(0.5)
         raise AssertionError(f"no run paused for an approval of {stage} in {timeout}s")
 
-    def answer(self, stage: str, *, approve: bool, approver: str = "alice",
-               reason: str = "") -> None:
+    def answer(
+        self, stage: str, *, approve: bool, approver: str = "alice", reason: str = ""
+    ) -> None:
         run = self.waiting_run(stage)
-        verdict = self.api.resume(run.id, {"approve": approve, "approver": approver,
-                                           "reason": reason})
+        verdict = self.api.resume(
+            run.id, {"approve": approve, "approver": approver, "reason": reason}
+        )
         assert verdict == "ACCEPT", verdict
 
     def repository(self) -> gitrepo.StateRepository:
@@ -155,6 +179,17 @@ class World:
 
 
 TARGETS = ("dev", "test", "staging", "prod-eu", "prod-us")
+LOG_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \| \w+ *\| (.*)$", re.MULTILINE)
+
+
+def log_times(output: str, start: str) -> list[float]:
+    """When a flow's log lines starting (after time and level) with `start` were written, in
+    seconds of the day: `log_times(output, "Task run 'apply-dev'")`."""
+    return [
+        int(hours) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1000
+        for hours, minutes, seconds, millis, rest in LOG_LINE.findall(output)
+        if rest.startswith(start)
+    ]
 
 
 def _write_config(world: World) -> None:
@@ -192,8 +227,14 @@ def world(platform: LocalPlatform, tmp_path: Path) -> Iterator[World]:
         "CONVEYOR_REGISTRY": "",
         "PREFECT_LOGGING_LEVEL": "INFO",
     }
-    world = World(tmp_path, platform, prefix, environment, Kube(platform.kubernetes.kubeconfig),
-                  PrefectAPI(platform.prefect.api_url))
+    world = World(
+        tmp_path,
+        platform,
+        prefix,
+        environment,
+        Kube(platform.kubernetes.kubeconfig),
+        PrefectAPI(platform.prefect.api_url),
+    )
     (world.source / "web").parent.mkdir(parents=True)
     shutil.copytree(REPO_ROOT / "examples" / "web", world.source / "web")
     world.git("init", "-q", "-b", "main")

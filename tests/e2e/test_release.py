@@ -8,7 +8,8 @@ from pathlib import Path
 from tests.e2e.conftest import TARGETS, World
 
 BLOCK_GATE = [
-    sys.executable, "-c",
+    sys.executable,
+    "-c",
     "import os, sys; sys.exit('blocked by ' + os.environ['BLOCK_FILE'] "
     "if os.path.exists(os.environ['BLOCK_FILE']) else 0)",
 ]
@@ -43,8 +44,9 @@ def test_a_release_carries_one_digest_from_dev_to_prod(world: World) -> None:
     dev = world.live("Deployment", "web", "dev")
     assert dev is not None and dev["spec"]["replicas"] == 1, "dev parameters"
     log = world.state_log()
-    assert f"{world.app}/prod-eu: promote {digest[:19]}… (prod gates passed; approved by alice)" \
-        in log
+    assert (
+        f"{world.app}/prod-eu: promote {digest[:19]}… (prod gates passed; approved by alice)" in log
+    )
     assert sum(f"{world.app}/dev: promote" in line for line in log) == 1
 
 
@@ -52,15 +54,24 @@ def test_a_gate_failing_in_staging_rolls_staging_back_and_leaves_prod_alone(
     world: World, tmp_path: Path
 ) -> None:
     block = tmp_path / "block-staging"
-    world.edit_pipeline(lambda p: p["stages"][2]["gates"].append(
-        {"type": "command", "name": "not-blocked", "command": BLOCK_GATE,
-         "env": {"BLOCK_FILE": str(block)}, "timeout": "30s"}))
+    world.edit_pipeline(
+        lambda p: p["stages"][2]["gates"].append(
+            {
+                "type": "command",
+                "name": "not-blocked",
+                "command": BLOCK_GATE,
+                "env": {"BLOCK_FILE": str(block)},
+                "timeout": "30s",
+            }
+        )
+    )
     code, output = _release_approving(world)
     assert code == 0, output
     first = world.desired("staging").digest  # type: ignore[union-attr]
 
-    world.commit_change("manifests/configmap.yaml", "log-level:", "release: two\n  log-level:",
-                        "web v2")
+    world.commit_change(
+        "manifests/configmap.yaml", "log-level:", "release: two\n  log-level:", "web v2"
+    )
     block.write_text("v2 must not pass staging")
     code, output = world.run("release", app=world.app, ref="HEAD")
 

@@ -1,0 +1,59 @@
+"""The CLI's Prefect client retries what Prefect's own client retries (a busy server's 503),
+and reports other errors at once."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor import prefect_api
+from conveyor.errors import InfrastructureError
+from conveyor.prefect_api import PrefectAPI
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[int]]]:
+    """A server answering POSTs with the status codes queued in the list, then 200 `{}`."""
+    monkeypatch.setattr(prefect_api, "RETRY_DELAYS", (0.0, 0.0))
+    answers: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            status = answers.pop(0) if answers else 200
+            body = b'{"status": "ACCEPT"}' if status == 200 else b'{"exception_message": "x"}'
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/api", answers
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_busy_server_is_asked_again(server: tuple[str, list[int]]) -> None:
+    url, answers = server
+    answers += [503, 502]
+    assert PrefectAPI(url).resume("run", {"approve": True}) == "ACCEPT"
+    assert answers == []
+
+
+def test_retries_run_out_and_other_errors_are_not_retried(server: tuple[str, list[int]]) -> None:
+    url, answers = server
+    answers += [503, 503, 503, 503]
+    with pytest.raises(InfrastructureError, match="answered 503"):
+        PrefectAPI(url).resume("run", {"approve": True})
+    assert answers == [503], "three attempts: the first and two retries"
+    answers[:] = [500, 503]
+    with pytest.raises(InfrastructureError, match="answered 500"):
+        PrefectAPI(url).resume("run", {"approve": True})
+    assert answers == [503]
