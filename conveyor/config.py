@@ -29,7 +29,9 @@ labels: lowercase letters, digits and '-', at most 63.
 A pipeline file (kind: Pipeline) has a `name` and ordered `stages`, each with:
 
     name, targets (at least one), gates [], approval {required: false, timeout: 1h}, soak 0s,
-    freezeWindows [], autoPromote true, parallelism 1 (targets deployed at once)
+    freezeWindows [], autoPromote true, parallelism 1 (targets deployed at once),
+    budget {name, limit} (optional: at most `limit` targets of every stage naming this budget,
+    in any app, deploy at once)
 
 A target: `name` (unique across the pipeline), `cluster` (a key of `clusters`), `namespace`,
 `parameters` (a file of name: value, relative to the config folder; default
@@ -223,6 +225,15 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """A deployment budget shared by every stage that names it, across apps: at most `limit`
+    targets deploy at once (for example all prod targets of all apps)."""
+
+    name: str
+    limit: int
+
+
+@dataclass(frozen=True)
 class Stage:
     """A step of the path to production: its targets and what a digest must pass there."""
 
@@ -234,6 +245,7 @@ class Stage:
     freeze_windows: tuple[FreezeWindow, ...]
     auto_promote: bool
     parallelism: int
+    budget: Budget | None = None
 
     def frozen(self, at: datetime) -> FreezeWindow | None:
         """The first freeze window active at `at` (timezone-aware), or None."""
@@ -576,8 +588,16 @@ _STAGE_KEYS = (
     "freezeWindows",
     "autoPromote",
     "parallelism",
+    "budget",
 )
 _TARGET_KEYS = ("name", "cluster", "namespace", "parameters", "forceConflicts", "selfHeal")
+
+
+def _budget(raw: object, at: _At) -> Budget | None:
+    if raw is None:
+        return None
+    fields = _Fields(raw, at, ("name", "limit"))
+    return Budget(fields.label("name"), fields.integer("limit", 1, minimum=1))
 
 
 class _PipelineReader:
@@ -635,6 +655,7 @@ class _PipelineReader:
             ),
             auto_promote=fields.boolean("autoPromote", True),
             parallelism=fields.integer("parallelism", 1, minimum=1),
+            budget=_budget(fields.get("budget", None), at.key("budget")),
         )
 
     def target(self, raw: JsonValue, at: _At, stage: str) -> Target:

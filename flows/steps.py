@@ -13,15 +13,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from prefect import get_run_logger, pause_flow_run
+from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
+from prefect.states import Running
 
 from conveyor import deploy, gates, policy, state
 from conveyor.config import App, Config, DeploymentGate, Gate, Stage, Target
 from conveyor.errors import ConveyorError
 from tasks import bundles, cluster, records, reports
-from tasks.locks import hold_targets, tag_current_run
+from tasks.locks import hold_budget, hold_targets, tag_current_run
 
 READINESS_TIMEOUT = 300.0
 LOCK_WAIT = 600.0
@@ -94,13 +96,14 @@ async def deploy_to_target(
     outcome = TargetOutcome(target.name, rendered)
     outcome.previous = await records.read_desired_state(config, app.name, target.name)
     try:
-        await cluster.apply_bundle(rendered, target)
-        outcome.results.append(
-            await cluster.wait_for_readiness(rendered, target, READINESS_TIMEOUT)
-        )
-        if outcome.passed:
-            for gate in stage.gates:
-                outcome.results.append(await _run_gate(rendered, target, stage, gate))
+        async with hold_budget(stage.budget):
+            await cluster.apply_bundle(rendered, target)
+            outcome.results.append(
+                await cluster.wait_for_readiness(rendered, target, READINESS_TIMEOUT)
+            )
+            if outcome.passed:
+                for gate in stage.gates:
+                    outcome.results.append(await _run_gate(rendered, target, stage, gate))
     except ConveyorError as error:
         outcome.results.append(gates.GateResult("apply", False, error.message, 0.0))
 
@@ -219,6 +222,7 @@ async def obtain_approval(
             poll_interval=APPROVAL_POLL_SECONDS,
         )
     except FlowPauseTimeout:
+        await _end_expired_pause()
         answer = ApprovalInput(
             approve=False,
             approver="conveyor",
@@ -248,6 +252,21 @@ async def obtain_approval(
             + (f": {approval.reason}" if approval.reason else "")
         )
     return approval.approver
+
+
+async def _end_expired_pause() -> None:
+    """Put a run whose approval pause timed out back to Running.
+
+    Prefect leaves it Paused and turns any later transition into Failed("The flow was failed and
+    never resumed."), which would hide why the promotion was refused; and a late answer would fail
+    the run while it still records the rejection. The pause is over (the server refuses to resume
+    it past its timeout), so the run goes on as Running and ends with Conveyor's own reason.
+    """
+    run = get_run_context().flow_run  # type: ignore[union-attr]
+    if run is None:
+        return
+    async with get_client() as client:
+        await client.set_flow_run_state(run.id, Running(), force=True)
 
 
 async def approval_form(

@@ -21,7 +21,9 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import get_run_context
+from prefect.exceptions import ObjectAlreadyExists
 
+from conveyor.config import Budget
 from conveyor.errors import ConveyorError
 
 LEASE_SECONDS = 60
@@ -31,6 +33,15 @@ LEASE_SECONDS = 60
 
 class TargetBusy(ConveyorError):
     """Another run holds a target this run needs."""
+
+
+async def _ensure_limit(name: str, slots: int) -> None:
+    """Create (or resize) a global concurrency limit; another run creating it first is fine."""
+    async with get_client() as client:
+        try:
+            await client.upsert_global_concurrency_limit_by_name(name, slots)
+        except ObjectAlreadyExists:  # upsert is read-then-create: a concurrent run won the race
+            await client.upsert_global_concurrency_limit_by_name(name, slots)
 
 
 def limit_name(app: str, target: str) -> str:
@@ -78,9 +89,8 @@ async def hold_targets(
 ) -> AsyncIterator[None]:
     """Hold every target's slot for the duration of the block; wait up to `wait_seconds`."""
     names = [limit_name(app, target) for target in targets]
-    async with get_client() as client:
-        for name in names:
-            await client.upsert_global_concurrency_limit_by_name(name, 1)
+    for name in names:
+        await _ensure_limit(name, 1)
     acquired = False
     try:
         async with concurrency(
@@ -105,3 +115,19 @@ async def hold_targets(
             + ("; ".join(holders) or "a run that has just finished"),
             hint="wait for that run to finish (or cancel it in the Prefect UI), then promote again",
         ) from error
+
+
+def budget_name(budget: str) -> str:
+    return f"conveyor-budget-{budget}"
+
+
+@asynccontextmanager
+async def hold_budget(budget: Budget | None) -> AsyncIterator[None]:
+    """One slot of a shared deployment budget (none configured: no wait)."""
+    if budget is None:
+        yield
+        return
+    name = budget_name(budget.name)
+    await _ensure_limit(name, budget.limit)
+    async with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
+        yield

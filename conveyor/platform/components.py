@@ -345,6 +345,8 @@ class PrefectServer:
             "PREFECT_HOME": str(self.home),
             "PREFECT_API_URL": self.api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # A run waiting for a target's slot asks again after at most this long (default 30).
+            "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
             "DO_NOT_TRACK": "1",
         }
 

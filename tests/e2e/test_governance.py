@@ -129,3 +129,34 @@ def test_a_freeze_window_keeps_a_digest_out_of_the_stage(world: World) -> None:
     assert world.live("Deployment", "web", "staging") is None
     assert world.evidence(digest, "staging") is None
     assert not any("/staging:" in line for line in world.state_log())
+
+
+def test_a_shared_budget_limits_how_many_targets_deploy_at_once(world: World) -> None:
+    def budget_of_one(pipeline: dict[str, Any]) -> None:
+        prod = _stage(pipeline, "prod")
+        prod["parallelism"] = 2
+        prod["budget"] = {"name": f"b{world.prefix}", "limit": 1}
+        prod["gates"] = [
+            {
+                "type": "command",
+                "name": "slow",
+                "command": [sys.executable, "-c", "import time; time.sleep(2)"],
+            }
+        ]
+
+    world.edit_pipeline(budget_of_one)
+    release = world.start("release", app=world.app, ref="HEAD")
+    world.answer("prod", approve=True, reason="budget test")
+    code, output = world.finish(release)
+    assert code == 0, output
+
+    spans = {}
+    for target in ("prod-eu", "prod-us"):
+        applies = log_times(output, f"Task run 'apply-{target}'")
+        gates = log_times(output, f"Task run 'gate-slow-{target}'")
+        assert applies and gates, output
+        spans[target] = (min(applies), max(gates))
+    first, second = sorted(spans.values())
+    assert second[0] > first[1], f"both prod targets deployed at once: {spans}"
+    digest = world.desired("dev").digest  # type: ignore[union-attr]
+    assert world.live_digest("prod-eu") == world.live_digest("prod-us") == digest

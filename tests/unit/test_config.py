@@ -331,6 +331,8 @@ def test_the_example_configuration_loads() -> None:
     prod = pipeline.stage("prod")
     assert (prod.approval.required, prod.approval.timeout) == (True, 3600.0)
     assert (prod.soak, prod.parallelism) == (10.0, 2)
+    assert prod.budget is not None and (prod.budget.name, prod.budget.limit) == ("prod", 2)
+    assert pipeline.stage("staging").budget is None
     assert [gate.type for gate in prod.gates] == ["tests"]
     assert pipeline.target("dev").parameters["replicas"] == 1
     for name in ("prod-eu", "prod-us"):
@@ -872,6 +874,17 @@ ERROR_CASES = [
         lambda tree: stages(tree)[2].update(parallelism=0),
         f"{PIPELINE}: stages[2].parallelism: must be >= 1, got 0",
         id="parallelism-zero",
+    ),
+    # budget
+    pytest.param(
+        lambda tree: stages(tree)[2].update(budget={"name": "prod", "limit": 0}),
+        f"{PIPELINE}: stages[2].budget.limit: must be >= 1, got 0",
+        id="budget-limit-zero",
+    ),
+    pytest.param(
+        lambda tree: stages(tree)[2].update(budget={"name": "prod", "slots": 2}),
+        f"{PIPELINE}: stages[2].budget.slots: unknown key",
+        id="budget-unknown-key",
     ),
 ]
 
