@@ -138,6 +138,7 @@ class Kube:
         self.server = configuration.host.rstrip("/")
         self._types: dict[tuple[str, str], ResourceType] = {}
         self._discovered: set[str] = set()
+        self._discovery_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.requests = 0
         """Requests sent so far (benchmarks and tests read it)."""
@@ -220,6 +221,13 @@ class Kube:
             )
         if status == 410:
             return ResourceExpired(f"{what}: {message}")
+        if status == 500 and "typed patch" in message:
+            # Server-side apply reports a manifest that does not fit the kind's schema (an
+            # unknown field, a wrong type) as an internal error; it is the input's fault.
+            return InputError(
+                f"{what}: rejected by the API server: {message}",
+                hint="fix the manifest: the field is not in this kind's schema",
+            )
         if status in (400, 422):
             causes = body.get("details", {}).get("causes", [])
             detail = "; ".join(f"{c.get('field', '')}: {c.get('message', '')}" for c in causes)
@@ -275,21 +283,25 @@ class Kube:
         return self._types[key]
 
     def _discover(self, api_version: str) -> None:
-        if api_version in self._discovered:
-            return
-        path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-        try:
-            listing = self.request("GET", path, what=f"discovery of {api_version}")
-        except NotFound:
-            listing = {"resources": []}
+        # One discovery per group-version even when many apply threads need it at once.
         with self._lock:
-            for resource in listing.get("resources", []):
-                if "/" in resource["name"]:
-                    continue  # subresources such as deployments/status
-                self._types[(api_version, resource["kind"])] = ResourceType(
-                    api_version, resource["kind"], resource["name"], resource["namespaced"]
-                )
-            self._discovered.add(api_version)
+            group_lock = self._discovery_locks.setdefault(api_version, threading.Lock())
+        with group_lock:
+            if api_version in self._discovered:
+                return
+            path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            try:
+                listing = self.request("GET", path, what=f"discovery of {api_version}")
+            except NotFound:
+                listing = {"resources": []}
+            with self._lock:
+                for resource in listing.get("resources", []):
+                    if "/" in resource["name"]:
+                        continue  # subresources such as deployments/status
+                    self._types[(api_version, resource["kind"])] = ResourceType(
+                        api_version, resource["kind"], resource["name"], resource["namespaced"]
+                    )
+                self._discovered.add(api_version)
 
     # -- objects --------------------------------------------------------------------------------
 
@@ -309,7 +321,12 @@ class Kube:
     ) -> dict[str, Any]:
         """Server-side apply of one object; returns the object as the server now has it."""
         resource, namespace, name = self._locate(obj)
-        query: dict[str, str | int | bool] = {"fieldManager": field_manager, "force": force}
+        # Strict: a field the schema does not know (a typo) is an error, not a silent no-op.
+        query: dict[str, str | int | bool] = {
+            "fieldManager": field_manager,
+            "force": force,
+            "fieldValidation": "Strict",
+        }
         if dry_run:
             query["dryRun"] = "All"
         return self.request(

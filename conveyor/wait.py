@@ -50,8 +50,9 @@ from conveyor.health import (
 from conveyor.kube import ResourceExpired
 
 WATCH_SECONDS = 5
+"""Server-side timeout of one watch request, renewed in a loop until the wait ends."""
 _JOIN_SECONDS = 2.0
-"""Server-side timeout of one watch request; a finished wait's threads end within it."""
+"""How long a finished wait gives its threads, all together, to end after their streams close."""
 
 _BACKOFF_FIRST = 0.2
 _BACKOFF_MAX = 2.0
@@ -262,8 +263,9 @@ class _Watchers:
         for stream in streams:
             with contextlib.suppress(Exception):  # a stream that cannot close ends on its own
                 stream.close()
+        deadline = time.monotonic() + _JOIN_SECONDS  # one deadline for all of them
         for thread in self._threads.values():
-            thread.join(timeout=_JOIN_SECONDS)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _run(self, source: _Source) -> None:
         try:

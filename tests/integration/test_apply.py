@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from conveyor import apply, drift
+from conveyor.errors import InputError
 from conveyor.kube import ApplyConflict, Kube
 from conveyor.ordering import APP_LABEL, DIGEST_ANNOTATION, MANAGED_BY
 from conveyor.platform.local import LocalPlatform
@@ -244,3 +245,17 @@ def test_a_conflict_with_another_manager_names_the_field_and_the_manager(
     )
     live = kube.get("v1", "ConfigMap", "shared", namespace)
     assert live is not None and live["data"]["mode"] == "auto"
+
+
+def test_an_unknown_field_is_refused_naming_it(kube: Kube, namespace: str) -> None:
+    typo = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "typo"},
+        "dta": {"greeting": "hi"},
+    }
+    with pytest.raises(InputError) as caught:
+        apply.apply_bundle(kube, [typo], _target(namespace), digest=DIGEST)
+    assert f"ConfigMap/{namespace}/typo" in str(caught.value)
+    assert ".dta: field not declared in schema" in str(caught.value)
+    assert kube.get("v1", "ConfigMap", "typo", namespace) is None
