@@ -9,6 +9,7 @@ imports Prefect.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -112,11 +113,16 @@ def run_command(
             cwd=cwd,
             capture_output=True,
             text=True,
+            errors="replace",
             timeout=timeout,
             check=False,
         )
     except FileNotFoundError:
         return GateResult(name, False, f"command not found: {command[0]}", _since(started))
+    except OSError as error:  # not executable, a folder, ...
+        return GateResult(
+            name, False, f"cannot run {command[0]}: {error.strerror or error}", _since(started)
+        )
     except subprocess.TimeoutExpired:
         return GateResult(
             name, False, f"`{' '.join(command)}` did not finish in {timeout:.0f}s", _since(started)
@@ -161,17 +167,26 @@ def run_http(
     interval: float = 2.0,
     timeout: float = 10.0,
 ) -> GateResult:
-    """GET `url` until it answers `expect_status` (and contains the text), within retries."""
+    """GET `url` until it answers `expect_status` (and contains the text), within retries;
+    `timeout` bounds the whole gate, every attempt and pause included."""
     started = time.monotonic()
+    deadline = started + timeout
     reason = "not tried"
     for attempt in range(1, retries + 2):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            reason += f"; no time left for attempt {attempt} within {timeout:g}s"
+            break
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            with urllib.request.urlopen(url, timeout=remaining) as response:
                 status, body = int(response.status), response.read(1 << 20)
         except urllib.error.HTTPError as error:
             status, body = error.code, error.read(1 << 20)
         except (urllib.error.URLError, OSError) as error:
             reason = f"attempt {attempt}: {url} unreachable: {error}"
+            status, body = -1, b""
+        except http.client.HTTPException as error:  # something that does not speak HTTP
+            reason = f"attempt {attempt}: {url} did not answer HTTP: {error!r}"
             status, body = -1, b""
         if status == expect_status and (body_contains is None or body_contains.encode() in body):
             return GateResult(name, True, f"{url} answered {status}", _since(started))
@@ -182,7 +197,7 @@ def run_http(
                 else f"attempt {attempt}: {url} body lacks {body_contains!r}"
             )
         if attempt <= retries:
-            time.sleep(interval)
+            time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
     return GateResult(name, False, reason, _since(started))
 
 
