@@ -9,9 +9,11 @@ imports Prefect.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.error
@@ -107,15 +109,16 @@ def run_command(
     """Run a command (a pytest suite, a script); its exit code decides."""
     started = time.monotonic()
     try:
-        completed = subprocess.run(
+        # A session of its own, so a timeout stops everything the command started.
+        process = subprocess.Popen(
             list(command),
             env={**os.environ, **environment},
             cwd=cwd,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            timeout=timeout,
-            check=False,
+            start_new_session=True,
         )
     except FileNotFoundError:
         return GateResult(name, False, f"command not found: {command[0]}", _since(started))
@@ -123,16 +126,21 @@ def run_command(
         return GateResult(
             name, False, f"cannot run {command[0]}: {error.strerror or error}", _since(started)
         )
+    try:
+        output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
         return GateResult(
             name, False, f"`{' '.join(command)}` did not finish in {timeout:.0f}s", _since(started)
         )
-    output = (completed.stdout + completed.stderr).strip()[-OUTPUT_TAIL:]
-    if completed.returncode == 0:
+    output = output.strip()[-OUTPUT_TAIL:]
+    if process.returncode == 0:
         return GateResult(
             name, True, f"exit 0; {output[-200:]}" if output else "exit 0", _since(started)
         )
-    return GateResult(name, False, f"exit {completed.returncode}: {output}", _since(started))
+    return GateResult(name, False, f"exit {process.returncode}: {output}", _since(started))
 
 
 def command_environment(

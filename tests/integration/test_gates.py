@@ -425,3 +425,27 @@ def test_no_test_jobs_pass_at_once(kube: Kube, namespace: str) -> None:
     assert result.duration == 0.0
     jobs, _ = kube.list("batch/v1", "Job", namespace)
     assert jobs == []
+
+
+def test_a_command_gate_timeout_stops_what_the_command_started(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    result = gates.run_command(
+        "spawner",
+        ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"],
+        environment={},
+        timeout=1,
+    )
+    assert not result.passed and "did not finish in 1s" in result.reason
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+        assert time.monotonic() < deadline, f"the command's child {child} outlived the gate"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat[stat.rindex(")") + 2 :].split()[0]
