@@ -1,0 +1,996 @@
+"""Conveyor's orchestration overhead on a release, against the real Prefect server.
+
+Run from the repository root, with the local platform up (`.venv/bin/conveyor platform up`):
+
+    .venv/bin/python benchmarks/bench_release.py [--repeat N] [--budget SECONDS] [--out FILE]
+
+It builds an isolated world in a temporary folder, the way tests/e2e/conftest.py does: a git
+repository holding a copy of examples/web, a copy of config/ with a unique app name
+(`web-<prefix>`), namespaces `<prefix>-<target>`, a state repository of its own and a registry
+prefix of its own. The pipeline keeps its 4 stages and 5 targets (prod-eu and prod-us in
+parallel) and nothing else: no approval, no soak, no freeze window, no budget shared with other
+apps; each stage's gates are replaced by one command gate that sleeps 2.5 s, the stand-in for the
+cluster's own work (so a release's cluster work is 4 x (readiness + 2.5 s) on its critical path).
+
+1. No-op release: after one real release, the app already runs its digest in every stage; the
+   same release again, N times
+   a. in a child process, `python -m flows release '{...}'` (what the CLI does without a served
+      deployment): the flow run's own start->end (Prefect's API) and the child's wall time;
+   b. through a served deployment: the release flow served the way `deployments.serve` serves it
+      (`prefect.serve`, PREFECT_RUNNER_POLL_FREQUENCY=1), triggered over the REST API
+      (POST /deployments/{id}/create_flow_run, then GET /flow_runs/{id} every 0.1 s):
+      trigger->COMPLETED and the run's own start->end, split into phases by the run's states.
+2. Real release of a new digest (a commit to the source each time), N times, through the served
+   deployment: overhead = flow run start->end - cluster work, where cluster work is the
+   readiness and gate durations recorded as evidence in the state repository, summed over the
+   stages (for prod, whose two targets run in parallel, the longer target counts). The goal is
+   stated for 10 s of cluster work, so the share is also given as overhead / (overhead + 10 s).
+   The overhead is broken down from the run's task runs (POST /task_runs/filter): wall time
+   covered by each kind (build, renders, applies, git reads and records, reports), the idle time
+   entering and leaving stages (target locks, run tags), and the Prefect client's retry sleeps
+   after a 503 (from the serve log, with the client logger at DEBUG).
+
+By default the served deployment is `release/bench-<prefix>`, served by a small wrapper over
+`deployments.serve.deployments()` (the same RunnerDeployment, the same `prefect.serve`), so that
+the shared `release/conveyor`, `promote-stage/conveyor`... deployments of the shared Prefect
+server are not taken over while others run tests on it; `--shared-deployment` serves them with
+`python -m deployments.serve` verbatim instead.
+
+Repetitions stop early when the next would overrun --budget (default 270 s; the table prints
+the N reached). Every process it starts is stopped by pid at the end (also on failure); the
+world's namespaces, its served deployment and its target concurrency limits are deleted. Results
+go to benchmarks/results/release.json. It is a script, never a timed unit test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform as pyplatform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conveyor import gitrepo, state
+from conveyor.kube import Kube
+from conveyor.platform.local import LocalPlatform
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "release.json"
+PLATFORM_STATE = REPO / ".conveyor"
+TARGETS = ("dev", "test", "staging", "prod-eu", "prod-us")
+STAGES = ("dev", "test", "staging", "prod")
+STAGE_TARGETS = {
+    "dev": ("dev",),
+    "test": ("test",),
+    "staging": ("staging",),
+    "prod": ("prod-eu", "prod-us"),
+}
+GATE_SECONDS = 2.5
+SLEEP_GATE = [sys.executable, "-c", f"import time; time.sleep({GATE_SECONDS})"]
+NOOP_GOAL_SECONDS = 5.0
+OVERHEAD_GOAL_SHARE = 0.20
+POLL = 0.1
+RUN_TIMEOUT = 240.0
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+}
+FLOW_RUN_URL = re.compile(
+    r"flow-run/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # conveyor.prefect_api's, for a busy server
+SQLITE_LOCKED = "sqlite3.OperationalError: database is locked"
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+# Task runs by kind (their names: tasks/*.py); the first matching prefix wins.
+TASK_KINDS = (
+    ("build", ("build-bundle",)),
+    ("render", ("render-",)),
+    ("apply", ("apply-",)),
+    ("readiness", ("wait-",)),
+    ("gates", ("gate-",)),
+    ("git reads", ("read-desired-", "read-evidence-", "history-")),
+    ("git records", ("record-state",)),
+    ("drift checks", ("drift-",)),
+    ("reports", ("publish-report", "publish-table")),
+)
+
+# The serve wrapper: `deployments.serve.main()` with only the release deployment, renamed.
+SERVE_WRAPPER = """
+import sys
+from prefect import serve
+from conveyor.config import load_config
+from deployments.serve import deployments
+served = [d for d in deployments(load_config()) if d.flow_name == "release"]
+for d in served:
+    d.name = sys.argv[1]
+serve(*served, pause_on_shutdown=False)
+"""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- Prefect's REST API -------------------------------------------------------------------------
+
+
+class Api:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                with urllib.request.urlopen(request, timeout=15) as response:
+                    raw = response.read()
+                return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as error:
+                # 503: the server's SQLite was locked; retried as the CLI retries it
+                if error.code != 503 or delay is None:
+                    raise
+                detail = error.read().decode(errors="replace")[:200]
+                log(f"Prefect answered 503 to {method} {path} ({detail}); again in {delay:g}s")
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def maybe(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            return self.call(method, path, body)
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("GET", f"/flow_runs/{run_id}")
+        return result
+
+    def task_runs(self, run_id: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.call(
+                "POST",
+                "/task_runs/filter",
+                {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200, "offset": len(found)},
+            )
+            found += page
+            if len(page) < 200:
+                return found
+
+    def deployment(self, flow: str, name: str) -> dict[str, Any] | None:
+        path = f"/deployments/name/{urllib.parse.quote(flow)}/{urllib.parse.quote(name)}"
+        result: dict[str, Any] | None = self.maybe("GET", path)
+        return result
+
+
+def parse_time(value: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(value) if value else None
+
+
+def stamp(value: str) -> float:
+    """A server timestamp as seconds since the epoch."""
+    parsed = parse_time(value)
+    assert parsed is not None
+    return parsed.timestamp()
+
+
+def run_seconds(run: dict[str, Any]) -> float:
+    """A flow run's own duration: its start_time (first Running) to its end_time."""
+    start, end = parse_time(run.get("start_time")), parse_time(run.get("end_time"))
+    if start is None or end is None:
+        raise RuntimeError(f"flow run {run.get('name')} has no start or end time")
+    return (end - start).total_seconds()
+
+
+def state_of(run: dict[str, Any]) -> tuple[str, str]:
+    current = run.get("state") or {}
+    return str(current.get("type", "")), str(current.get("message") or "")
+
+
+# -- the world ----------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    root: Path
+    platform: LocalPlatform
+    prefix: str
+    env: dict[str, str]
+    kube: Kube
+    api: Api
+    processes: list[subprocess.Popen[Any]] = field(default_factory=list)
+
+    @property
+    def app(self) -> str:
+        return f"web-{self.prefix}"
+
+    @property
+    def source(self) -> Path:
+        return self.root / "apps"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config" / "conveyor.yaml"
+
+    @property
+    def state_repository(self) -> str:
+        return str(self.root / "state.git")
+
+    def namespace(self, target: str) -> str:
+        return f"{self.prefix}-{target}"
+
+    def git(self, *args: str) -> str:
+        result = subprocess.run(
+            ["git", "-C", str(self.source), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **GIT_IDENTITY},
+        )
+        return result.stdout.strip()
+
+    def commit_revision(self, revision: int) -> None:
+        """A new source tree, hence a new digest: one ConfigMap key changes (no rollout)."""
+        path = self.source / "web" / "manifests" / "configmap.yaml"
+        lines = [x for x in path.read_text().splitlines() if "bench-revision" not in x]
+        lines.append(f'  bench-revision: "{revision}"')
+        path.write_text("\n".join(lines) + "\n")
+        self.git("commit", "-qam", f"web revision {revision}")
+
+    def parameters(self) -> dict[str, Any]:
+        return {"app": self.app, "ref": "HEAD", "config_file": str(self.config_path)}
+
+    def evidence(self, digest: str, stage: str) -> state.Evidence | None:
+        repository = gitrepo.open_state_repository(self.state_repository)
+        return state.read_evidence(repository, self.app, digest, stage)
+
+    def desired_digest(self, target: str) -> str | None:
+        repository = gitrepo.open_state_repository(self.state_repository)
+        desired = state.read_desired(repository, self.app, target)
+        return desired.digest if desired else None
+
+
+def build_world(platform: LocalPlatform, root: Path) -> World:
+    prefix = f"b{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        **platform.environment(),
+        **platform.prefect.environment(),
+        "CONVEYOR_CONFIG": str(root / "config" / "conveyor.yaml"),
+        "CONVEYOR_STATE": str(root / "conveyor-state"),
+        "CONVEYOR_REGISTRY": "",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    world = World(
+        root,
+        platform,
+        prefix,
+        env,
+        Kube(platform.kubernetes.kubeconfig),
+        Api(platform.prefect.api_url),
+    )
+    shutil.copytree(REPO / "examples" / "web", world.source / "web")
+    world.git("init", "-q", "-b", "main")
+    world.git("add", "-A")
+    world.git("commit", "-qm", "web v1")
+
+    config = root / "config"
+    shutil.copytree(REPO / "config", config)
+    conveyor = yaml.safe_load(world.config_path.read_text())
+    conveyor["stateRepository"] = world.state_repository
+    conveyor["registry"] = f"{platform.registry.address}/{prefix}"
+    conveyor["clusters"]["local"]["kubeconfig"] = str(platform.kubernetes.kubeconfig)
+    web = conveyor["apps"].pop("web")
+    web["source"] = {"repository": str(world.source), "ref": "HEAD", "path": "web"}
+    conveyor["apps"] = {world.app: web}
+    world.config_path.write_text(yaml.safe_dump(conveyor, sort_keys=False))
+
+    pipeline_path = config / "pipelines" / "web.yaml"
+    pipeline = yaml.safe_load(pipeline_path.read_text())
+    assert [s["name"] for s in pipeline["stages"]] == list(STAGES), pipeline["stages"]
+    # Each stage keeps its name, targets (in the world's namespaces) and parallelism, nothing
+    # else: no approval, no soak, no freeze window, no budget shared with other apps' runs;
+    # its one gate is the 2.5 s stand-in for the cluster's own work.
+    stages = []
+    for stage in pipeline["stages"]:
+        kept: dict[str, Any] = {"name": stage["name"], "autoPromote": True, "soak": "0s"}
+        if "parallelism" in stage:
+            kept["parallelism"] = stage["parallelism"]
+        kept["targets"] = [
+            {**target, "namespace": world.namespace(target["name"])} for target in stage["targets"]
+        ]
+        kept["gates"] = [
+            {
+                "type": "command",
+                "name": "cluster-work",
+                "command": list(SLEEP_GATE),
+                "timeout": "60s",
+            }
+        ]
+        stages.append(kept)
+    pipeline["stages"] = stages
+    pipeline_path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    return world
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+def stop(process: subprocess.Popen[Any], grace: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL, to this process (and then its own process group, which it leads)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # what it spawned (a runner's flow runs)
+
+
+def run_child(world: World) -> tuple[str, float, str, float, float]:
+    """`python -m flows release '{...}'`: (flow run id, wall seconds, output, spawn and exit
+    times on the wall clock, which the Prefect server's timestamps share on this machine)."""
+    spawned = time.time()
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows", "release", json.dumps(world.parameters())],
+        env=world.env,
+        cwd=world.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    world.processes.append(process)
+    try:
+        output, _ = process.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        stop(process)
+    wall = time.monotonic() - started
+    exited = time.time()
+    if process.returncode != 0:
+        raise RuntimeError(f"release exited {process.returncode}:\n{output[-4000:]}")
+    found = FLOW_RUN_URL.search(output)
+    if found is None:
+        raise RuntimeError(f"no flow run id in the child's output:\n{output[-2000:]}")
+    return found.group(1), wall, output, spawned, exited
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[Any]
+    deployment_id: str
+    flow: str
+    name: str
+    logfile: Path
+
+
+def start_serving(world: World, shared: bool) -> Served:
+    logfile = world.root / "serve.log"
+    name = "conveyor" if shared else f"bench-{world.prefix}"
+    command = (
+        [sys.executable, "-m", "deployments.serve"]
+        if shared
+        else [sys.executable, "-c", SERVE_WRAPPER, name]
+    )
+    env = {
+        **world.env,
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # what `conveyor serve` sets
+        # the client's retries (503 when the server's SQLite is locked) go to serve.log
+        "PREFECT_LOGGING_LOGGERS_PREFECT_CLIENT_LEVEL": "DEBUG",
+        "CONVEYOR_RECONCILE_INTERVAL": "86400",  # --shared-deployment: no reconcile runs meanwhile
+    }
+    started_at = datetime.datetime.now(datetime.UTC)
+    with logfile.open("w") as out:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=world.root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    world.processes.append(process)
+    served = Served(process, "", "release", name, logfile)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"serve exited {process.returncode}:\n{logfile.read_text()[-3000:]}")
+        found = world.api.deployment("release", name)
+        polled = parse_time(found.get("last_polled")) if found else None
+        if found and found.get("status") == "READY" and polled and polled > started_at:
+            served.deployment_id = str(found["id"])
+            return served
+        time.sleep(0.25)
+    raise RuntimeError(f"release/{name} not served within 90s:\n{logfile.read_text()[-3000:]}")
+
+
+RETRY_LINE = re.compile(
+    r"^(\d\d):(\d\d):(\d\d\.\d+) \|.*retryable status code (\d+)\. "
+    r"Another attempt will be made in ([\d.]+)s"
+)
+
+
+def client_retries(served: Served, start: float, end: float) -> tuple[int, float]:
+    """(count, seconds slept) of Prefect client retries that the served runs logged between
+    `start` and `end` (epoch seconds); runs are sequential here, so these are one run's."""
+    count, slept = 0, 0.0
+    for line in served.logfile.read_text(errors="replace").splitlines():
+        found = RETRY_LINE.match(line)
+        if not found:
+            continue
+        h, m, sec, _, seconds = found.groups()
+        day = time.localtime(start)
+        moment = time.mktime(
+            (day.tm_year, day.tm_mon, day.tm_mday, int(h), int(m), 0, 0, 0, -1)
+        ) + float(sec)
+        if start <= moment <= end:
+            count += 1
+            slept += float(seconds)
+    return count, slept
+
+
+def run_served(world: World, served: Served) -> tuple[str, float, dict[str, Any]]:
+    """Trigger a run over the REST API; (id, trigger->final seconds, the final run)."""
+    triggered = time.time()
+    started = time.monotonic()
+    created = world.api.call(
+        "POST",
+        f"/deployments/{served.deployment_id}/create_flow_run",
+        {"parameters": world.parameters(), "tags": ["bench"]},
+    )
+    run_id = str(created["id"])
+    create_call = time.time() - triggered
+    while True:
+        run = world.api.flow_run(run_id)
+        kind, message = state_of(run)
+        if kind in FINAL:
+            elapsed = time.monotonic() - started
+            break
+        if time.monotonic() - started > RUN_TIMEOUT:
+            raise RuntimeError(f"flow run {run['name']} still {kind} after {RUN_TIMEOUT:.0f}s")
+        if served.process.poll() is not None:
+            raise RuntimeError(f"serve exited:\n{served.logfile.read_text()[-3000:]}")
+        time.sleep(POLL)
+    seen = time.time()
+    if kind != "COMPLETED":
+        raise RuntimeError(
+            f"flow run {run['name']} ended {kind}: {message}\n" + served.logfile.read_text()[-3000:]
+        )
+    states = world.api.call("GET", f"/flow_run_states/?flow_run_id={run_id}")
+    first: dict[str, float] = {}
+    for item in sorted(states, key=lambda x: x["timestamp"]):
+        first.setdefault(item["type"], stamp(item["timestamp"]))
+    run["phases_s"] = {
+        "create_flow_run call (503s retried)": round(create_call, 3),
+        "created to Pending (runner poll)": round(first["PENDING"] - triggered - create_call, 3),
+        "Pending to Running (process spawn, imports)": round(
+            first["RUNNING"] - first["PENDING"], 3
+        ),
+        "flow run": round(first["COMPLETED"] - first["RUNNING"], 3),
+        "Completed to seen (0.1 s polls)": round(seen - first["COMPLETED"], 3),
+    }
+    retries, slept = client_retries(served, first["RUNNING"], first["COMPLETED"])
+    run["client_retries"] = {"count": retries, "seconds_slept": round(slept, 3)}
+    return run_id, elapsed, run
+
+
+# -- analysis -----------------------------------------------------------------------------------
+
+
+def union_seconds(intervals: Iterable[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def kind_of(name: str) -> str:
+    for kind, prefixes in TASK_KINDS:
+        if name.startswith(prefixes):
+            return kind
+    return "other tasks"
+
+
+def task_breakdown(world: World, run: dict[str, Any]) -> dict[str, Any]:
+    """Wall seconds covered by each kind of task run, and by none (the flow's own time)."""
+    start = parse_time(run["start_time"])
+    end = parse_time(run["end_time"])
+    assert start is not None and end is not None
+    intervals: dict[str, list[tuple[float, float]]] = {}
+    counts: dict[str, int] = {}
+    tasks = world.api.task_runs(str(run["id"]))
+    for task in tasks:
+        a, b = parse_time(task.get("start_time")), parse_time(task.get("end_time"))
+        if a is None or b is None:
+            continue
+        kind = kind_of(str(task["name"]))
+        a_s = max((a - start).total_seconds(), 0.0)
+        b_s = min((b - start).total_seconds(), (end - start).total_seconds())
+        intervals.setdefault(kind, []).append((a_s, b_s))
+        counts[kind] = counts.get(kind, 0) + 1
+    duration = (end - start).total_seconds()
+    spans = [i for kind_spans in intervals.values() for i in kind_spans]
+    covered = union_seconds(spans)
+    # The flow's own time, where it can be placed: the idle time right before a stage's first
+    # render (entering the stage: target locks, run tags, an event), right before a stage's
+    # report (leaving it: run tags, lock release), and before the first task run (flow start).
+    named = sorted(
+        (
+            (max(stamp(t["start_time"]) - start.timestamp(), 0.0), str(t["name"]))
+            for t in tasks
+            if t.get("start_time") and t.get("end_time")
+        ),
+    )
+
+    def idle_before(moment: float) -> float:
+        ended = [b for a, b in spans if b <= moment + 1e-6]
+        return max(moment - max(ended, default=0.0), 0.0)
+
+    entry = exit_ = 0.0
+    for targets in STAGE_TARGETS.values():
+        renders = [a for a, name in named if name in {f"render-{t}" for t in targets}]
+        if renders:
+            entry += idle_before(min(renders))
+    for moment, name in named:
+        if name.startswith("publish-report"):
+            exit_ += idle_before(moment)
+    first = named[0][0] if named else duration
+    outside = duration - covered
+    return {
+        "seconds": {kind: round(union_seconds(s), 3) for kind, s in intervals.items()},
+        "task_runs": counts,
+        "outside_tasks": round(outside, 3),
+        "outside": {
+            "before the first task run": round(first, 3),
+            "entering stages (target locks, run tags, events)": round(entry, 3),
+            "leaving stages (run tags, lock release)": round(exit_, 3),
+            "elsewhere between task runs": round(outside - first - entry - exit_, 3),
+        },
+    }
+
+
+def cluster_work(world: World, digest: str) -> tuple[float, float, dict[str, float]]:
+    """(critical-path seconds, plain sum, per stage) of readiness + gates, from the evidence."""
+    critical, plain, per_stage = 0.0, 0.0, {}
+    for stage in STAGES:
+        evidence = world.evidence(digest, stage)
+        if evidence is None or evidence.verdict != "passed":
+            raise RuntimeError(f"no passed evidence for {digest[:19]} in {stage}")
+        by_target = {
+            target: sum(g.duration_seconds for g in results)
+            for target, results in evidence.gates.items()
+        }
+        per_stage[stage] = round(max(by_target.values()), 3)
+        critical += max(by_target.values())
+        plain += sum(by_target.values())
+    return critical, plain, per_stage
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p90 = (
+        statistics.quantiles(ordered, n=10, method="inclusive")[8]
+        if len(ordered) > 1
+        else ordered[0]
+    )
+    return {
+        "median": round(statistics.median(ordered), 3),
+        "p90": round(p90, 3),
+        "min": round(ordered[0], 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+# -- the measurements ---------------------------------------------------------------------------
+
+
+def repeat(
+    count: int, what: str, once: Callable[[int], dict[str, Any]], deadline: float
+) -> list[dict[str, Any]]:
+    """Up to `count` samples; fewer when the next one would end after `deadline` (monotonic)."""
+    samples: list[dict[str, Any]] = []
+    longest = 0.0
+    for i in range(count):
+        if samples and time.monotonic() + longest > deadline:
+            log(f"{what}: {len(samples)} of {count} samples, the time budget is spent")
+            break
+        began = time.monotonic()
+        sample = once(i)
+        longest = max(longest, time.monotonic() - began)
+        samples.append(sample)
+        log(
+            f"{what} {i + 1}/{count}: "
+            + ", ".join(f"{k} {v:.2f}s" for k, v in sample.items() if isinstance(v, float))
+        )
+    return samples
+
+
+def noop_child(world: World, digest: str) -> Callable[[int], dict[str, Any]]:
+    def once(_: int) -> dict[str, Any]:
+        run_id, wall, output, spawned, exited = run_child(world)
+        run = world.api.flow_run(run_id)
+        if "nothing to do" not in output:
+            raise RuntimeError(f"the release was not a no-op:\n{output[-3000:]}")
+        created, start, end = (stamp(run[key]) for key in ("created", "start_time", "end_time"))
+        return {
+            "flow_run": run_id,
+            "flow_run_s": run_seconds(run),
+            "child_wall_s": wall,
+            "phases_s": {
+                "start-up to run created (interpreter, imports, client)": round(
+                    created - spawned, 3
+                ),
+                "run created to Running": round(start - created, 3),
+                "flow run": round(end - start, 3),
+                "Completed to exit (flush logs and events)": round(exited - end, 3),
+            },
+        }
+
+    return once
+
+
+def noop_served(world: World, served: Served) -> Callable[[int], dict[str, Any]]:
+    def once(_: int) -> dict[str, Any]:
+        run_id, elapsed, run = run_served(world, served)
+        tasks = world.api.task_runs(run_id)
+        if any(str(t["name"]).startswith(("apply-", "gate-")) for t in tasks):
+            raise RuntimeError(f"served run {run['name']} was not a no-op")
+        return {
+            "flow_run": run_id,
+            "flow_run_s": run_seconds(run),
+            "trigger_to_completed_s": elapsed,
+            "phases_s": run["phases_s"],
+            "client_retries": run["client_retries"],
+        }
+
+    return once
+
+
+def real_served(
+    world: World, served: Served, first_revision: int
+) -> Callable[[int], dict[str, Any]]:
+    def once(i: int) -> dict[str, Any]:
+        before = world.desired_digest("prod-us")
+        world.commit_revision(first_revision + i)
+        run_id, elapsed, run = run_served(world, served)
+        digest = world.desired_digest("prod-us")
+        if digest is None or digest == before:
+            raise RuntimeError(f"served run {run['name']} did not release a new digest")
+        duration = run_seconds(run)
+        critical, plain, per_stage = cluster_work(world, digest)
+        overhead = duration - critical
+        return {
+            "flow_run": run_id,
+            "digest": digest,
+            "flow_run_s": duration,
+            "trigger_to_completed_s": elapsed,
+            "cluster_work_s": critical,
+            "cluster_work_plain_sum_s": round(plain, 3),
+            "cluster_work_by_stage": per_stage,
+            "overhead_s": overhead,
+            "overhead_share": overhead / duration,
+            "tasks": task_breakdown(world, run),
+            "phases_s": run["phases_s"],
+            "client_retries": run["client_retries"],
+            "overhead_share_at_10s": overhead / (overhead + 10.0),
+        }
+
+    return once
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def verdict(median: float, p90: float, goal: float) -> str:
+    if median >= goal:
+        return "missed"
+    return "met" + (", p90 too" if p90 < goal else "; p90 not")
+
+
+def table(results: dict[str, Any]) -> str:
+    counts = {
+        "noop_child": len(results["noop_child"]),
+        "noop_served": len(results["noop_served"]),
+        "real": len(results["real"]),
+    }
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def seconds(key: str, label: str, goal: float | None) -> None:
+        s = results["summary"][key]
+        n = counts["noop_child" if "child" in key else "noop_served" if "noop" in key else "real"]
+        judged = verdict(s["median"], s["p90"], goal) if goal is not None else ""
+        rows.append((label, str(n), f"{s['median']:.2f} s", f"{s['p90']:.2f} s", judged))
+
+    def share(key: str, label: str, judged: bool) -> None:
+        s = results["summary"][key]
+        rows.append(
+            (
+                label,
+                str(counts["real"]),
+                f"{s['median']:.0%}",
+                f"{s['p90']:.0%}",
+                verdict(s["median"], s["p90"], OVERHEAD_GOAL_SHARE) if judged else "",
+            )
+        )
+
+    noop = NOOP_GOAL_SECONDS
+    seconds("noop_child_flow_run_s", "no-op, child process: flow run start→end", noop)
+    seconds("noop_child_wall_s", "no-op, child process: wall time of the child", noop)
+    seconds("noop_served_flow_run_s", "no-op, served: flow run start→end", noop)
+    seconds("noop_served_trigger_s", "no-op, served: trigger→COMPLETED (REST)", noop)
+    seconds("real_flow_run_s", "new digest, served: flow run start→end", None)
+    seconds("real_trigger_s", "new digest, served: trigger→COMPLETED", None)
+    seconds("real_cluster_work_s", "new digest: cluster work (readiness + gates)", None)
+    seconds("real_overhead_s", "new digest: overhead = run - cluster work", None)
+    share("real_overhead_share", "new digest: overhead / flow run, as measured", False)
+    share("real_overhead_share_at_10s", "new digest: overhead / (overhead + 10 s)", True)
+    head = ("measurement", "N", "median", "p90", "goal: < 5 s, < 20 %")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(head, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def breakdown_table(results: dict[str, Any]) -> str:
+    lines = [
+        "| part of the overhead (new digest) | median s | p90 s |",
+        "|---|---|---|",
+    ]
+    for part, s in results["summary"]["overhead_breakdown"].items():
+        lines.append(f"| {part} | {s['median']:.2f} | {s['p90']:.2f} |")
+    return "\n".join(lines)
+
+
+def phases_table(results: dict[str, Any]) -> str:
+    lines = ["| run | phase | median s | p90 s |", "|---|---|---|---|"]
+    for name, phases in results["summary"]["phases"].items():
+        for phase, s in phases.items():
+            lines.append(f"| {name} | {phase} | {s['median']:.2f} | {s['p90']:.2f} |")
+    return "\n".join(lines)
+
+
+def summarize(results: dict[str, Any]) -> None:
+    child, served, real = results["noop_child"], results["noop_served"], results["real"]
+    s: dict[str, Any] = {
+        "noop_child_flow_run_s": summary([x["flow_run_s"] for x in child]),
+        "noop_child_wall_s": summary([x["child_wall_s"] for x in child]),
+        "noop_served_flow_run_s": summary([x["flow_run_s"] for x in served]),
+        "noop_served_trigger_s": summary([x["trigger_to_completed_s"] for x in served]),
+        "real_flow_run_s": summary([x["flow_run_s"] for x in real]),
+        "real_trigger_s": summary([x["trigger_to_completed_s"] for x in real]),
+        "real_cluster_work_s": summary([x["cluster_work_s"] for x in real]),
+        "real_overhead_s": summary([x["overhead_s"] for x in real]),
+        "real_overhead_share": summary([x["overhead_share"] for x in real]),
+        "real_overhead_share_at_10s": summary([x["overhead_share_at_10s"] for x in real]),
+    }
+    # Overhead parts: wall time covered by each kind of task run; readiness and gate task runs
+    # count only beyond their recorded durations (their bookkeeping); "outside tasks" is the
+    # flow's own time between and around task runs (engine, target locks, run rename, events).
+    parts: dict[str, list[float]] = {}
+    kinds = [k for k, _ in TASK_KINDS if k not in ("readiness", "gates")] + ["other tasks"]
+    for sample in real:
+        seconds = sample["tasks"]["seconds"]
+        for kind in kinds:
+            parts.setdefault(kind, []).append(seconds.get(kind, 0.0))
+        checks = seconds.get("readiness", 0.0) + seconds.get("gates", 0.0)
+        parts.setdefault("readiness + gate task runs beyond their evidence", []).append(
+            checks - sample["cluster_work_s"]
+        )
+        for where, seconds_outside in sample["tasks"]["outside"].items():
+            parts.setdefault(f"outside task runs: {where}", []).append(seconds_outside)
+        parts.setdefault("(of all the above: Prefect client retry sleeps after 503s)", []).append(
+            sample["client_retries"]["seconds_slept"]
+        )
+    s["overhead_breakdown"] = {k: summary(v) for k, v in parts.items()}
+    s["phases"] = {
+        name: {
+            phase: summary([x["phases_s"][phase] for x in samples])
+            for phase in samples[0]["phases_s"]
+        }
+        for name, samples in (
+            ("no-op, child process", child),
+            ("no-op, served", served),
+            ("new digest, served", real),
+        )
+    }
+    results["summary"] = s
+    results["goals"] = {
+        "noop_under_5s": {
+            key: s[key]["median"] < NOOP_GOAL_SECONDS
+            for key in (
+                "noop_child_flow_run_s",
+                "noop_child_wall_s",
+                "noop_served_flow_run_s",
+                "noop_served_trigger_s",
+            )
+        },
+        "overhead_under_20_percent_at_10s": s["real_overhead_share_at_10s"]["median"]
+        < OVERHEAD_GOAL_SHARE,
+        "overhead_under_20_percent_as_measured": s["real_overhead_share"]["median"]
+        < OVERHEAD_GOAL_SHARE,
+    }
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def sqlite_locked(platform: LocalPlatform) -> int:
+    """How many times the Prefect server's log says its SQLite database was locked so far."""
+    logfile = platform.state / "logs" / "prefect.log"
+    if not logfile.exists():
+        return 0
+    with logfile.open(errors="replace") as lines:
+        return sum(line.startswith(SQLITE_LOCKED) for line in lines)
+
+
+def source_state() -> dict[str, Any]:
+    """The commit measured, and files changed since (flows/tasks/conveyor are what runs)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "flows", "tasks", "conveyor", "deployments")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": changed.splitlines()}
+
+
+def cleanup(world: World, served: Served | None) -> None:
+    for process in world.processes:
+        stop(process)
+    if served is not None and served.name != "conveyor":
+        found = world.api.deployment("release", served.name)
+        if found:
+            world.api.maybe("DELETE", f"/deployments/{found['id']}")
+    if served is not None and served.name == "conveyor":  # the reconcile deployments it added
+        for target in TARGETS:
+            found = world.api.deployment("reconcile", f"{world.app}-{target}")
+            if found:
+                world.api.maybe("DELETE", f"/deployments/{found['id']}")
+    for target in TARGETS:
+        world.api.maybe("DELETE", f"/v2/concurrency_limits/conveyor-target-{world.app}-{target}")
+        world.kube.delete("v1", "Namespace", world.namespace(target))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions of each measurement")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=270.0,
+        help="seconds; fewer repetitions when they would not fit (the table prints N)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument(
+        "--shared-deployment",
+        action="store_true",
+        help="serve with `python -m deployments.serve` (release/conveyor...) instead of a "
+        "release/bench-<prefix> deployment of the same flow",
+    )
+    args = parser.parse_args()
+
+    platform = LocalPlatform(PLATFORM_STATE)
+    unhealthy = [h for h in platform.status() if not h.healthy]
+    if unhealthy:
+        sys.exit(f"the local platform is not healthy: {unhealthy}; `conveyor platform up`")
+    began = time.monotonic()
+    locked_before = sqlite_locked(platform)
+    root = Path(tempfile.mkdtemp(prefix="conveyor-bench-release-"))
+    world = build_world(platform, root)
+    served: Served | None = None
+    results: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "repeat": args.repeat,
+        "budget_s": args.budget,
+        "app": world.app,
+        "gate_seconds": GATE_SECONDS,
+        "served_deployment": None,
+    }
+    log(f"world {world.app} in {root}; N={args.repeat}")
+    try:
+        log("first release (builds, creates the namespaces): in a child process")
+        run_id, wall, *_ = run_child(world)
+        digest = world.desired_digest("prod-us")
+        assert digest is not None
+        first = world.api.flow_run(run_id)
+        results["first_release"] = {"flow_run_s": run_seconds(first), "child_wall_s": wall}
+        log(f"first release {digest[:19]}: flow run {run_seconds(first):.2f}s, wall {wall:.2f}s")
+
+        # What is left of the budget goes 20 % to 1a, 25 % to 1b, the rest to 2 (unused time
+        # carries over); every measurement takes at least one sample.
+        end: float = began + args.budget
+
+        def deadline(share: float) -> float:
+            return time.monotonic() + max(end - time.monotonic(), 0.0) * share
+
+        log("1a. no-op release in a child process")
+        results["noop_child"] = repeat(
+            args.repeat, "no-op child", noop_child(world, digest), deadline(0.20)
+        )
+
+        log("1b. no-op release through a served deployment")
+        served_deadline = deadline(0.25 / 0.80)
+        served = start_serving(world, args.shared_deployment)
+        results["served_deployment"] = f"release/{served.name}"
+        log(f"serving release/{served.name} (pid {served.process.pid})")
+        run_served(world, served)  # warm-up: the runner's first run
+        results["noop_served"] = repeat(
+            args.repeat, "no-op served", noop_served(world, served), served_deadline
+        )
+
+        log("2. release of a new digest through the served deployment")
+        results["real"] = repeat(
+            args.repeat, "new digest", real_served(world, served, 2), deadline(1.0)
+        )
+    finally:
+        log("cleaning up: processes, deployment, concurrency limits, namespaces")
+        try:
+            cleanup(world, served)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    results["elapsed_s"] = round(time.monotonic() - began, 1)
+    results["prefect_sqlite_locked"] = sqlite_locked(platform) - locked_before
+    results["source"] = source_state()
+    results["machine"] = {
+        "python": pyplatform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": pyplatform.platform(),
+    }
+    summarize(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(table(results))
+    print()
+    print(breakdown_table(results))
+    print()
+    print(phases_table(results))
+    print(
+        f"\nPrefect server: {results['prefect_sqlite_locked']} 'database is locked' errors "
+        "(answered 503, retried by clients after 2 s, 4 s...) while this ran"
+    )
+    print(f"\n{results['elapsed_s']:.0f}s in all; every sample in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
