@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from conveyor.digests import sha256_digest
-from conveyor.errors import IntegrityError, SourceError
+from conveyor.errors import SourceError
 from conveyor.source import SourceFile, path_problem
 
 DEFAULT_MAX_UNPACKED_SIZE = 32 * 1024 * 1024
@@ -53,20 +53,6 @@ class Archive:
     def digest(self) -> str:
         """sha256 of the tar.gz bytes: the digest of the OCI layer that carries them."""
         return sha256_digest(self.data)
-
-
-def verify_digest(data: bytes, expected: str, what: str) -> None:
-    """Raise IntegrityError unless `data` has the sha256 digest `expected` ("sha256:<hex>")."""
-    if not expected.startswith("sha256:"):
-        raise IntegrityError(
-            f"{what}: cannot verify the digest {expected!r}; only sha256 digests are supported"
-        )
-    actual = sha256_digest(data)
-    if actual != expected:
-        raise IntegrityError(
-            f"{what}: content has digest {actual}, expected {expected}",
-            hint="the stored copy is corrupt or was replaced; do not use it, push the bundle again",
-        )
 
 
 def pack(files: Iterable[SourceFile]) -> Archive:

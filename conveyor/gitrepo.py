@@ -137,16 +137,6 @@ def read_source(location: str, ref: str, subpath: str = ".") -> SourceSnapshot:
     return SourceSnapshot(location, commit.hexsha, str(folder), tuple(files))
 
 
-def write_snapshot(snapshot: SourceSnapshot, destination: Path) -> None:
-    """Write a snapshot's files under `destination` (which must not exist yet)."""
-    destination.mkdir(parents=True)
-    for file in snapshot.files:
-        target = destination / file.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(file.content)
-        os.chmod(target, 0o755 if file.executable else 0o644)
-
-
 # --- State repositories ---------------------------------------------------------------------------
 
 MAIN = "main"

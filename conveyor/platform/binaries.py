@@ -82,7 +82,6 @@ KWOK = BinarySet(
     module="sigs.k8s.io/kwok",
     executables={name: f"sigs.k8s.io/kwok/cmd/{name}" for name in ("kwok", "kwokctl")},
 )
-ALL_SETS = (ETCD, KWOK, KUBERNETES)
 
 
 def set_folder(binary_set: BinarySet) -> Path:

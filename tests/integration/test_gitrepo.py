@@ -81,14 +81,6 @@ def test_reads_a_remote_repository_through_a_cached_mirror(
     assert again.commit == _git(repo, "rev-parse", "main"), "the mirror is fetched on each read"
 
 
-def test_write_snapshot_materializes_files_with_modes(repo: Path, tmp_path: Path) -> None:
-    snapshot = gitrepo.read_source(str(repo), "v1", "web")
-    gitrepo.write_snapshot(snapshot, tmp_path / "out")
-    assert (tmp_path / "out" / "manifests" / "cm.yaml").read_text() == "kind: ConfigMap\n"
-    assert os.access(tmp_path / "out" / "run.sh", os.X_OK)
-    assert not os.access(tmp_path / "out" / "bundle.yaml", os.X_OK)
-
-
 @pytest.mark.parametrize(
     ("ref", "subpath", "message"),
     [

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conveyor.archive import pack, read_archive, verify_digest
-from conveyor.errors import IntegrityError, SourceError
+from conveyor.archive import pack, read_archive
+from conveyor.errors import SourceError
 from conveyor.source import SourceFile, load_source, tree_hash
 
 SOURCE_FILES = {
@@ -127,31 +127,6 @@ PACK_ERRORS = [
 def test_pack_refuses_files_it_could_not_read_back(files: list[SourceFile], message: str) -> None:
     with pytest.raises(SourceError, match=message):
         pack(files)
-
-
-# --- digests --------------------------------------------------------------------------------
-
-
-def test_verify_digest_accepts_matching_content() -> None:
-    archive = pack(source_files(SOURCE_FILES))
-
-    verify_digest(archive.data, archive.digest, "layer")
-
-
-DIGEST_ERRORS = [
-    ("mismatch", "sha256:" + "0" * 64, "layer: content has digest sha256:"),
-    ("other-algorithm", "sha512:abc", "cannot verify the digest 'sha512:abc'"),
-]
-
-
-@pytest.mark.parametrize(
-    ("expected", "message"), [c[1:] for c in DIGEST_ERRORS], ids=[c[0] for c in DIGEST_ERRORS]
-)
-def test_verify_digest_refuses_other_content(expected: str, message: str) -> None:
-    with pytest.raises(IntegrityError) as raised:
-        verify_digest(b"content", expected, "layer")
-
-    assert message in str(raised.value)
 
 
 # --- the reader -----------------------------------------------------------------------------
