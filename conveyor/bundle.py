@@ -88,7 +88,7 @@ def build(
     annotations = oci.BundleAnnotations(
         name=source.spec.name,
         tree_hash=tree,
-        source=location,
+        source=snapshot.origin,
         revision=snapshot.commit,
         created=FIXED_CREATED,
     )

@@ -61,6 +61,10 @@ class SourceSnapshot:
     commit: str
     subpath: str
     files: tuple[TreeFile, ...]
+    origin: str
+    """Where the source lives, for the bundle's `source` annotation: a URL when there is one
+    (the location itself, or a local clone's `origin` remote), else the absolute path, so the
+    same commit gives the same digest however the path was typed."""
 
 
 def _is_remote(location: str) -> bool:
@@ -134,7 +138,17 @@ def read_source(location: str, ref: str, subpath: str = ".") -> SourceSnapshot:
         if item.type == "blob":
             files.append(TreeFile(relative, bool(item.mode & 0o111), item.data_stream.read()))
     files.sort(key=lambda f: f.path)
-    return SourceSnapshot(location, commit.hexsha, str(folder), tuple(files))
+    return SourceSnapshot(
+        location, commit.hexsha, str(folder), tuple(files), _origin(repo, location)
+    )
+
+
+def _origin(repo: git.Repo, location: str) -> str:
+    if _is_remote(location):
+        return location
+    remote = next((r for r in repo.remotes if r.name == "origin"), None)
+    url = next(iter(remote.urls), None) if remote is not None else None
+    return url or str(Path(location).expanduser().absolute())
 
 
 # --- State repositories ---------------------------------------------------------------------------
