@@ -336,7 +336,11 @@ def run(work: Path, address: str, repeat: int, manifests: int) -> dict[str, Any]
     peek = Series("reuse check", "skopeo", note="inspect --raw of the tree tag")
     for _ in range(repeat):
         peek.samples.append(timed(partial(skopeo_raw, f"docker://{home}:{tree_tag}"))[0])
-    whole = Series("build, reused", "conveyor", note="git read + lint + tree hash + reuse check")
+    whole = Series(
+        "build, reused",
+        "conveyor",
+        note="git read + tree hash + reuse check (lint ran at the first build)",
+    )
     for _ in range(repeat):
         ms, again = timed(partial(build_in, open_store(home)))
         whole.samples.append(ms)
