@@ -122,14 +122,7 @@ async def deploy_to_target(
             approved_by=approved_by,
             updated_at=now(),
         )
-        evidence = state.Evidence(
-            app.name,
-            digest,
-            stage.name,
-            "pending",
-            {target.name: _evidence_gates(outcome.results)},
-            None,
-        )
+        evidence = _target_evidence(app, stage, target, digest, outcome, "pending")
         # Evidence first, then the desired state in a commit of its own: git never holds desired
         # state without its evidence, and `git revert` of a promotion commit stays clean (the
         # stage's verdict later rewrites the evidence file, which a revert would conflict with).
@@ -142,14 +135,7 @@ async def deploy_to_target(
     if outcome.previous is not None:
         outcome.results.append(await roll_back(config, target, outcome.previous))
         outcome.rolled_back_to = outcome.previous.digest
-    evidence = state.Evidence(
-        app.name,
-        digest,
-        stage.name,
-        "failed",
-        {target.name: _evidence_gates(outcome.results)},
-        None,
-    )
+    evidence = _target_evidence(app, stage, target, digest, outcome, "failed")
     await records.record_state(config, evidence=evidence)
     reports.announce(
         "promotion.failed",
@@ -159,6 +145,25 @@ async def deploy_to_target(
         payload={"digest": digest, "rolledBackTo": outcome.rolled_back_to},
     )
     return outcome
+
+
+def _target_evidence(
+    app: App,
+    stage: Stage,
+    target: Target,
+    digest: str,
+    outcome: TargetOutcome,
+    verdict: state.StageVerdict,
+) -> state.Evidence:
+    """One target's gate results as evidence for the stage (the stage's verdict comes later)."""
+    return state.Evidence(
+        app.name,
+        digest,
+        stage.name,
+        verdict,
+        {target.name: _evidence_gates(outcome.results)},
+        None,
+    )
 
 
 async def _run_gate(
