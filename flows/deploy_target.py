@@ -8,7 +8,14 @@ from prefect import flow
 
 from conveyor import policy
 from conveyor.config import load_config
-from flows.steps import LOCK_WAIT, PromotionRefused, StageFailed, deploy_to_target, now
+from flows.steps import (
+    LOCK_WAIT,
+    PromotionRefused,
+    StageFailed,
+    deploy_to_target,
+    now,
+    render_stage,
+)
 from tasks import bundles, records
 from tasks.locks import hold_targets
 
@@ -31,9 +38,8 @@ async def deploy_target(app: str, target: str, digest: str, config_file: str | N
         )
     approved_by = None
     if stage.approval.required:
-        renders = {
-            t.name: await bundles.render_bundle(config, app, t, digest) for t in stage.targets
-        }
+        renders = await render_stage(config, spec, stage, digest)
+        rendered = renders[target]
         bound_to = policy.stage_rendered_hash({t: r.rendered_hash for t, r in renders.items()})
         recorded = await records.read_evidence(config, app, digest, stage.name)
         held = policy.approval_holds(recorded, digest=digest, rendered_hash=bound_to)
@@ -43,9 +49,11 @@ async def deploy_target(app: str, target: str, digest: str, config_file: str | N
                 f"({held.explain()}); promote the stage (`conveyor promote`) to ask for one"
             )
         approved_by = recorded.approval.approver
+    else:
+        rendered = await bundles.render_bundle(config, app, chosen, digest)
     async with hold_targets(app, [target], wait_seconds=LOCK_WAIT):
         outcome = await deploy_to_target(
-            config, spec, stage, chosen, digest, approved_by=approved_by
+            config, spec, stage, chosen, rendered, approved_by=approved_by
         )
     if not outcome.passed:
         raise StageFailed(f"{app}/{target}: {digest[:19]} failed")

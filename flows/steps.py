@@ -86,13 +86,13 @@ async def deploy_to_target(
     app: App,
     stage: Stage,
     target: Target,
-    digest: str,
+    rendered: deploy.Rendered,
     *,
     approved_by: str | None = None,
 ) -> TargetOutcome:
-    """Render, apply, wait, gate; record on success; roll back to the previous digest on failure."""
+    """Apply, wait, gate; record on success; roll back to the previous digest on failure."""
     logger = get_run_logger()
-    rendered = await bundles.render_bundle(config, app.name, target, digest)
+    digest = rendered.digest
     outcome = TargetOutcome(target.name, rendered)
     outcome.previous = await records.read_desired_state(config, app.name, target.name)
     try:
@@ -338,7 +338,9 @@ async def promote_through_stage(
             f"{app.name}: {digest[:19]} may not enter {stage_name}: " + decision.explain()
         )
 
-    if await already_there(config, app, stage, digest):
+    # Rendered once per target (bundle pulled and verified once), for every step below.
+    renders = await render_stage(config, app, stage, digest)
+    if await already_there(config, app, stage, digest, renders):
         logger.info(
             "%s: every target already runs %s with these parameters, no drift, and the "
             "stage passed: nothing to do",
@@ -350,10 +352,6 @@ async def promote_through_stage(
     async with hold_targets(app.name, targets, wait_seconds=LOCK_WAIT):
         approved_by = None
         if stage.approval.required:
-            renders = {
-                t.name: await bundles.render_bundle(config, app.name, t, digest)
-                for t in stage.targets
-            }
             approved_by = await obtain_approval(config, app, stage, digest, renders)
         reports.announce(
             "promotion.started",
@@ -366,7 +364,9 @@ async def promote_through_stage(
             batch = stage.targets[start : start + stage.parallelism]
             outcomes += await asyncio.gather(
                 *(
-                    deploy_to_target(config, app, stage, t, digest, approved_by=approved_by)
+                    deploy_to_target(
+                        config, app, stage, t, renders[t.name], approved_by=approved_by
+                    )
                     for t in batch
                 )
             )
@@ -411,7 +411,19 @@ async def promote_through_stage(
     return outcomes
 
 
-async def already_there(config: Config, app: App, stage: Stage, digest: str) -> bool:
+async def render_stage(
+    config: Config, app: App, stage: Stage, digest: str
+) -> dict[str, deploy.Rendered]:
+    """The digest rendered for each of the stage's targets, by target name."""
+    return {
+        target.name: await bundles.render_bundle(config, app.name, target, digest)
+        for target in stage.targets
+    }
+
+
+async def already_there(
+    config: Config, app: App, stage: Stage, digest: str, renders: dict[str, deploy.Rendered]
+) -> bool:
     """True when the stage passed this digest and every target still runs exactly it."""
     evidence = await records.read_evidence(config, app.name, digest, stage.name)
     if evidence is None or evidence.verdict != "passed":
@@ -420,7 +432,7 @@ async def already_there(config: Config, app: App, stage: Stage, digest: str) -> 
         desired = await records.read_desired_state(config, app.name, target.name)
         if desired is None or desired.digest != digest:
             return False
-        rendered = await bundles.render_bundle(config, app.name, target, digest)
+        rendered = renders[target.name]
         if rendered.rendered_hash != desired.rendered_hash:
             return False
         if await cluster.detect_drift(rendered, target):
