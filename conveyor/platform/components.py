@@ -85,7 +85,11 @@ class Kubernetes:
         # make that ours, of the cluster's version (another may be missing, or a stub).
         kubectl_folder = binaries.set_folder(binaries.KUBERNETES)
         path = f"{kubectl_folder}{os.pathsep}{os.environ.get('PATH', '')}"
-        return dict(os.environ, KWOK_WORKDIR=str(self.workdir), PATH=path)
+        # kwokctl edits the kubeconfig KUBECONFIG names (stop and delete remove the cluster's
+        # entries): only ever ours, never the caller's (which may be another platform's).
+        return dict(
+            os.environ, KWOK_WORKDIR=str(self.workdir), PATH=path, KUBECONFIG=str(self.kubeconfig)
+        )
 
     def _kwokctl(self, progress: Progress | None) -> Path:
         return binaries.ensure_built(binaries.KWOK, progress)["kwokctl"]

@@ -19,11 +19,29 @@ from conveyor.platform import process
 
 
 def _conveyor(state: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    environment = dict(os.environ, CONVEYOR_STATE=str(state))
+    # KUBECONFIG names another platform's kubeconfig, as after `eval "$(conveyor platform env)"`
+    environment = dict(os.environ, CONVEYOR_STATE=str(state), KUBECONFIG=str(_users(state)))
     command = [sys.executable, "-c", "from conveyor.cli import main; main()", *args]
     return subprocess.run(
         command, env=environment, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def _users(state: Path) -> Path:
+    """A kubeconfig of the user's, with a context of the name our cluster has."""
+    path = state.parent / "users-kubeconfig"
+    if not path.exists():
+        path.write_text(USERS_KUBECONFIG)
+    return path
+
+
+USERS_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: kwok-conveyor, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: kwok-conveyor, user: {}}]
+contexts: [{name: kwok-conveyor, context: {cluster: kwok-conveyor, user: kwok-conveyor}}]
+current-context: kwok-conveyor
+"""
 
 
 def _components(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
@@ -103,3 +121,9 @@ def test_up_is_idempotent_restarts_dead_parts_and_down_leaves_nothing(tmp_path: 
     assert not [pid for pid in all_pids if process.start_ticks(pid) is not None]
     assert _processes_mentioning(state) == []
     assert _conveyor(state, "platform", "status").returncode == 1
+
+    purged = _conveyor(state, "platform", "down", "--purge")
+    assert purged.returncode == 0, purged.stderr
+    assert not (state / "kwok").exists() and not (state / "kubeconfig").exists()
+    # kwokctl removes a deleted cluster's entries from the kubeconfig KUBECONFIG names
+    assert _users(state).read_text() == USERS_KUBECONFIG, "the user's kubeconfig is untouched"
