@@ -4,44 +4,247 @@ Each target has a limit of one slot, `conveyor-target-<app>-<target>`. A promoti
 slots of its stage's targets from before its approval pause until its last record, so a second
 promotion to a busy target waits (and, past its patience, is refused naming the run that holds
 the target). A run tags itself with the targets it holds, which is how the holder is found.
+
+The slots are taken with a lease that a background task renews, the way Prefect's own
+`concurrency()` does it, but the requests are made here, without the Prefect client's retry
+policy: a SQLite-backed server answers "database is locked" (503) to a slot request whenever
+another write lands mid-transaction, and the client's answer to that is to sleep 2 s, then 4 s.
+Here a 503 is asked again after a fraction of a second, and a busy slot is asked again at least
+every second (the server suggests up to its configured maximum wait).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
 
-from prefect.client.orchestration import get_client
+import httpx
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
 )
-from prefect.client.schemas.objects import StateType
-from prefect.concurrency.asyncio import concurrency
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
+from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.context import get_run_context
 from prefect.exceptions import ObjectAlreadyExists
 
 from conveyor.config import Budget
 from conveyor.errors import ConveyorError
 
+logger = logging.getLogger("conveyor.locks")
+
 LEASE_SECONDS = 60
 """Renewed while the run lives; a killed run frees its targets after at most this long
 (Prefect's minimum)."""
+RENEW_EVERY = LEASE_SECONDS / 4
+BUSY_POLL_CAP = 1.0
+"""A run waiting for a busy slot asks again at least this often."""
+LOCKED_FIRST_PAUSE = 0.01
+LOCKED_MAX_PAUSE = 0.2
+"""After a 503 the pause doubles from LOCKED_FIRST_PAUSE up to LOCKED_MAX_PAUSE (each drawn
+between half and all of that): the write that locked the database usually ends within ms."""
+RELEASE_PATIENCE = 10.0
 
 
 class TargetBusy(ConveyorError):
     """Another run holds a target this run needs."""
 
 
-async def _ensure_limit(name: str, slots: int) -> None:
-    """Create (or resize) a global concurrency limit; another run creating it first is fine."""
-    async with get_client() as client:
+class SlotsLost(ConveyorError):
+    """The lease on held slots could not be renewed; another run may now hold them."""
+
+
+def pause_before_retry(status: int, retry_after: str | None, attempt: int = 0) -> float | None:
+    """Seconds to wait before asking for slots again after the `attempt`-th (from 0) answer
+    with this status, or None when asking again would not help."""
+    if status == 503:  # the server's database was busy: nothing is wrong with the request
+        ceiling = min(LOCKED_MAX_PAUSE, LOCKED_FIRST_PAUSE * 2 ** min(attempt, 16))
+        return random.uniform(ceiling / 2, ceiling)
+    if status == 423:  # every slot is taken: the server suggests when to ask again
         try:
-            await client.upsert_global_concurrency_limit_by_name(name, slots)
-        except ObjectAlreadyExists:  # upsert is read-then-create: a concurrent run won the race
-            await client.upsert_global_concurrency_limit_by_name(name, slots)
+            suggested = float(retry_after) if retry_after is not None else BUSY_POLL_CAP
+        except ValueError:
+            suggested = BUSY_POLL_CAP
+        return max(0.05, min(suggested, BUSY_POLL_CAP))
+    return None
+
+
+async def _post_once(client: PrefectClient, path: str, body: dict[str, Any]) -> httpx.Response:
+    """One POST to the Prefect API on the client's connection pool and credentials, without
+    its retry loop: that loop sleeps 2**n s after a 503 even when no retry is left (Prefect
+    3.9.1, seen here with PREFECT_CLIENT_MAX_RETRIES=0)."""
+    http = client._client
+    request = http.build_request("POST", path, json=body)
+    response = await httpx.AsyncClient.send(http, request)
+    response.raise_for_status()
+    return response
+
+
+async def send_soon_again(
+    send: Callable[[], Awaitable[httpx.Response]], *, deadline: float, what: str
+) -> httpx.Response:
+    """Send a request, asking again after 503s (and 423s) until `deadline` (monotonic)."""
+    locked = 0
+    while True:
+        try:
+            return await send()
+        except httpx.HTTPStatusError as error:
+            response = error.response
+            pause = pause_before_retry(
+                response.status_code, response.headers.get("Retry-After"), locked
+            )
+            locked += response.status_code == 503
+            if pause is None:
+                raise
+            if time.monotonic() + pause > deadline:
+                if response.status_code == 423:
+                    raise TimeoutError(what) from error
+                raise
+            await asyncio.sleep(pause)
+
+
+async def _upsert_limit(client: PrefectClient, name: str, slots: int) -> None:
+    """Create a global concurrency limit, or give it `slots`; a concurrent creator is fine."""
+    try:
+        await client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=name, limit=slots)
+        )
+    except ObjectAlreadyExists:  # it exists with another size, or another run just created it
+        await client.update_global_concurrency_limit(
+            name, GlobalConcurrencyLimitUpdate(limit=slots)
+        )
+
+
+async def _release(client: PrefectClient, lease_id: UUID) -> None:
+    deadline = time.monotonic() + RELEASE_PATIENCE
+    try:
+        await send_soon_again(
+            lambda: _post_once(
+                client, "/v2/concurrency_limits/decrement-with-lease", {"lease_id": str(lease_id)}
+            ),
+            deadline=deadline,
+            what="release",
+        )
+    except Exception as error:  # the lease expires by itself: say so, do not fail the run
+        logger.warning(
+            "could not release concurrency lease %s (%s); it frees itself within %ss",
+            lease_id,
+            error,
+            LEASE_SECONDS,
+        )
+
+
+async def _acquire(
+    client: PrefectClient,
+    limits: Mapping[str, int],
+    *,
+    holder: ConcurrencyLeaseHolder | None,
+    wait_seconds: float,
+) -> UUID:
+    """One slot of every limit in `limits` (name -> size), under one lease. Limits that are
+    missing or sized differently are created or resized first (once), then asked again."""
+    deadline = time.monotonic() + wait_seconds
+    names = sorted(limits)
+    request: dict[str, Any] = {
+        "names": names,
+        "slots": 1,
+        "mode": "concurrency",
+        "lease_duration": LEASE_SECONDS,
+    }
+    if holder is not None:
+        request["holder"] = holder.model_dump(mode="json")
+    shaped = False
+    while True:
+        response = await send_soon_again(
+            lambda: _post_once(client, "/v2/concurrency_limits/increment-with-lease", request),
+            deadline=deadline,
+            what=", ".join(names),
+        )
+        granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
+        sizes = {limit.name: limit.limit for limit in granted.limits}
+        if sizes == dict(limits):
+            return granted.lease_id
+        await _release(client, granted.lease_id)
+        if shaped:
+            raise ConveyorError(
+                f"Prefect concurrency limits {', '.join(names)} do not match what Conveyor "
+                f"created (found {sizes or 'none'}, wanted {dict(limits)})",
+                hint="check the global concurrency limits in the Prefect UI",
+            )
+        for name, slots in limits.items():
+            if sizes.get(name) != slots:
+                await _upsert_limit(client, name, slots)
+        shaped = True
+
+
+async def _renew(client: PrefectClient, lease_id: UUID, on_lost: Callable[[str], None]) -> None:
+    """Renew the lease every RENEW_EVERY seconds until cancelled; report a lease that is gone."""
+    while True:
+        await asyncio.sleep(RENEW_EVERY)
+        try:
+            await send_soon_again(
+                lambda: _post_once(
+                    client,
+                    f"/v2/concurrency_limits/leases/{lease_id}/renew",
+                    {"lease_duration": LEASE_SECONDS},
+                ),
+                deadline=time.monotonic() + LEASE_SECONDS - RENEW_EVERY,
+                what="renew",
+            )
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code in (404, 410):
+                on_lost(f"the Prefect server no longer knows lease {lease_id}")
+                return
+            logger.warning("renewing concurrency lease %s failed: %s", lease_id, error)
+        except httpx.TransportError as error:
+            logger.warning("renewing concurrency lease %s failed: %s", lease_id, error)
+
+
+@asynccontextmanager
+async def hold_slots(
+    limits: Mapping[str, int], *, wait_seconds: float, holder: ConcurrencyLeaseHolder | None
+) -> AsyncIterator[None]:
+    """Hold one slot of each limit for the block. Raises TimeoutError when they stay taken for
+    `wait_seconds`, and SlotsLost (cancelling the block) if the lease cannot be kept."""
+    async with get_client() as client:
+        lease_id = await _acquire(client, limits, holder=holder, wait_seconds=wait_seconds)
+        lost: list[str] = []
+        block = asyncio.current_task()
+
+        def on_lost(reason: str) -> None:
+            lost.append(reason)
+            if block is not None:
+                block.cancel()
+
+        renewer = asyncio.create_task(_renew(client, lease_id, on_lost))
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not lost or block is None:
+                raise
+            block.uncancel()
+            raise SlotsLost(
+                f"lost the concurrency slots {', '.join(sorted(limits))}: {lost[0]}",
+                hint="another run may have started on these targets; check them, then run again",
+            ) from None
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            if not lost:
+                await _release(client, lease_id)
 
 
 def limit_name(app: str, target: str) -> str:
@@ -52,18 +255,35 @@ def holder_tag(app: str, target: str) -> str:
     return f"conveyor-holds:{app}/{target}"
 
 
+_run_tags: dict[UUID, set[str]] = {}
+"""The tags of this process's flow runs as this module last set them (a run's tags change only
+through tag_current_run while it runs), so a change costs one request, not a read and a write."""
+
+
 async def tag_current_run(tags: Sequence[str], *, remove_prefix: str | None = None) -> None:
     """Add tags to the running flow run (dropping those starting with `remove_prefix`)."""
     run = get_run_context().flow_run  # type: ignore[union-attr]
     assert run is not None
+    current = _run_tags.setdefault(run.id, set(run.tags))
+    wanted = {t for t in current if not (remove_prefix and t.startswith(remove_prefix))}
+    wanted.update(tags)
+    if wanted == current:
+        return
     async with get_client() as client:
-        current = (await client.read_flow_run(run.id)).tags
-        kept = [t for t in current if not (remove_prefix and t.startswith(remove_prefix))]
-        await client.update_flow_run(run.id, tags=sorted({*kept, *tags}))
+        await client.update_flow_run(run.id, tags=sorted(wanted))
+    _run_tags[run.id] = wanted
+
+
+def _current_run_id() -> UUID | None:
+    try:
+        run = get_run_context().flow_run  # type: ignore[union-attr]
+    except Exception:  # outside a flow run
+        return None
+    return run.id if run is not None else None
 
 
 async def _holders(app: str, targets: Sequence[str]) -> list[str]:
-    me = get_run_context().flow_run  # type: ignore[union-attr]
+    me = _current_run_id()
     found = []
     async with get_client() as client:
         for target in targets:
@@ -76,9 +296,7 @@ async def _holders(app: str, targets: Sequence[str]) -> list[str]:
                 )
             )
             found += [
-                f"{target}: flow run {r.name} ({r.id}, {r.state_name})"
-                for r in runs
-                if me is None or r.id != me.id
+                f"{target}: flow run {r.name} ({r.id}, {r.state_name})" for r in runs if r.id != me
             ]
     return found
 
@@ -88,24 +306,24 @@ async def hold_targets(
     app: str, targets: Sequence[str], *, wait_seconds: float
 ) -> AsyncIterator[None]:
     """Hold every target's slot for the duration of the block; wait up to `wait_seconds`."""
-    names = [limit_name(app, target) for target in targets]
-    for name in names:
-        await _ensure_limit(name, 1)
+    run_id = _current_run_id()
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=run_id) if run_id else None
     acquired = False
+    untagging: asyncio.Task[None] | None = None
     try:
-        async with concurrency(
-            names,
-            occupy=1,
-            timeout_seconds=wait_seconds,
-            strict=True,
-            lease_duration=LEASE_SECONDS,
+        async with hold_slots(
+            {limit_name(app, target): 1 for target in targets},
+            wait_seconds=wait_seconds,
+            holder=holder,
         ):
             acquired = True
-            await tag_current_run([holder_tag(app, t) for t in targets])
+            # The tag only serves to name the holder: it is set while the block starts its
+            # work, and taken off while the slots are released.
+            tagging = asyncio.create_task(tag_current_run([holder_tag(app, t) for t in targets]))
             try:
                 yield
             finally:
-                await tag_current_run([], remove_prefix=f"conveyor-holds:{app}/")
+                untagging = asyncio.create_task(_untag_after(tagging, app))
     except TimeoutError as error:
         if acquired:
             raise
@@ -115,6 +333,14 @@ async def hold_targets(
             + ("; ".join(holders) or "a run that has just finished"),
             hint="wait for that run to finish (or cancel it in the Prefect UI), then promote again",
         ) from error
+    finally:
+        if untagging is not None:
+            await untagging
+
+
+async def _untag_after(tagging: asyncio.Task[None], app: str) -> None:
+    await tagging
+    await tag_current_run([], remove_prefix=f"conveyor-holds:{app}/")
 
 
 def budget_name(budget: str) -> str:
@@ -127,7 +353,10 @@ async def hold_budget(budget: Budget | None) -> AsyncIterator[None]:
     if budget is None:
         yield
         return
-    name = budget_name(budget.name)
-    await _ensure_limit(name, budget.limit)
-    async with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
+    run_id = _current_run_id()
+    async with hold_slots(
+        {budget_name(budget.name): budget.limit},
+        wait_seconds=float("inf"),
+        holder=ConcurrencyLeaseHolder(type="flow_run", id=run_id) if run_id else None,
+    ):
         yield
