@@ -149,7 +149,7 @@ def apply_bundle(
     prepared = prepare(kube, objects, target, digest)
     new_refs = [ObjectRef.of(obj) for obj in prepared]
     before = read_inventory(kube, target)
-    if not dry_run:
+    if not dry_run and not set(new_refs) <= set(before):  # already covered: no widening needed
         _write_inventory(kube, target, [*before, *new_refs], digest)
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -373,6 +373,11 @@ class StateRepository:
             return None
         return tracking.commit
 
+    def _last_fetched(self, repo: git.Repo) -> git.Commit | None:
+        """`main` as this clone last fetched it (None before the first fetch)."""
+        tracking = git.RemoteReference(repo, _TRACKING_REF)
+        return tracking.commit if tracking.is_valid() else None
+
     def _tip(self, repo: git.Repo) -> git.Commit:
         tip = self._fetch(repo)
         if tip is None:
@@ -421,14 +426,25 @@ class StateRepository:
                 raise StateError(
                     f"state repository {self.location}: no commit {commit!r}"
                 ) from error
-            try:
-                item = tree / path
-            except KeyError:
-                return None
-            if item.type != "blob":
-                raise StateError(f"state repository {self.location}: {path} is a folder")
-            data: bytes = item.data_stream.read()
-            return data
+            return self._blob(tree, path)
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        """The content of each path at one tip of `main` (one fetch), None for missing files."""
+        for path in paths:
+            _check_path(path)
+        with self._clone() as repo:
+            tree = self._tip(repo).tree
+            return {path: self._blob(tree, path) for path in paths}
+
+    def _blob(self, tree: git.Tree, path: str) -> bytes | None:
+        try:
+            item = tree / path
+        except KeyError:
+            return None
+        if item.type != "blob":
+            raise StateError(f"state repository {self.location}: {path} is a folder")
+        data: bytes = item.data_stream.read()
+        return data
 
     def list_files(self, folder: str) -> list[str]:
         """The paths of the files under `folder` (recursively) at the tip of `main`, sorted."""
@@ -477,16 +493,31 @@ class StateRepository:
         message = message.rstrip("\n") + "\n"
         attempts = self._push_attempts
         with self._clone() as repo, self._host_lock():
-            for attempt in range(1, attempts + 1):
-                base = self._tip(repo)
+            # The first attempt builds on `main` as this clone last fetched it (usually moments
+            # ago, by a read): a push that is not a fast-forward is refused, so a stale guess
+            # costs one refused push, while a right one saves a fetch.
+            known = self._last_fetched(repo)
+            attempt = 0
+            while attempt < attempts:
+                base = known or self._tip(repo)
                 tree = _apply(repo, base.tree, changes)
-                if tree.binsha == base.tree.binsha:
+                if tree.binsha == base.tree.binsha and known is None:
                     return base.hexsha
-                commit = git.Commit.create_from_tree(
-                    repo, tree, message, parent_commits=[base], author=actor, committer=actor
-                )
-                if self._push(repo, commit.hexsha):
-                    return commit.hexsha
+                if tree.binsha != base.tree.binsha:
+                    commit = git.Commit.create_from_tree(
+                        repo, tree, message, parent_commits=[base], author=actor, committer=actor
+                    )
+                    if self._push(repo, commit.hexsha):
+                        return commit.hexsha
+                if known is not None:  # unchanged or refused on a guessed tip: fetch, again
+                    log.info(
+                        "state repository %s: main moved since this clone last fetched it; "
+                        "rebuilding on the new tip",
+                        self.location,
+                    )
+                    known = None
+                    continue
+                attempt += 1
                 if attempt == attempts:
                     break
                 log.info(

@@ -23,7 +23,7 @@ sets from its own clock; nothing here reads the wall clock.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -464,6 +464,15 @@ def desired_message(desired: DesiredState, action: str, reason: str | None) -> s
     return f"{subject} ({detail})" if detail else subject
 
 
+def desired_summary(targets: Sequence[DesiredState], action: str, reason: str | None) -> str:
+    """`web/prod-eu, prod-us: promote sha256:3f2a1c4d5e6f… (prod gates passed)`: the subject
+    of a commit that records several targets (each one's own line follows)."""
+    digests = {_short(d.digest) for d in targets}
+    names = ", ".join(d.target for d in targets)
+    subject = f"{targets[0].app}/{names}: {action} {' and '.join(sorted(digests))}"
+    return f"{subject} ({reason})" if reason else subject
+
+
 def evidence_message(evidence: Evidence) -> str:
     """`web sha256:3f2a1c4d5e6f…: staging evidence (pending; prod-eu: 2/2 gates passed)`."""
     notes: list[str] = [evidence.verdict]
@@ -489,19 +498,25 @@ def _merged_evidence(new: Evidence, path: str, current: bytes | None) -> bytes:
 def record(
     repo: StateRepository,
     *,
-    desired: DesiredState | None = None,
+    desired: DesiredState | Sequence[DesiredState] = (),
     evidence: Evidence | None = None,
     action: str = "promote",
     reason: str | None = None,
     author: Author = CONVEYOR_AUTHOR,
 ) -> str:
-    """Commit desired state, evidence or both in ONE commit; return the commit (or the tip when
-    nothing changed). The evidence is merged into what the file holds when the commit is made."""
+    """Commit desired state (of one or several targets of one app), evidence, or both in ONE
+    commit; return the commit (or the tip when nothing changed). The evidence is merged into
+    what the file holds when the commit is made."""
+    targets = [desired] if isinstance(desired, DesiredState) else list(desired)
     changes: dict[str, Change] = {}
-    messages = []
-    if desired is not None:
-        changes[desired_path(desired.app, desired.target)] = desired_to_yaml(desired)
-        messages.append(desired_message(desired, action, reason))
+    messages = [desired_message(d, action, reason) for d in targets]
+    if len(targets) > 1:
+        messages.insert(0, desired_summary(targets, action, reason))
+    for value in targets:
+        path = desired_path(value.app, value.target)
+        if path in changes:
+            raise InputError(f"one commit records {value.app}/{value.target} twice")
+        changes[path] = desired_to_yaml(value)
     if evidence is not None:
         evidence_to_yaml(evidence)  # refuse bad evidence before any git work
         path = evidence_path(evidence.app, evidence.digest, evidence.stage)
@@ -509,11 +524,9 @@ def record(
         messages.append(evidence_message(evidence))
     if not changes:
         raise InputError("record() needs desired state, evidence or both")
-    if desired is not None and evidence is not None and desired.app != evidence.app:
-        raise InputError(
-            f"one commit records one app: desired state is for {desired.app!r}, "
-            f"evidence for {evidence.app!r}"
-        )
+    apps = {d.app for d in targets} | ({evidence.app} if evidence is not None else set())
+    if len(apps) > 1:
+        raise InputError(f"one commit records one app, not {', '.join(sorted(apps))}")
     return repo.commit_files(changes, "\n\n".join(messages), author)
 
 
@@ -548,6 +561,19 @@ def read_evidence(repo: StateRepository, app: str, digest: str, stage: str) -> E
     path = evidence_path(app, digest, stage)
     content = repo.read(path)
     return None if content is None else evidence_from_yaml(content, path)
+
+
+def read_evidence_of(
+    repo: StateRepository, app: str, digest: str, stages: Sequence[str]
+) -> dict[str, Evidence | None]:
+    """What each of `stages` proved about `digest`, read at one tip of `main`."""
+    paths = {stage: evidence_path(app, digest, stage) for stage in stages}
+    found = repo.read_many(list(paths.values()))
+    evidence: dict[str, Evidence | None] = {}
+    for stage, path in paths.items():
+        content = found[path]
+        evidence[stage] = None if content is None else evidence_from_yaml(content, path)
+    return evidence
 
 
 def history(repo: StateRepository, app: str, target: str) -> list[HistoryEntry]:

@@ -8,12 +8,14 @@ from prefect import flow
 
 from conveyor import policy
 from conveyor.config import load_config
+from conveyor.state import StageVerdict
 from flows.steps import (
     LOCK_WAIT,
     PromotionRefused,
     StageFailed,
     deploy_to_target,
     now,
+    record_outcomes,
     render_stage,
 )
 from tasks import bundles, records
@@ -55,5 +57,8 @@ async def deploy_target(app: str, target: str, digest: str, config_file: str | N
         outcome = await deploy_to_target(
             config, spec, stage, chosen, rendered, approved_by=approved_by
         )
+        # the stage's verdict comes when the stage is promoted as a whole
+        verdict: StageVerdict = "pending" if outcome.passed else "failed"
+        await record_outcomes(config, spec, stage, digest, [outcome], verdict)
     if not outcome.passed:
         raise StageFailed(f"{app}/{target}: {digest[:19]} failed")

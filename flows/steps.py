@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prefect import get_run_logger, pause_flow_run
@@ -54,6 +54,7 @@ class TargetOutcome:
     rendered: deploy.Rendered
     results: list[gates.GateResult] = field(default_factory=list)
     previous: state.DesiredState | None = None
+    desired: state.DesiredState | None = None  # what to record once the stage decides
     rolled_back_to: str | None = None
 
     @property
@@ -90,7 +91,8 @@ async def deploy_to_target(
     *,
     approved_by: str | None = None,
 ) -> TargetOutcome:
-    """Apply, wait, gate; record on success; roll back to the previous digest on failure."""
+    """Apply, wait, gate; on failure roll back to the previous digest. Nothing is recorded
+    here: the caller records every target's outcome in one commit (record_outcomes)."""
     logger = get_run_logger()
     digest = rendered.digest
     outcome = TargetOutcome(target.name, rendered)
@@ -107,9 +109,9 @@ async def deploy_to_target(
     except ConveyorError as error:
         outcome.results.append(gates.GateResult("apply", False, error.message, 0.0))
 
-    promoted_by, run_id = run_label()
     if outcome.passed:
-        desired = state.DesiredState(
+        promoted_by, run_id = run_label()
+        outcome.desired = state.DesiredState(
             app=app.name,
             target=target.name,
             stage=stage.name,
@@ -122,12 +124,6 @@ async def deploy_to_target(
             approved_by=approved_by,
             updated_at=now(),
         )
-        evidence = _target_evidence(app, stage, target, digest, outcome, "pending")
-        # Evidence first, then the desired state in a commit of its own: git never holds desired
-        # state without its evidence, and `git revert` of a promotion commit stays clean (the
-        # stage's verdict later rewrites the evidence file, which a revert would conflict with).
-        await records.record_state(config, evidence=evidence)
-        await records.record_state(config, desired=desired, reason=f"{stage.name} gates passed")
         logger.info("%s: %s is live and passed its gates", target.name, digest[:19])
         return outcome
 
@@ -135,8 +131,6 @@ async def deploy_to_target(
     if outcome.previous is not None:
         outcome.results.append(await roll_back(config, target, outcome.previous))
         outcome.rolled_back_to = outcome.previous.digest
-    evidence = _target_evidence(app, stage, target, digest, outcome, "failed")
-    await records.record_state(config, evidence=evidence)
     reports.announce(
         "promotion.failed",
         app=app.name,
@@ -147,22 +141,30 @@ async def deploy_to_target(
     return outcome
 
 
-def _target_evidence(
+async def record_outcomes(
+    config: Config,
     app: App,
     stage: Stage,
-    target: Target,
     digest: str,
-    outcome: TargetOutcome,
+    outcomes: Sequence[TargetOutcome],
     verdict: state.StageVerdict,
-) -> state.Evidence:
-    """One target's gate results as evidence for the stage (the stage's verdict comes later)."""
-    return state.Evidence(
-        app.name,
-        digest,
-        stage.name,
-        verdict,
-        {target.name: _evidence_gates(outcome.results)},
-        None,
+) -> None:
+    """ONE commit for what the stage did: its evidence (every target's gate results, the
+    verdict) and the desired state of each target that now runs the digest. Git never holds
+    desired state without its evidence, a run killed before this point leaves no record (its
+    re-run redoes the stage), and `git revert` of the commit undoes the promotion cleanly."""
+    await records.record_state(
+        config,
+        desired=[o.desired for o in outcomes if o.desired is not None],
+        evidence=state.Evidence(
+            app.name,
+            digest,
+            stage.name,
+            verdict,
+            {o.target: _evidence_gates(o.results) for o in outcomes},
+            None,
+        ),
+        reason=f"{stage.name} gates passed",
     )
 
 
@@ -321,9 +323,10 @@ async def promote_through_stage(
     pipeline = app.pipeline
     stage = pipeline.stage(stage_name)
     previous = pipeline.previous(stage_name)
-    previous_evidence = (
-        await records.read_evidence(config, app.name, digest, previous.name) if previous else None
+    evidence = await records.read_evidence_of(
+        config, app.name, digest, [previous.name, stage_name] if previous else [stage_name]
     )
+    previous_evidence = evidence[previous.name] if previous else None
     decision = policy.may_enter(
         pipeline, stage_name, digest, previous_evidence=previous_evidence, now=now()
     )
@@ -340,7 +343,7 @@ async def promote_through_stage(
 
     # Rendered once per target (bundle pulled and verified once), for every step below.
     renders = await render_stage(config, app, stage, digest)
-    if await already_there(config, app, stage, digest, renders):
+    if await already_there(config, app, stage, digest, renders, evidence[stage_name]):
         logger.info(
             "%s: every target already runs %s with these parameters, no drift, and the "
             "stage passed: nothing to do",
@@ -383,20 +386,13 @@ async def promote_through_stage(
             for outcome, soak in zip(outcomes, soaks, strict=True):
                 outcome.results.append(soak)
             if not all(s.passed for s in soaks):
-                await _undo_stage(config, app, stage, outcomes)
+                await _undo_stage(app, config, outcomes)
         passed = all(o.passed for o in outcomes) and len(outcomes) == len(stage.targets)
-        await records.record_state(
-            config,
-            evidence=state.Evidence(
-                app.name,
-                digest,
-                stage_name,
-                "passed" if passed else "failed",
-                {o.target: _evidence_gates(o.results) for o in outcomes},
-                None,
-            ),
+        verdict: state.StageVerdict = "passed" if passed else "failed"
+        await asyncio.gather(
+            record_outcomes(config, app, stage, digest, outcomes, verdict),
+            publish_promotion_report(app, stage, digest, outcomes, approved_by, passed),
         )
-    await publish_promotion_report(app, stage, digest, outcomes, approved_by, passed)
     reports.announce(
         "promotion.succeeded" if passed else "promotion.failed",
         app=app.name,
@@ -415,17 +411,21 @@ async def render_stage(
     config: Config, app: App, stage: Stage, digest: str
 ) -> dict[str, deploy.Rendered]:
     """The digest rendered for each of the stage's targets, by target name."""
-    return {
-        target.name: await bundles.render_bundle(config, app.name, target, digest)
-        for target in stage.targets
-    }
+    rendered = await asyncio.gather(
+        *(bundles.render_bundle(config, app.name, target, digest) for target in stage.targets)
+    )
+    return {target.name: r for target, r in zip(stage.targets, rendered, strict=True)}
 
 
 async def already_there(
-    config: Config, app: App, stage: Stage, digest: str, renders: dict[str, deploy.Rendered]
+    config: Config,
+    app: App,
+    stage: Stage,
+    digest: str,
+    renders: dict[str, deploy.Rendered],
+    evidence: state.Evidence | None,
 ) -> bool:
     """True when the stage passed this digest and every target still runs exactly it."""
-    evidence = await records.read_evidence(config, app.name, digest, stage.name)
     if evidence is None or evidence.verdict != "passed":
         return False
     for target in stage.targets:
@@ -440,26 +440,16 @@ async def already_there(
     return True
 
 
-async def _undo_stage(
-    config: Config, app: App, stage: Stage, outcomes: Sequence[TargetOutcome]
-) -> None:
-    """The soak failed: every target of the stage goes back to its previous desired digest."""
-    promoted_by, run_id = run_label()
+async def _undo_stage(app: App, config: Config, outcomes: Sequence[TargetOutcome]) -> None:
+    """The soak failed: every target of the stage goes back to its previous desired digest
+    (which git still holds: the stage records nothing before its verdict)."""
     for outcome in outcomes:
         if outcome.previous is None:
             continue
         target = app.pipeline.target(outcome.target)
         outcome.results.append(await roll_back(config, target, outcome.previous))
         outcome.rolled_back_to = outcome.previous.digest
-        restored = replace(
-            outcome.previous, promoted_by=promoted_by, flow_run_id=run_id, updated_at=now()
-        )
-        await records.record_state(
-            config,
-            desired=restored,
-            action="rollback",
-            reason=f"readiness slipped during the {stage.name} soak",
-        )
+        outcome.desired = None
 
 
 async def publish_promotion_report(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -37,16 +38,27 @@ async def read_evidence(config: Config, app: str, digest: str, stage: str) -> st
     )
 
 
+@task(name="read-evidence-of", cache_policy=NO_CACHE, task_run_name="read-evidence-{app}")
+async def read_evidence_of(
+    config: Config, app: str, digest: str, stages: Sequence[str]
+) -> dict[str, state.Evidence | None]:
+    """What each stage proved about the digest so far (one read of the state repository)."""
+    return await asyncio.to_thread(
+        state.read_evidence_of, state_repository(config), app, digest, stages
+    )
+
+
 @task(name="record-state", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 async def record_state(
     config: Config,
     *,
-    desired: state.DesiredState | None = None,
+    desired: state.DesiredState | Sequence[state.DesiredState] = (),
     evidence: state.Evidence | None = None,
     action: str = "promote",
     reason: str | None = None,
 ) -> str:
-    """One commit with desired state and/or evidence; returns the commit."""
+    """One commit with desired state (of one or several targets) and/or evidence; returns
+    the commit."""
     return await asyncio.to_thread(
         state.record,
         state_repository(config),

@@ -175,7 +175,10 @@ class World:
         return str(deployment["metadata"]["annotations"]["conveyor.dev/bundle-digest"])
 
     def state_log(self) -> list[str]:
-        return self.git("log", "--format=%s", cwd=Path(self.state_repository)).splitlines()
+        """Every line of every commit message, newest commit first (a commit that records a
+        stage's targets has one line per target)."""
+        log = self.git("log", "--format=%B", cwd=Path(self.state_repository))
+        return [line for line in log.splitlines() if line.strip()]
 
 
 TARGETS = ("dev", "test", "staging", "prod-eu", "prod-us")

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from conveyor import gitrepo, state
-from conveyor.errors import StateError
+from conveyor.errors import InputError, StateError
 from conveyor.gitrepo import Author, StateRepository
 from conveyor.state import Approval, DesiredState, Evidence, GateResult
 
@@ -265,6 +265,61 @@ def test_desired_state_and_evidence_in_one_commit(repo: StateRepository, bare: P
     assert state.read_evidence(repo, "web", digest(4), "prod") is None
 
 
+def test_a_stage_with_two_targets_is_recorded_in_one_commit_that_reverts_cleanly(
+    repo: StateRepository, bare: Path, tmp_path: Path
+) -> None:
+    before = state.record_desired(repo, desired(n=1, target="prod-us"))
+    eu, us = desired(n=5, target="prod-eu"), desired(n=5, target="prod-us", approved_by="alice")
+    ready = (GateResult("readiness", "passed", "ready", 1.0, WHEN),)
+    proof = Evidence("web", digest(5), "prod", "passed", {"prod-eu": ready, "prod-us": ready}, None)
+    sha = state.record(repo, desired=[eu, us], evidence=proof, reason="prod gates passed")
+    assert _git(bare, "show", "--format=", "--name-only", sha).splitlines() == [
+        "apps/web/prod-eu.yaml",
+        "apps/web/prod-us.yaml",
+        f"evidence/web/{digest(5).removeprefix('sha256:')}/prod.yaml",
+    ]
+    assert _git(bare, "log", "-1", "--format=%B", sha).splitlines() == [
+        "web/prod-eu, prod-us: promote sha256:000000000000… (prod gates passed)",
+        "",
+        "web/prod-eu: promote sha256:000000000000… (prod gates passed)",
+        "",
+        "web/prod-us: promote sha256:000000000000… (prod gates passed; approved by alice)",
+        "",
+        "web sha256:000000000000…: prod evidence (passed; prod-eu: 1/1 gates passed; "
+        "prod-us: 1/1 gates passed)",
+    ]
+    assert state.read_desired(repo, "web", "prod-eu") == eu
+    assert state.read_desired(repo, "web", "prod-us") == us
+
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(bare), str(clone))
+    _git(
+        clone,
+        "-c",
+        "user.name=ops",
+        "-c",
+        "user.email=ops@example.invalid",
+        "revert",
+        "--no-edit",
+        sha,
+    )
+    _git(clone, "push", "-q", "origin", "HEAD:main")
+    assert state.read_desired(repo, "web", "prod-eu") is None
+    assert state.read_desired(repo, "web", "prod-us") == desired(n=1, target="prod-us")
+    assert state.read_evidence(repo, "web", digest(5), "prod") is None
+    assert _git(bare, "rev-parse", "HEAD~2") == before
+
+
+def test_one_commit_records_each_target_once_and_one_app(repo: StateRepository) -> None:
+    with pytest.raises(InputError, match="records web/prod-eu twice"):
+        state.record(repo, desired=[desired(n=1), desired(n=2)])
+    other = replace(desired(n=1, target="prod-us"), app="api")
+    with pytest.raises(InputError, match="one commit records one app, not api, web"):
+        state.record(repo, desired=[desired(n=1), other])
+    with pytest.raises(InputError, match="needs desired state, evidence or both"):
+        state.record(repo, desired=[])
+
+
 def test_evidence_from_several_targets_and_an_approval_accumulate(repo: StateRepository) -> None:
     approval = Approval("approved", "alice", "ok", digest(7), WHEN)
     state.record_evidence(repo, evidence("staging-eu"))
@@ -420,7 +475,9 @@ def test_a_lost_race_is_rebuilt_on_the_new_tip(
     assert repo.read("log.txt") == b"theirs\nours\n"
     assert _subjects(bare)[:2] == ["ours", "theirs"]
     assert _git(bare, "rev-parse", "main") == ours
-    assert "main moved during push (attempt 1 of 10); retrying" in caplog.text
+    # the first try built on the tip as last fetched; refused, it was rebuilt at once
+    assert "main moved since this clone last fetched it" in caplog.text
+    assert "attempt 1 of 10" not in caplog.text
 
 
 def test_a_writer_that_always_loses_gives_up_with_a_clear_error(bare: Path, tmp_path: Path) -> None:
@@ -437,7 +494,9 @@ def test_a_writer_that_always_loses_gives_up_with_a_clear_error(bare: Path, tmp_
     with pytest.raises(StateError, match="could not push to main after 2 attempts") as raised:
         repo.commit_files({"mine.txt": always_beaten}, "ours", ALICE)
     assert raised.value.hint
-    assert _subjects(bare)[:2] == ["theirs 2", "theirs 1"], "nothing of ours, nothing lost"
+    # one try on the tip as last fetched (the open fetched it), then the 2 attempts
+    assert calls == 3
+    assert _subjects(bare)[:3] == ["theirs 3", "theirs 2", "theirs 1"], "nothing ours, none lost"
 
 
 def test_threads_sharing_one_process_take_turns_on_its_clone(bare: Path, tmp_path: Path) -> None:
