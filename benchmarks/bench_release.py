@@ -546,8 +546,10 @@ def task_breakdown(world: World, run: dict[str, Any]) -> dict[str, Any]:
     spans = [i for kind_spans in intervals.values() for i in kind_spans]
     covered = union_seconds(spans)
     # The flow's own time, where it can be placed: the idle time right before a stage's first
-    # render (entering the stage: target locks, run tags, an event), right before a stage's
-    # report (leaving it: run tags, lock release), and before the first task run (flow start).
+    # read of its targets' desired state (entering the stage: the target locks, a run tag, an
+    # event; the stage's evidence read and renders come before, as task runs), and right
+    # before the next stage's evidence read or the flow's end (leaving it: lock release, run
+    # tag, events), plus the time before the first task run (flow start).
     named = sorted(
         (
             (max(stamp(t["start_time"]) - start.timestamp(), 0.0), str(t["name"]))
@@ -562,12 +564,12 @@ def task_breakdown(world: World, run: dict[str, Any]) -> dict[str, Any]:
 
     entry = exit_ = 0.0
     for targets in STAGE_TARGETS.values():
-        renders = [a for a, name in named if name in {f"render-{t}" for t in targets}]
-        if renders:
-            entry += idle_before(min(renders))
-    for moment, name in named:
-        if name.startswith("publish-report"):
-            exit_ += idle_before(moment)
+        reads = [a for a, name in named if name in {f"read-desired-{t}" for t in targets}]
+        if reads:
+            entry += idle_before(min(reads))
+    stage_starts = [a for a, name in named if name.startswith("read-evidence-")]
+    for moment in [*stage_starts[1:], duration]:
+        exit_ += idle_before(moment)
     first = named[0][0] if named else duration
     outside = duration - covered
     return {
@@ -576,8 +578,8 @@ def task_breakdown(world: World, run: dict[str, Any]) -> dict[str, Any]:
         "outside_tasks": round(outside, 3),
         "outside": {
             "before the first task run": round(first, 3),
-            "entering stages (target locks, run tags, events)": round(entry, 3),
-            "leaving stages (run tags, lock release)": round(exit_, 3),
+            "entering stages (target locks, run tag, event)": round(entry, 3),
+            "leaving stages (lock release, run tag, events)": round(exit_, 3),
             "elsewhere between task runs": round(outside - first - entry - exit_, 3),
         },
     }
