@@ -130,26 +130,51 @@ def compare(desired: Any, live: Any, path: str = "") -> list[FieldDrift]:
     return [] if _equal_scalars(desired, live) else [FieldDrift(path, desired, live)]
 
 
-def detect(
+def read_live(
     kube: Kube, desired: Sequence[Mapping[str, Any]], *, app: str, target: str
-) -> list[ObjectDrift]:
-    """Drift of every desired object (prepared: labelled and namespaced) against the cluster."""
+) -> dict[ObjectRef, Mapping[str, Any] | None]:
+    """The live object of every desired one (prepared: labelled and namespaced), or None when
+    the cluster has no such object carrying Conveyor's labels: one labelled LIST per kind and
+    namespace, whatever the number of objects."""
+    labels = selector(app=app, target=target)
+    live: dict[ObjectRef, Mapping[str, Any] | None] = {}
+    for (api_version, kind, namespace), objects in _by_kind_and_namespace(desired):
+        items, _ = kube.list(api_version, kind, namespace, label_selector=labels)
+        by_name = {item["metadata"]["name"]: item for item in items}
+        live.update((ref, by_name.get(ref.name)) for ref in map(ObjectRef.of, objects))
+    return live
+
+
+def _by_kind_and_namespace(
+    objects: Sequence[Mapping[str, Any]],
+) -> list[tuple[tuple[str, str, str | None], list[Mapping[str, Any]]]]:
     groups: dict[tuple[str, str, str | None], list[Mapping[str, Any]]] = {}
-    for obj in desired:
+    for obj in objects:
         key = (obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace"))
         groups.setdefault(key, []).append(obj)
+    return sorted(groups.items(), key=str)
+
+
+def detect(
+    kube: Kube,
+    desired: Sequence[Mapping[str, Any]],
+    *,
+    app: str,
+    target: str,
+    live: Mapping[ObjectRef, Mapping[str, Any] | None] | None = None,
+) -> list[ObjectDrift]:
+    """Drift of every desired object (prepared: labelled and namespaced) against the cluster,
+    or against `live` when the caller has read it already (read_live)."""
+    if live is None:
+        live = read_live(kube, desired, app=app, target=target)
     drifts = []
-    labels = selector(app=app, target=target)
-    for (api_version, kind, namespace), objects in sorted(groups.items(), key=str):
-        live_items, _ = kube.list(api_version, kind, namespace, label_selector=labels)
-        live_by_name = {item["metadata"]["name"]: item for item in live_items}
-        for obj in objects:
-            ref = ObjectRef.of(obj)
-            live = live_by_name.get(ref.name)
-            if live is None:
-                drifts.append(ObjectDrift(ref, missing=True))
-                continue
-            fields = compare(obj, live)
-            if fields:
-                drifts.append(ObjectDrift(ref, fields=tuple(fields)))
+    for obj in (o for _, group in _by_kind_and_namespace(desired) for o in group):
+        ref = ObjectRef.of(obj)
+        found = live.get(ref)
+        if found is None:
+            drifts.append(ObjectDrift(ref, missing=True))
+            continue
+        fields = compare(obj, found)
+        if fields:
+            drifts.append(ObjectDrift(ref, fields=tuple(fields)))
     return drifts

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,11 @@ from conveyor.cli.bundle import show_comparison
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.config import Config, load_config
 from conveyor.errors import ConveyorError, InputError
+from conveyor.ordering import ObjectRef
 from conveyor.paths import state_dir
 from conveyor.platform import process
 from conveyor.prefect_api import FlowRun, PrefectAPI
+from conveyor.source import Source
 
 DEPLOYMENT = "conveyor"
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -276,6 +279,8 @@ def status(
     loaded = _config(config)
     repo = gitrepo.open_state_repository(loaded.state_repository)
     rows: list[dict[str, str]] = []
+    kubes: dict[tuple[Path | None, str | None], Kube] = {}  # one client (and discovery) per cluster
+    sources: dict[str, Source] = {}  # each digest pulled and verified once
     for spec in [loaded.app(app)] if app else list(loaded.apps.values()):
         store = bundle.open_store(loaded.store_location(spec.name))
         for target in spec.pipeline.targets():
@@ -291,13 +296,21 @@ def status(
             }
             if desired:
                 try:
-                    kube = Kube(target.cluster.kubeconfig, target.cluster.context)
-                    loaded_bundle = bundle.load(store, desired.digest)
-                    objects = render.render(loaded_bundle.source, desired.parameters)
+                    cluster = (target.cluster.kubeconfig, target.cluster.context)
+                    if cluster not in kubes:
+                        kubes[cluster] = Kube(*cluster)
+                    kube = kubes[cluster]
+                    key = f"{store}@{desired.digest}"
+                    if key not in sources:
+                        sources[key] = bundle.load(store, desired.digest).source
+                    objects = render.render(sources[key], desired.parameters)
                     spec_target = apply.Target(spec.name, target.name, target.namespace)
                     prepared = apply.prepare(kube, objects, spec_target, desired.digest)
-                    row["health"] = _health(kube, prepared)
-                    found = drift.detect(kube, prepared, app=spec.name, target=target.name)
+                    live = drift.read_live(kube, prepared, app=spec.name, target=target.name)
+                    row["health"] = _health(prepared, live)
+                    found = drift.detect(
+                        kube, prepared, app=spec.name, target=target.name, live=live
+                    )
                     row["drift"] = f"{len(found)} object(s)" if found else "none"
                 except ConveyorError as error:
                     row["health"] = f"unknown: {error.message[:60]}"
@@ -326,18 +339,16 @@ def _promoted(desired: state.DesiredState | None) -> str:
     return f"{desired.updated_at:%m-%d %H:%M} {desired.promoted_by.removeprefix('flow-run ')}"
 
 
-def _health(kube: Any, prepared: list[dict[str, Any]]) -> str:
+def _health(
+    prepared: list[dict[str, Any]], live: Mapping[ObjectRef, Mapping[str, Any] | None]
+) -> str:
     states = {}
     for obj in prepared:
-        live = kube.get(
-            obj["apiVersion"],
-            obj["kind"],
-            obj["metadata"]["name"],
-            obj["metadata"].get("namespace"),
-        )
-        key = health.object_key(obj)
-        states[key] = (
-            health.status(live) if live else health.Readiness(health.State.IN_PROGRESS, "not found")
+        found = live.get(ObjectRef.of(obj))
+        states[health.object_key(obj)] = (
+            health.status(dict(found))
+            if found
+            else health.Readiness(health.State.IN_PROGRESS, "not found")
         )
     ready, total, waiting = health.summarize(states)
     return "healthy" if ready == total else f"{ready}/{total} ready: {waiting[0]}"

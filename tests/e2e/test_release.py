@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -48,6 +49,14 @@ def test_a_release_carries_one_digest_from_dev_to_prod(world: World) -> None:
         f"{world.app}/prod-eu: promote {digest[:19]}… (prod gates passed; approved by alice)" in log
     )
     assert sum(f"{world.app}/dev: promote" in line for line in log) == 1
+
+    shown = world.conveyor("status", world.app, "--output", "json")
+    assert shown.returncode == 0, shown.stderr
+    rows = {row["target"]: row for row in json.loads(shown.stdout)}
+    assert set(rows) == set(TARGETS)
+    for row in rows.values():
+        assert (row["digest"], row["health"], row["drift"]) == (digest, "healthy", "none"), row
+        assert row["promoted"].endswith(f"release-{world.app}-{digest[7:13]}"), row
 
 
 def test_a_gate_failing_in_staging_rolls_staging_back_and_leaves_prod_alone(
