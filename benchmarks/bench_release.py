@@ -72,6 +72,7 @@ import yaml
 from conveyor import gitrepo, state
 from conveyor.kube import Kube
 from conveyor.platform.local import LocalPlatform
+from conveyor.prefect_api import HEARTBEAT_ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "release.json"
@@ -405,7 +406,8 @@ def start_serving(world: World, shared: bool) -> Served:
     )
     env = {
         **world.env,
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # what `conveyor serve` sets
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # what `conveyor serve` sets, with heartbeats
+        **HEARTBEAT_ENVIRONMENT,
         # the client's retries (503 when the server's SQLite is locked) go to serve.log
         "PREFECT_LOGGING_LOGGERS_PREFECT_CLIENT_LEVEL": "DEBUG",
         "CONVEYOR_RECONCILE_INTERVAL": "86400",  # --shared-deployment: no reconcile runs meanwhile

@@ -25,6 +25,56 @@ RETRY_CODES = {429, 502, 503}
 nothing, so the same request is sent again."""
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
+CONVEYOR_FLOWS = ("release", "promote-stage", "deploy-target", "reconcile", "rollback")
+HEARTBEAT_SECONDS = 30
+"""How often Conveyor's flow runs tell Prefect they are alive (Prefect's minimum: 30 s)."""
+SILENCE_SECONDS = 90
+"""A Conveyor flow run silent this long (its process was killed, its machine died) is marked
+Crashed by the automation below, so the UI and `TargetBusy` stop naming it as running."""
+CRASH_AUTOMATION = "conveyor: mark silent runs Crashed"
+HEARTBEAT_ENVIRONMENT = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
+"""Set in the environment of the processes that run Conveyor's flows (unless already set)."""
+
+
+def crash_automation() -> dict[str, Any]:
+    """The automation (Prefect's REST shape) that marks a Conveyor flow run Crashed when a
+    heartbeat is not followed by another heartbeat or a final state within SILENCE_SECONDS."""
+    return {
+        "name": CRASH_AUTOMATION,
+        "description": (
+            f"Created by Conveyor: a run of {', '.join(CONVEYOR_FLOWS)} that has sent no "
+            f"heartbeat for {SILENCE_SECONDS}s has lost its process; mark it Crashed."
+        ),
+        "enabled": True,
+        "trigger": {
+            "type": "event",
+            "posture": "Proactive",
+            "after": ["prefect.flow-run.heartbeat"],
+            "expect": [
+                "prefect.flow-run.heartbeat",
+                *(
+                    f"prefect.flow-run.{name}"
+                    for name in ("Completed", "Failed", "Cancelled", "Crashed", "TimedOut")
+                ),
+            ],
+            "match": {"prefect.resource.id": "prefect.flow-run.*"},
+            "match_related": {
+                "prefect.resource.role": "flow",
+                "prefect.resource.name": list(CONVEYOR_FLOWS),
+            },
+            "for_each": ["prefect.resource.id"],
+            "threshold": 1,
+            "within": SILENCE_SECONDS,
+        },
+        "actions": [
+            {
+                "type": "change-flow-run-state",
+                "state": "CRASHED",
+                "message": f"no heartbeat for {SILENCE_SECONDS}s: the run's process is gone",
+            }
+        ],
+    }
+
 
 @dataclass(frozen=True)
 class FlowRun:
@@ -93,6 +143,17 @@ class PrefectAPI:
                 hint="is it running? (`conveyor platform status` for the local one)",
             ) from None
         return json.loads(raw) if raw else None
+
+    def ensure_crash_automation(self) -> str:
+        """Create Conveyor's crash automation, or bring it back to what Conveyor wants; its id."""
+        wanted = crash_automation()
+        query = {"automations": {"name": {"any_": [CRASH_AUTOMATION]}}, "limit": 1}
+        found = self._call("POST", "/automations/filter", query)
+        if found:
+            automation_id = str(found[0]["id"])
+            self._call("PUT", f"/automations/{automation_id}", wanted)
+            return automation_id
+        return str(self._call("POST", "/automations/", wanted)["id"])
 
     def healthy(self) -> bool:
         try:

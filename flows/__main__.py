@@ -6,8 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from prefect.settings import (
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    get_current_settings,
+    temporary_settings,
+)
+
+from conveyor.prefect_api import HEARTBEAT_SECONDS
 from flows.deploy_target import deploy_target
 from flows.promote_stage import promote_stage
 from flows.reconcile import reconcile
@@ -23,11 +32,23 @@ FLOWS: dict[str, Any] = {
 }
 
 
+@contextmanager
+def heartbeats() -> Iterator[None]:
+    """The run sends heartbeats (unless configured otherwise), so that Conveyor's crash
+    automation marks it Crashed if this process dies."""
+    if get_current_settings().flows.heartbeat_frequency is not None:
+        yield
+        return
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}):
+        yield
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in FLOWS:
         print(f"usage: python -m flows {{{','.join(FLOWS)}}} '<json parameters>'", file=sys.stderr)
         return 2
-    state = asyncio.run(FLOWS[argv[0]](**json.loads(argv[1]), return_state=True))
+    with heartbeats():
+        state = asyncio.run(FLOWS[argv[0]](**json.loads(argv[1]), return_state=True))
     return 0 if state.is_completed() else 1
 
 

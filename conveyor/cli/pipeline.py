@@ -30,7 +30,7 @@ from conveyor.errors import ConveyorError, InputError
 from conveyor.ordering import ObjectRef
 from conveyor.paths import state_dir
 from conveyor.platform import process
-from conveyor.prefect_api import FlowRun, PrefectAPI
+from conveyor.prefect_api import HEARTBEAT_ENVIRONMENT, FlowRun, PrefectAPI
 from conveyor.source import Source
 
 DEPLOYMENT = "conveyor"
@@ -82,6 +82,8 @@ def _run_flow(
             )
     if api is None or not api.is_served(flow, DEPLOYMENT):
         note(f"no served {flow}/{DEPLOYMENT} deployment: running the flow in a child process")
+        if api is not None:
+            api.ensure_crash_automation()
         completed = subprocess.run(
             [sys.executable, "-m", "flows", flow, json.dumps(parameters)], check=False
         )
@@ -400,12 +402,13 @@ def serve(
         return
     command = [sys.executable, "-m", "deployments.serve"]
     environment = {"PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    environment.update((k, v) for k, v in HEARTBEAT_ENVIRONMENT.items() if k not in os.environ)
+    PrefectAPI().ensure_crash_automation()  # a served deployment needs a server anyway
     if not background:
         os.execve(sys.executable, command, {**os.environ, **environment})
     if record and process.is_running(record):
         say(f"already serving (pid {record.pid}); log: {logfile}")
         return
-    PrefectAPI()  # a served deployment needs a server to register with
     started = process.spawn(SERVE_NAME, command, pidfile=pidfile, logfile=logfile, env=environment)
     api = PrefectAPI()
     deadline = time.monotonic() + 90

@@ -28,6 +28,7 @@ import yaml
 from conveyor.errors import PlatformError
 from conveyor.platform import binaries, process
 from conveyor.platform.binaries import Progress
+from conveyor.prefect_api import PrefectAPI
 
 CLUSTER_NAME = "conveyor"
 NODE_COUNT = 2
@@ -365,21 +366,22 @@ class PrefectServer:
         return found
 
     def up(self, progress: Progress | None = None) -> None:
-        if self.health().healthy:
-            return
-        self.down()
-        self.home.mkdir(parents=True, exist_ok=True)
-        if progress:
-            progress(f"starting prefect server on {self.ui_url}", 0, 0)
-        process.spawn(
-            self.name,
-            [self._binary(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            pidfile=self.pidfile,
-            logfile=self.log,
-            env=self.environment(),
-            cwd=self.home,
-        )
-        _wait_healthy(self, timeout=90)
+        if not self.health().healthy:
+            self.down()
+            self.home.mkdir(parents=True, exist_ok=True)
+            if progress:
+                progress(f"starting prefect server on {self.ui_url}", 0, 0)
+            command = [self._binary(), "server", "start", "--host", "127.0.0.1"]
+            process.spawn(
+                self.name,
+                [*command, "--port", str(self.port)],
+                pidfile=self.pidfile,
+                logfile=self.log,
+                env=self.environment(),
+                cwd=self.home,
+            )
+            _wait_healthy(self, timeout=90)
+        PrefectAPI(self.api_url).ensure_crash_automation()
 
     def down(self, *, purge: bool = False) -> None:
         record = process.read_pidfile(self.pidfile)

@@ -10,9 +10,11 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from conveyor.prefect_api import HEARTBEAT_SECONDS, SILENCE_SECONDS
 from tests.e2e.conftest import World, log_times
 
 
@@ -134,6 +136,7 @@ def test_a_run_killed_mid_apply_converges_on_the_next_run(world: World) -> None:
     applied = _read_until(killed, "Task run 'apply-dev' - Finished in state Completed", lines)
     assert applied.wait(120), "".join(lines)
     _kill_tree(killed.pid)
+    killed_at = time.monotonic()
     killed.wait(30)
 
     assert world.desired("dev") is None, "nothing recorded for a run that did not finish"
@@ -165,9 +168,15 @@ def test_a_run_killed_mid_apply_converges_on_the_next_run(world: World) -> None:
         ("Deployment", "web"),
         ("Service", "web"),
     ]
-    # Nothing tells Prefect the killed run died; an operator would mark it, as the test does.
-    crashed = {"state": {"type": "CRASHED", "message": "killed by the test"}, "force": True}
-    world.api._call("POST", f"/flow_runs/{holders[0].id}/set_state", crashed)
+    # Its heartbeats stopped with it: Conveyor's automation marks it Crashed (within
+    # SILENCE_SECONDS of its last heartbeat, HEARTBEAT_SECONDS apart)
+    deadline = killed_at + HEARTBEAT_SECONDS + SILENCE_SECONDS + 45
+    while (run := world.api.flow_run(holders[0].id)).state_type != "CRASHED":
+        assert time.monotonic() < deadline, f"still {run.state_name} after the kill"
+        time.sleep(2)
+    print(f"marked Crashed {time.monotonic() - killed_at:.0f}s after the kill")
+    assert "no heartbeat" in run.message
+    assert not world.api.flow_runs(tags=[f"conveyor-holds:{world.app}/dev"], states=["RUNNING"])
 
 
 def test_rollback_puts_the_previous_digest_back(world: World) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes import client, watch
 
 from conveyor.platform.local import LocalPlatform
+from conveyor.prefect_api import CRASH_AUTOMATION, SILENCE_SECONDS, PrefectAPI
 
 
 def _deployment(name: str, replicas: int, node_selector: dict[str, str] | None = None) -> Any:
@@ -183,3 +184,15 @@ def test_flow_run_completes_on_the_prefect_server(platform: LocalPlatform, tmp_p
     with urllib.request.urlopen(request, timeout=10) as response:
         runs = json.load(response)
     assert [r["state_type"] for r in runs] == ["COMPLETED"]
+
+
+def test_the_prefect_server_has_conveyors_crash_automation_once(platform: LocalPlatform) -> None:
+    platform.prefect.up()  # again: the automation is brought back to shape, not duplicated
+    api = PrefectAPI(platform.prefect.api_url)
+    query = {"automations": {"name": {"any_": [CRASH_AUTOMATION]}}}
+    found = api._call("POST", "/automations/filter", query)
+    assert len(found) == 1
+    trigger = found[0]["trigger"]
+    assert (trigger["posture"], trigger["within"]) == ("Proactive", SILENCE_SECONDS)
+    assert trigger["after"] == ["prefect.flow-run.heartbeat"]
+    assert found[0]["actions"][0]["state"] == "CRASHED"
