@@ -501,15 +501,17 @@ class StateRepository:
             while attempt < attempts:
                 base = known or self._tip(repo)
                 tree = _apply(repo, base.tree, changes)
-                if tree.binsha == base.tree.binsha and known is None:
-                    return base.hexsha
-                if tree.binsha != base.tree.binsha:
-                    commit = git.Commit.create_from_tree(
-                        repo, tree, message, parent_commits=[base], author=actor, committer=actor
-                    )
-                    if self._push(repo, commit.hexsha):
-                        return commit.hexsha
-                if known is not None:  # unchanged or refused on a guessed tip: fetch, again
+                if tree.binsha == base.tree.binsha:
+                    if known is None:
+                        return base.hexsha
+                    known = None  # unchanged on the guessed tip: make sure on the fetched one
+                    continue
+                commit = git.Commit.create_from_tree(
+                    repo, tree, message, parent_commits=[base], author=actor, committer=actor
+                )
+                if self._push(repo, commit.hexsha):
+                    return commit.hexsha
+                if known is not None:  # refused on the guessed tip: fetch and build again
                     log.info(
                         "state repository %s: main moved since this clone last fetched it; "
                         "rebuilding on the new tip",

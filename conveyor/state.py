@@ -558,9 +558,7 @@ def read_desired(repo: StateRepository, app: str, target: str) -> DesiredState |
 
 def read_evidence(repo: StateRepository, app: str, digest: str, stage: str) -> Evidence | None:
     """What `stage` proved about `digest` so far, or None when it has recorded nothing."""
-    path = evidence_path(app, digest, stage)
-    content = repo.read(path)
-    return None if content is None else evidence_from_yaml(content, path)
+    return read_evidence_of(repo, app, digest, [stage])[stage]
 
 
 def read_evidence_of(

@@ -341,7 +341,7 @@ async def promote_through_stage(
             f"{app.name}: {digest[:19]} may not enter {stage_name}: " + decision.explain()
         )
 
-    # Rendered once per target (bundle pulled and verified once), for every step below.
+    # Rendered once per target (each render pulls and verifies the bundle), for every step below.
     renders = await render_stage(config, app, stage, digest)
     if await already_there(config, app, stage, digest, renders, evidence[stage_name]):
         logger.info(
@@ -386,7 +386,7 @@ async def promote_through_stage(
             for outcome, soak in zip(outcomes, soaks, strict=True):
                 outcome.results.append(soak)
             if not all(s.passed for s in soaks):
-                await _undo_stage(app, config, outcomes)
+                await _undo_stage(config, app, outcomes)
         passed = all(o.passed for o in outcomes) and len(outcomes) == len(stage.targets)
         verdict: state.StageVerdict = "passed" if passed else "failed"
         await asyncio.gather(
@@ -440,7 +440,7 @@ async def already_there(
     return True
 
 
-async def _undo_stage(app: App, config: Config, outcomes: Sequence[TargetOutcome]) -> None:
+async def _undo_stage(config: Config, app: App, outcomes: Sequence[TargetOutcome]) -> None:
     """The soak failed: every target of the stage goes back to its previous desired digest
     (which git still holds: the stage records nothing before its verdict)."""
     for outcome in outcomes:

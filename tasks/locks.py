@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -214,11 +215,12 @@ async def _renew(client: PrefectClient, lease_id: UUID, on_lost: Callable[[str],
 
 
 @asynccontextmanager
-async def hold_slots(
-    limits: Mapping[str, int], *, wait_seconds: float, holder: ConcurrencyLeaseHolder | None
-) -> AsyncIterator[None]:
-    """Hold one slot of each limit for the block. Raises TimeoutError when they stay taken for
-    `wait_seconds`, and SlotsLost (cancelling the block) if the lease cannot be kept."""
+async def hold_slots(limits: Mapping[str, int], *, wait_seconds: float) -> AsyncIterator[None]:
+    """Hold one slot of each limit for the block, under a lease whose holder is the current
+    flow run. Raises TimeoutError when they stay taken for `wait_seconds`, and SlotsLost
+    (cancelling the block) if the lease cannot be kept."""
+    run_id = _current_run_id()
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=run_id) if run_id else None
     async with get_client() as client:
         lease_id = await _acquire(client, limits, holder=holder, wait_seconds=wait_seconds)
         lost: list[str] = []
@@ -255,23 +257,33 @@ def holder_tag(app: str, target: str) -> str:
     return f"conveyor-holds:{app}/{target}"
 
 
-_run_tags: dict[UUID, set[str]] = {}
-"""The tags of this process's flow runs as this module last set them (a run's tags change only
-through tag_current_run while it runs), so a change costs one request, not a read and a write."""
+@dataclass
+class _RunTags:
+    """A flow run's tags as this process last set them (they change only through
+    tag_current_run while the run lives), and the lock that keeps two changes from racing (the
+    holder tag is set in the background while the block may already tag an approval)."""
+
+    tags: set[str]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+_run_tags: dict[UUID, _RunTags] = {}
 
 
 async def tag_current_run(tags: Sequence[str], *, remove_prefix: str | None = None) -> None:
-    """Add tags to the running flow run (dropping those starting with `remove_prefix`)."""
+    """Add tags to the running flow run (dropping those starting with `remove_prefix`): one
+    request, no read."""
     run = get_run_context().flow_run  # type: ignore[union-attr]
     assert run is not None
-    current = _run_tags.setdefault(run.id, set(run.tags))
-    wanted = {t for t in current if not (remove_prefix and t.startswith(remove_prefix))}
-    wanted.update(tags)
-    if wanted == current:
-        return
-    async with get_client() as client:
-        await client.update_flow_run(run.id, tags=sorted(wanted))
-    _run_tags[run.id] = wanted
+    known = _run_tags.setdefault(run.id, _RunTags(set(run.tags)))
+    async with known.lock:
+        wanted = {t for t in known.tags if not (remove_prefix and t.startswith(remove_prefix))}
+        wanted.update(tags)
+        if wanted == known.tags:
+            return
+        async with get_client() as client:
+            await client.update_flow_run(run.id, tags=sorted(wanted))
+        known.tags = wanted
 
 
 def _current_run_id() -> UUID | None:
@@ -306,15 +318,11 @@ async def hold_targets(
     app: str, targets: Sequence[str], *, wait_seconds: float
 ) -> AsyncIterator[None]:
     """Hold every target's slot for the duration of the block; wait up to `wait_seconds`."""
-    run_id = _current_run_id()
-    holder = ConcurrencyLeaseHolder(type="flow_run", id=run_id) if run_id else None
     acquired = False
     untagging: asyncio.Task[None] | None = None
     try:
         async with hold_slots(
-            {limit_name(app, target): 1 for target in targets},
-            wait_seconds=wait_seconds,
-            holder=holder,
+            {limit_name(app, target): 1 for target in targets}, wait_seconds=wait_seconds
         ):
             acquired = True
             # The tag only serves to name the holder: it is set while the block starts its
@@ -353,10 +361,5 @@ async def hold_budget(budget: Budget | None) -> AsyncIterator[None]:
     if budget is None:
         yield
         return
-    run_id = _current_run_id()
-    async with hold_slots(
-        {budget_name(budget.name): budget.limit},
-        wait_seconds=float("inf"),
-        holder=ConcurrencyLeaseHolder(type="flow_run", id=run_id) if run_id else None,
-    ):
+    async with hold_slots({budget_name(budget.name): budget.limit}, wait_seconds=float("inf")):
         yield

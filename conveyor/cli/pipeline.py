@@ -348,7 +348,7 @@ def _health(
     for obj in prepared:
         found = live.get(ObjectRef.of(obj))
         states[health.object_key(obj)] = (
-            health.status(dict(found))
+            health.status(found)
             if found
             else health.Readiness(health.State.IN_PROGRESS, "not found")
         )

@@ -20,6 +20,7 @@ SCRIPT = """
 import asyncio, json, sys, threading, time
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.context import get_run_context
 from conveyor.config import Budget
 from tasks import locks
 
@@ -99,12 +100,21 @@ async def robbed():
     except locks.SlotsLost as error:
         note("lost: " + str(error))
 
+@flow(flow_run_name="tagged-" + APP)
+async def tagged():
+    async with locks.hold_targets(APP, ["tags"], wait_seconds=5):
+        # while the holder tag is still being set in the background
+        await locks.tag_current_run(["conveyor-awaiting:" + APP + "/tags"])
+        async with get_client() as client:
+            run = await client.read_flow_run(get_run_context().flow_run.id)
+        note("tags: " + " ".join(sorted(run.tags)))
+
 async def limits():
     async with get_client() as client:
         return {
             name: (found.limit, found.active_slots)
             for name in [locks.limit_name(APP, "eu"), locks.limit_name(APP, "us"),
-                         locks.budget_name(APP)]
+                         locks.budget_name(APP), locks.limit_name(APP, "tags")]
             for found in [await client.read_global_concurrency_limit_by_name(name)]
         }
 
@@ -117,6 +127,7 @@ async def main():
     await renewing()
     renewed = list(renewals)
     await robbed()
+    await tagged()
     print(json.dumps({"events": events, "renewed": renewed, "limits": await limits()}))
 
 asyncio.run(main())
@@ -160,9 +171,13 @@ def test_target_slots_are_taken_in_turn_refused_by_name_and_released(
     assert "robbed finished" not in events
     lost = next((w for _, w in report["events"] if w.startswith("lost")), str(report))
     assert f"conveyor-target-{app}-eu" in lost and "no longer knows lease" in lost, lost
+    # two tag changes at once (the holder tag in the background, an approval tag) both land
+    tags = next((w for _, w in report["events"] if w.startswith("tags")), str(report)).split()
+    assert {f"conveyor-holds:{app}/tags", f"conveyor-awaiting:{app}/tags"} <= set(tags), tags
     # every slot was given back; the limits exist with the sizes Conveyor wants
     assert report["limits"] == {
         f"conveyor-target-{app}-eu": [1, 0],
         f"conveyor-target-{app}-us": [1, 0],
         f"conveyor-budget-{app}": [2, 0],
+        f"conveyor-target-{app}-tags": [1, 0],
     }
