@@ -81,6 +81,23 @@ def _run_flow(
                 hint="`conveyor platform up` starts the local one",
             )
     if api is None or not api.is_served(flow, DEPLOYMENT):
+        unusable = [
+            option
+            for option, given in (
+                ("--approve-as", approve_as is not None),
+                ("--idempotency-key", idempotency_key is not None),
+                ("--no-wait", not wait),
+                ("--output json", output is Output.json),
+            )
+            if given
+        ]
+        if unusable:
+            raise InputError(
+                f"{', '.join(unusable)}: only work through a served {flow}/{DEPLOYMENT} "
+                "deployment, and none is served; without one the flow runs here, in a child "
+                "process, and its output is its log",
+                hint="start one with `conveyor serve --background`, or drop those options",
+            )
         note(f"no served {flow}/{DEPLOYMENT} deployment: running the flow in a child process")
         if api is not None:
             api.ensure_crash_automation()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import World, log_times
@@ -160,3 +161,16 @@ def test_a_shared_budget_limits_how_many_targets_deploy_at_once(world: World) ->
     assert second[0] > first[1], f"both prod targets deployed at once: {spans}"
     digest = world.desired("dev").digest  # type: ignore[union-attr]
     assert world.live_digest("prod-eu") == world.live_digest("prod-us") == digest
+
+
+def test_options_that_need_a_served_deployment_are_refused_without_one(world: World) -> None:
+    state_repository = Path(world.state_repository)
+    assert not state_repository.exists(), "a new world has no state repository yet"
+    world.env.pop("PREFECT_API_URL", None)  # no server: the flow would run in a child process
+    for option in (["--approve-as", "bob"], ["--no-wait"], ["--output", "json"]):
+        refused = world.conveyor("release", world.app, *option)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "only work through a served release/conveyor deployment" in refused.stderr
+        assert "conveyor serve" in refused.stderr
+    assert not state_repository.exists(), "nothing ran: not even the state repository exists"
+    assert world.live_digest("dev") is None
