@@ -341,8 +341,8 @@ class Kube:
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> dict[str, Any] | None:
-        resource = self.resource_type(api_version, kind)
-        try:
+        try:  # a kind the server does not serve (its CRD is gone) has no objects either
+            resource = self.resource_type(api_version, kind)
             return self.request(
                 "GET",
                 resource.path(namespace, name),
@@ -383,12 +383,13 @@ class Kube:
         *,
         dry_run: bool = False,
     ) -> bool:
-        """Delete one object (background propagation); False if it was already gone."""
-        resource = self.resource_type(api_version, kind)
+        """Delete one object (background propagation); False if it was already gone (or its
+        kind is no longer served)."""
         body: dict[str, Any] = {"propagationPolicy": "Background"}
         if dry_run:
             body["dryRun"] = ["All"]
         try:
+            resource = self.resource_type(api_version, kind)
             self.request(
                 "DELETE", resource.path(namespace, name), body=body, what=f"delete {kind}/{name}"
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,51 @@ def test_a_crd_and_its_custom_resource_apply_in_one_bundle(kube: Kube, namespace
         assert live is not None and live["spec"]["size"] == 3
     finally:
         kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}")
+
+
+def test_prune_skips_a_custom_resource_whose_crd_was_deleted_out_of_band(
+    kube: Kube, namespace: str, platform: LocalPlatform
+) -> None:
+    group = f"t{uuid.uuid4().hex[:8]}.conveyor.dev"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    gadget = {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"}}
+    target = _target(namespace)
+    apply.apply_bundle(kube, [crd, gadget, _configmap("keep")], target, digest=DIGEST)
+    kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"gadgets.{group}")
+    deadline = time.monotonic() + 60
+    while kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"gadgets.{group}"):
+        assert time.monotonic() < deadline, "the CRD was not deleted within 60s"
+        time.sleep(0.2)
+
+    # A new process (fresh discovery) no longer finds the kind: the bundle without the CRD and
+    # its resource still applies, prunes what it can and narrows the inventory.
+    fresh = Kube(platform.kubernetes.kubeconfig)
+    assert fresh.get(f"{group}/v1", "Gadget", "g1", namespace) is None
+    assert not fresh.delete(f"{group}/v1", "Gadget", "g1", namespace)
+    apply.apply_bundle(fresh, [_configmap("keep")], target, digest=DIGEST)
+    assert [ref.name for ref in apply.read_inventory(fresh, target)] == ["keep"]
 
 
 def test_prune_removes_what_the_bundle_dropped_and_nothing_else(kube: Kube, namespace: str) -> None:
