@@ -23,7 +23,6 @@ from conveyor.errors import SourceError
 JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
 
 STR_TAG = "tag:yaml.org,2002:str"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 _TAGS_WITHOUT_JSON_FORM = ("binary", "set", "omap", "pairs", "timestamp")
 
 
@@ -42,10 +41,11 @@ class StrictLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # Merge keys (`<<: {...}`) first become ordinary keys, so that a merged key written
+        # again beside them is refused like any other duplicate instead of silently losing.
+        self.flatten_mapping(node)
         first_lines: dict[str, int] = {}
         for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 raise ConstructorError(

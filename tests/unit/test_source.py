@@ -107,6 +107,11 @@ BUNDLE_ERRORS = [
     ("two-documents", HEADER + "---\n" + HEADER, "must hold exactly one YAML mapping"),
     ("empty", "", "must hold exactly one YAML mapping"),
     ("duplicate-field", HEADER + "name: api\n", "found the key 'name' twice (first on line 3)"),
+    (
+        "duplicate-field-through-a-merge-key",
+        HEADER + "<<: {name: api}\n",
+        "found the key 'name' twice",
+    ),
     ("unknown-field", HEADER + "replicas: 3\n", "web/bundle.yaml: replicas: unknown field"),
     (
         "api-version",
