@@ -74,7 +74,7 @@ def run_test_jobs(
         for job in labelled:
             job["metadata"]["namespace"] = namespace
             job["metadata"]["labels"][TEST_RUN_LABEL] = digest.removeprefix("sha256:")[:63]
-            _delete_and_wait_gone(kube, job["metadata"]["name"], namespace, timeout)
+            _delete_and_wait_gone(kube, job["metadata"]["name"], namespace, started + timeout)
             kube.apply(job, force=True)
         result = wait.wait_ready(kube, labelled, timeout=max(1.0, timeout - _since(started)))
     except ConveyorError as error:
@@ -87,11 +87,11 @@ def run_test_jobs(
     return GateResult(name, False, wait.describe_failure(result), _since(started))
 
 
-def _delete_and_wait_gone(kube: Kube, job: str, namespace: str, timeout: float) -> None:
-    """A Job's pod template is immutable: a re-run needs the old Job (and its pods) gone."""
+def _delete_and_wait_gone(kube: Kube, job: str, namespace: str, deadline: float) -> None:
+    """A Job's pod template is immutable: a re-run needs the old Job (and its pods) gone
+    before `deadline` (monotonic: the gate's, shared by all its Jobs)."""
     if not kube.delete("batch/v1", "Job", job, namespace):
         return
-    deadline = time.monotonic() + timeout
     while kube.get("batch/v1", "Job", job, namespace) is not None:
         if time.monotonic() > deadline:
             raise ConveyorError(f"Job/{namespace}/{job}: the previous run was not deleted in time")
