@@ -297,7 +297,9 @@ class _Watchers:
                 )
                 with self._lock:
                     self._streams[source] = stream
-                if self._stopped.is_set():
+                if self._stopped.is_set():  # stop() may have closed the streams before this one
+                    with contextlib.suppress(Exception):
+                        stream.close()
                     return
                 for event, obj in stream:
                     if self._stopped.is_set():
