@@ -96,17 +96,50 @@ def _quantity(value: Any) -> Decimal | None:
         return None
 
 
-def _equal_scalars(desired: Any, live: Any) -> bool:
+_QUANTITY_MAPS = frozenset(
+    {
+        "requests",  # resources of containers, PVCs
+        "limits",  # resources of containers; LimitRange items
+        "hard",  # ResourceQuota
+        "overhead",  # Pod, RuntimeClass
+        "capacity",  # PersistentVolume
+        "max",  # LimitRange items
+        "min",
+        "default",
+        "defaultRequest",
+        "maxLimitRequestRatio",
+    }
+)
+"""Mappings whose values are Kubernetes quantities (the API server writes `0.5` back as
+`500m`); elsewhere a string is compared as written."""
+_QUANTITY_FIELDS = frozenset({"sizeLimit", "averageValue"})
+
+
+def _holds_quantities(path: str, key: str) -> bool:
+    return (
+        key in _QUANTITY_MAPS
+        or key in _QUANTITY_FIELDS
+        or (key == "value" and path.endswith("target"))  # HorizontalPodAutoscaler metrics
+    )
+
+
+def _equal_scalars(desired: Any, live: Any, quantities: bool) -> bool:
     if desired == live and type(desired) is type(live):
         return True
     if isinstance(desired, str) or isinstance(live, str):
+        if not quantities:
+            return False
         a, b = _quantity(desired), _quantity(live)
         return a is not None and a == b
     return bool(desired == live) and not isinstance(desired, bool) and not isinstance(live, bool)
 
 
-def compare(desired: Any, live: Any, path: str = "") -> list[FieldDrift]:
-    """Fields of `desired` whose value in `live` differs (desired must be a subset of live)."""
+def compare(
+    desired: Any, live: Any, path: str = "", *, quantities: bool = False
+) -> list[FieldDrift]:
+    """Fields of `desired` whose value in `live` differs (desired must be a subset of live).
+    Values under quantity fields (resources, quotas, size limits) are compared as quantities,
+    or everywhere below `path` when `quantities` is set."""
     if isinstance(desired, Mapping):
         if not isinstance(live, Mapping):
             return [FieldDrift(path or ".", desired, live)]
@@ -118,16 +151,19 @@ def compare(desired: Any, live: Any, path: str = "") -> list[FieldDrift]:
             if key not in live:
                 drifts.append(FieldDrift(child, value, ABSENT))
             else:
-                drifts.extend(compare(value, live[key], child))
+                below = quantities or _holds_quantities(path, str(key))
+                drifts.extend(compare(value, live[key], child, quantities=below))
         return drifts
     if isinstance(desired, list):
         if not isinstance(live, list) or len(live) != len(desired):
             return [FieldDrift(path, desired, live)]
         drifts = []
         for index, (want, have) in enumerate(zip(desired, live, strict=True)):
-            drifts.extend(compare(want, have, f"{path}[{index}]"))
+            drifts.extend(compare(want, have, f"{path}[{index}]", quantities=quantities))
         return drifts
-    return [] if _equal_scalars(desired, live) else [FieldDrift(path, desired, live)]
+    if _equal_scalars(desired, live, quantities):
+        return []
+    return [FieldDrift(path, desired, live)]
 
 
 def read_live(

@@ -190,4 +190,36 @@ def test_compare_reports_only_fields_we_set_that_differ(
     ],
 )
 def test_scalar_equality_understands_quantities(a: Any, b: Any, equal: bool) -> None:
-    assert (drift.compare({"x": a}, {"x": b}) == []) is equal
+    assert (drift.compare({"x": a}, {"x": b}, quantities=True) == []) is equal
+
+
+@pytest.mark.parametrize(
+    ("desired", "live", "equal"),
+    [
+        # where Kubernetes keeps quantities, the server's spelling is the same value
+        (
+            {"resources": {"limits": {"memory": "1Gi"}}},
+            {"resources": {"limits": {"memory": "1024Mi"}}},
+            True,
+        ),
+        ({"spec": {"hard": {"pods": "1k"}}}, {"spec": {"hard": {"pods": "1000"}}}, True),
+        ({"emptyDir": {"sizeLimit": "0.5Gi"}}, {"emptyDir": {"sizeLimit": "512Mi"}}, True),
+        ({"target": {"value": "0.1"}}, {"target": {"value": "100m"}}, True),
+        ({"limits": [{"max": {"cpu": "2"}}]}, {"limits": [{"max": {"cpu": "2000m"}}]}, True),
+        (
+            {"resources": {"requests": {"cpu": "100m"}}},
+            {"resources": {"requests": {"cpu": "0.2"}}},
+            False,
+        ),
+        # everywhere else a string is what it says: these are real changes
+        ({"data": {"version": "1.10"}}, {"data": {"version": "1.1"}}, False),
+        ({"data": {"size": "1k"}}, {"data": {"size": "1000"}}, False),
+        ({"env": [{"name": "N", "value": "010"}]}, {"env": [{"name": "N", "value": "10"}]}, False),
+        ({"spec": {"replicas": "3"}}, {"spec": {"replicas": 3}}, False),
+        ({"spec": {"replicas": 3}}, {"spec": {"replicas": 3.0}}, True),
+    ],
+)
+def test_quantities_are_compared_as_such_only_where_kubernetes_keeps_them(
+    desired: dict[str, Any], live: dict[str, Any], equal: bool
+) -> None:
+    assert (drift.compare(desired, live) == []) is equal
