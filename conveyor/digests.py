@@ -9,7 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
+
+from conveyor.errors import InputError
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+"""What a digest looks like wherever one is given: `sha256:` and 64 lowercase hex digits."""
+
+
+def check_digest(value: str) -> str:
+    """`value` if it is a digest; InputError otherwise."""
+    if not DIGEST.fullmatch(value):
+        raise InputError(f"{value!r} is not a sha256 digest (sha256:<64 lowercase hex>)")
+    return value
 
 
 def sha256_digest(data: bytes) -> str:

@@ -61,7 +61,7 @@ import oras.container
 import oras.provider
 import requests
 
-from conveyor.digests import canonical_json, sha256_digest
+from conveyor.digests import DIGEST, canonical_json, check_digest, sha256_digest
 from conveyor.errors import InputError, IntegrityError, RegistryError
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -80,7 +80,6 @@ CONFIG_BYTES = b"{}"
 TREE_TAG_PREFIX = "tree-"
 TREE_TAG_HEX = 40
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _TREE_HASH = re.compile(r"(?:[a-z0-9]+:)?(?P<hex>[0-9a-f]{40,128})")
 _CREATED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
@@ -171,12 +170,6 @@ def _check_tag(tag: str) -> str:
             hint="use up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -",
         )
     return tag
-
-
-def _check_digest(digest: str) -> str:
-    if not _DIGEST.fullmatch(digest):
-        raise InputError(f"{digest!r} is not a sha256 digest (sha256:<64 lowercase hex>)")
-    return digest
 
 
 @dataclass(frozen=True)
@@ -321,7 +314,7 @@ class BundleStore(ABC):
     def _put_manifest(self, data: bytes, media_type: str, tag: str) -> None: ...
 
     def _verified_manifest(self, digest: str) -> tuple[bytes, str]:
-        found = self._get_manifest(_check_digest(digest))
+        found = self._get_manifest(check_digest(digest))
         if found is None:
             raise InputError(f"{self}: no bundle has digest {digest}", hint=self._list_hint())
         data, _ = found
@@ -349,7 +342,7 @@ class BundleStore(ABC):
             or len(layers) != 1
             or not isinstance(layers[0], dict)
             or layers[0].get("mediaType") != LAYER_MEDIA_TYPE
-            or not _DIGEST.fullmatch(str(layers[0].get("digest")))
+            or not DIGEST.fullmatch(str(layers[0].get("digest")))
             or not isinstance(layers[0].get("size"), int)
             or not isinstance(manifest.get("annotations", {}), dict)
         ):
@@ -633,7 +626,7 @@ class LayoutStore(BundleStore):
     def _get_manifest(self, reference: str) -> tuple[bytes, str] | None:
         """By tag: the index entry's manifest. By digest: the blob, listed in the index or not."""
         with self._errors(f"reading manifest {reference}"):
-            key = "digest" if _DIGEST.fullmatch(reference) else "tag"
+            key = "digest" if DIGEST.fullmatch(reference) else "tag"
             entry = next(
                 (e for e in self._read_index()["manifests"] if _entry_key(e, key) == reference),
                 None,
@@ -641,7 +634,7 @@ class LayoutStore(BundleStore):
             if entry is None and key == "tag":
                 return None
             digest = reference if entry is None else str(entry.get("digest"))
-            if not _DIGEST.fullmatch(digest):
+            if not DIGEST.fullmatch(digest):
                 raise RegistryError(
                     f"{self}: index.json lists tag {reference} with digest {digest!r}",
                     hint="restore the folder from a backup or move it aside and push again",

@@ -31,6 +31,7 @@ from typing import Any, Literal, cast, get_args
 
 import yaml
 
+from conveyor.digests import DIGEST, check_digest
 from conveyor.errors import InputError, StateError
 from conveyor.gitrepo import Author, Change, StateRepository
 from conveyor.strict_yaml import iter_documents, yaml_error_line, yaml_error_problem
@@ -45,7 +46,6 @@ EVIDENCE_ROOT = "evidence"
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _NAME_RULE = "lowercase letters, digits and '-', starting and ending with a letter or digit, 1-63"
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
@@ -127,12 +127,6 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
-def _check_digest(value: str) -> str:
-    if not _DIGEST.fullmatch(value):
-        raise InputError(f"{value!r} is not a sha256 digest (sha256:<64 lowercase hex>)")
-    return value
-
-
 def desired_path(app: str, target: str) -> str:
     """`apps/<app>/<target>.yaml`."""
     return f"{DESIRED_ROOT}/{_check_name(app, 'app')}/{_check_name(target, 'target')}.yaml"
@@ -140,7 +134,7 @@ def desired_path(app: str, target: str) -> str:
 
 def evidence_path(app: str, digest: str, stage: str) -> str:
     """`evidence/<app>/<digest hex>/<stage>.yaml`."""
-    hex_digest = _check_digest(digest).removeprefix("sha256:")
+    hex_digest = check_digest(digest).removeprefix("sha256:")
     return (
         f"{EVIDENCE_ROOT}/{_check_name(app, 'app')}/{hex_digest}/{_check_name(stage, 'stage')}.yaml"
     )
@@ -204,7 +198,7 @@ class _Fields:
 
     def digest(self, key: str) -> str:
         value = self.string(key)
-        if not _DIGEST.fullmatch(value):
+        if not DIGEST.fullmatch(value):
             raise self.error(key, f"is {value!r}, not a sha256 digest (sha256:<64 lowercase hex>)")
         return value
 

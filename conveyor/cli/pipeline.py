@@ -11,7 +11,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from conveyor import apply, bundle, compare, drift, health, render, state
 from conveyor.cli.bundle import show_comparison
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.config import Config, load_config
+from conveyor.digests import DIGEST
 from conveyor.errors import ConveyorError, InputError
 from conveyor.ordering import ObjectRef
 from conveyor.paths import state_dir
@@ -34,7 +34,6 @@ from conveyor.prefect_api import HEARTBEAT_ENVIRONMENT, FlowRun, PrefectAPI
 from conveyor.source import Source
 
 DEPLOYMENT = "conveyor"
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 ConfigOption = typer.Option(
     None,
     "--config",
@@ -52,7 +51,7 @@ def _config(path: Path | None) -> Config:
 
 
 def _check_digest(digest: str) -> str:
-    if not DIGEST.match(digest):
+    if not DIGEST.fullmatch(digest):
         raise InputError(f"--digest {digest!r}: expected sha256:<64 hex digits>")
     return digest
 
