@@ -243,12 +243,12 @@ class Kubernetes:
         if not self.exists() or server is None:
             return Health(self.name, False, "-", "not created", pids)
         dead = sorted(name for name, pid in pids.items() if pid is None)
+        if dead:  # no need to ask the API server
+            return Health(self.name, False, server, f"stopped: {', '.join(dead)}", pids)
         try:
             ready = _http_ok(f"{server}/readyz", context=self._tls())
         except (OSError, ssl.SSLError) as exc:
             return Health(self.name, False, server, f"cannot read client certificates: {exc}", pids)
-        if dead:
-            return Health(self.name, False, server, f"stopped: {', '.join(dead)}", pids)
         if not ready:
             return Health(self.name, False, server, "API server not ready (/readyz)", pids)
         return Health(self.name, True, server, f"{binaries.KUBERNETES.version}, kwok", pids)
