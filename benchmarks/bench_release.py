@@ -406,8 +406,8 @@ def start_serving(world: World, shared: bool) -> Served:
     )
     env = {
         **world.env,
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # what `conveyor serve` sets, with heartbeats
-        **HEARTBEAT_ENVIRONMENT,
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # what `conveyor serve` sets
+        **HEARTBEAT_ENVIRONMENT,  # what deployments.serve.main() sets
         # the client's retries (503 when the server's SQLite is locked) go to serve.log
         "PREFECT_LOGGING_LOGGERS_PREFECT_CLIENT_LEVEL": "DEBUG",
         "CONVEYOR_RECONCILE_INTERVAL": "86400",  # --shared-deployment: no reconcile runs meanwhile

@@ -16,6 +16,7 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from conveyor.config import Config, load_config
+from conveyor.prefect_api import HEARTBEAT_ENVIRONMENT, PrefectAPI
 from flows.deploy_target import deploy_target
 from flows.promote_stage import promote_stage
 from flows.reconcile import reconcile
@@ -60,6 +61,9 @@ def deployments(config: Config) -> list[RunnerDeployment]:
 
 
 def main() -> None:
+    for name, value in HEARTBEAT_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)  # the runs started from here send heartbeats
+    PrefectAPI().ensure_crash_automation()  # which mark them Crashed if they fall silent
     serve(*deployments(load_config()), pause_on_shutdown=False)
 
 

@@ -30,7 +30,7 @@ from conveyor.errors import ConveyorError, InputError
 from conveyor.ordering import ObjectRef
 from conveyor.paths import state_dir
 from conveyor.platform import process
-from conveyor.prefect_api import HEARTBEAT_ENVIRONMENT, FlowRun, PrefectAPI
+from conveyor.prefect_api import FlowRun, PrefectAPI
 from conveyor.source import Source
 
 DEPLOYMENT = "conveyor"
@@ -418,8 +418,7 @@ def serve(
         return
     command = [sys.executable, "-m", "deployments.serve"]
     environment = {"PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    environment.update((k, v) for k, v in HEARTBEAT_ENVIRONMENT.items() if k not in os.environ)
-    PrefectAPI().ensure_crash_automation()  # a served deployment needs a server anyway
+    PrefectAPI()  # a served deployment needs a server to register with
     if not background:
         os.execve(sys.executable, command, {**os.environ, **environment})
     if record and process.is_running(record):
