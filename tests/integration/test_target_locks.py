@@ -105,8 +105,13 @@ async def tagged():
     async with locks.hold_targets(APP, ["tags"], wait_seconds=5):
         # while the holder tag is still being set in the background
         await locks.tag_current_run(["conveyor-awaiting:" + APP + "/tags"])
+        held = "conveyor-holds:" + APP + "/tags"
         async with get_client() as client:
-            run = await client.read_flow_run(get_run_context().flow_run.id)
+            for _ in range(50):  # the holder tag lands in the background: give it 5 s
+                run = await client.read_flow_run(get_run_context().flow_run.id)
+                if held in run.tags:
+                    break
+                await asyncio.sleep(0.1)
         note("tags: " + " ".join(sorted(run.tags)))
 
 async def limits():
