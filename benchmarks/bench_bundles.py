@@ -10,12 +10,12 @@ in a git repository, and times each operation N times for Conveyor (in-process, 
 functions the CLI and the flows call, a fresh store per operation) and for its closest skopeo
 peer (a subprocess, so its figures include process start-up):
 
-  build+push   bundle.build (git read, lint, tree hash, reuse check, pack, push) into a fresh
+  build+push   artifact.build (git read, lint, tree hash, reuse check, pack, push) into a fresh
                repository  vs  skopeo copy of the same artifact from an OCI layout folder
   reuse check  store.find_by_tree_hash  vs  skopeo inspect --raw of the tree tag
   tag move     store.tag (staging alternates between two digests)  vs
                skopeo copy docker://repo@digest docker://repo:staging
-  pull+verify  bundle.load (manifest and layer checked against their digests, archive read,
+  pull+verify  artifact.load (manifest and layer checked against their digests, archive read,
                source checked)  vs  skopeo copy docker://repo@digest oci:<fresh folder>:x
 
 Conveyor's HTTP requests are counted with a response hook on the store's session. It prints a
@@ -46,7 +46,8 @@ from typing import Any, TypeVar
 
 import requests
 
-from conveyor import bundle, oci
+from conveyor.adapters import oci
+from conveyor.bundles import artifact
 from conveyor.platform.components import Registry
 from conveyor.platform.process import free_port
 
@@ -276,7 +277,9 @@ def run(work: Path, address: str, repeat: int, manifests: int) -> dict[str, Any]
     repo = work / "repo"
     make_source(repo, manifests)
     location = str(repo)
-    build_in = partial(bundle.build, location, "HEAD", SOURCE_PATH, environment_names=ENVIRONMENTS)
+    build_in = partial(
+        artifact.build, location, "HEAD", SOURCE_PATH, environment_names=ENVIRONMENTS
+    )
     series: list[Series] = []
     logs: dict[str, RequestLog] = {}
 
@@ -368,7 +371,7 @@ def run(work: Path, address: str, repeat: int, manifests: int) -> dict[str, Any]
     pull = Series("pull+verify", "conveyor")
     logs[pull.operation] = pull_log = RequestLog()
     for _ in range(repeat):
-        ms, loaded = timed(partial(bundle.load, open_store(home, pull_log), digest))
+        ms, loaded = timed(partial(artifact.load, open_store(home, pull_log), digest))
         pull.samples.append(ms)
         pull_log.operations += 1
         assert len(loaded.source.manifests) == manifests

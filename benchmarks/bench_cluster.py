@@ -51,12 +51,12 @@ from typing import Any
 
 import yaml
 
-from conveyor.apply import Target, apply_bundle, prepare
-from conveyor.drift import detect
+from conveyor.adapters.kube import Kube, ResourceExpired
+from conveyor.cluster.apply import Target, apply_bundle, prepare
+from conveyor.cluster.drift import detect
+from conveyor.cluster.wait import wait_ready
 from conveyor.errors import ConveyorError
-from conveyor.kube import Kube, ResourceExpired
 from conveyor.platform.local import LocalPlatform
-from conveyor.wait import wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / ".conveyor"

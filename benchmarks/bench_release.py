@@ -69,10 +69,11 @@ from typing import Any
 
 import yaml
 
-from conveyor import gitrepo, state
-from conveyor.kube import Kube
+from conveyor.adapters import gitrepo
+from conveyor.adapters.kube import Kube
+from conveyor.adapters.prefect_api import HEARTBEAT_ENVIRONMENT
 from conveyor.platform.local import LocalPlatform
-from conveyor.prefect_api import HEARTBEAT_ENVIRONMENT
+from conveyor.records import state
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "release.json"
@@ -121,7 +122,7 @@ TASK_KINDS = (
 SERVE_WRAPPER = """
 import sys
 from prefect import serve
-from conveyor.config import load_config
+from conveyor.config.reader import load_config
 from deployments.serve import deployments
 served = [d for d in deployments(load_config()) if d.flow_name == "release"]
 for d in served:

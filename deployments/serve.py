@@ -15,8 +15,9 @@ from typing import Any, cast
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
-from conveyor.config import Config, load_config
-from conveyor.prefect_api import HEARTBEAT_ENVIRONMENT, PrefectAPI
+from conveyor.adapters.prefect_api import HEARTBEAT_ENVIRONMENT, PrefectAPI
+from conveyor.config.model import Config
+from conveyor.config.reader import load_config
 from flows.deploy_target import deploy_target
 from flows.promote_stage import promote_stage
 from flows.reconcile import reconcile

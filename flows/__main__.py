@@ -16,7 +16,7 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from conveyor.prefect_api import HEARTBEAT_SECONDS
+from conveyor.adapters.prefect_api import HEARTBEAT_SECONDS
 from flows.deploy_target import deploy_target
 from flows.promote_stage import promote_stage
 from flows.reconcile import reconcile

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from prefect import flow
 
-from conveyor import policy
-from conveyor.config import load_config
-from conveyor.state import StageVerdict
+from conveyor.config.reader import load_config
+from conveyor.records import policy
+from conveyor.records.state import StageVerdict
 from flows.steps import (
     LOCK_WAIT,
     PromotionRefused,

@@ -7,8 +7,9 @@ import time
 
 from prefect.deployments import arun_deployment
 
-from conveyor import deploy, gates
-from conveyor.config import DeploymentGate
+from conveyor.cluster import gates
+from conveyor.config.model import DeploymentGate
+from conveyor.promotion import deploy
 
 
 async def run_deployment_gate(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from conveyor.config import load_config
+from conveyor.config.reader import load_config
 from flows.steps import promote_through_stage
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from conveyor.config import load_config
+from conveyor.config.reader import load_config
 from conveyor.errors import ConveyorError
 from flows.steps import LOCK_WAIT, READINESS_TIMEOUT
 from tasks import bundles, cluster, records, reports

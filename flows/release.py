@@ -8,7 +8,8 @@ from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 
-from conveyor.config import App, load_config
+from conveyor.config.model import App
+from conveyor.config.reader import load_config
 from flows.steps import promote_through_stage
 from tasks import bundles
 

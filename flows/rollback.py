@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from conveyor.config import load_config
+from conveyor.config.reader import load_config
 from conveyor.errors import InputError
 from flows.steps import LOCK_WAIT, StageFailed, now, roll_back, run_label
 from tasks import records, reports

@@ -19,9 +19,11 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from prefect.states import Running
 
-from conveyor import deploy, gates, policy, state
-from conveyor.config import App, Config, DeploymentGate, Gate, Stage, Target
+from conveyor.cluster import gates
+from conveyor.config.model import App, Config, DeploymentGate, Gate, Stage, Target
 from conveyor.errors import ConveyorError
+from conveyor.promotion import deploy
+from conveyor.records import policy, state
 from tasks import bundles, cluster, records, reports
 from tasks.locks import hold_budget, hold_targets, tag_current_run
 

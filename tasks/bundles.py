@@ -9,17 +9,18 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from conveyor import bundle, deploy
-from conveyor.config import Config, Target
+from conveyor.bundles import artifact
+from conveyor.config.model import Config, Target
+from conveyor.promotion import deploy
 from tasks.connections import store_for
 
 
 @task(name="build-bundle", cache_policy=NO_CACHE)
-async def build_bundle(config: Config, app: str, ref: str) -> bundle.Built:
+async def build_bundle(config: Config, app: str, ref: str) -> artifact.Built:
     """The digest of the app's source at `ref`: reused when that source tree was built before."""
     spec = config.app(app)
     return await asyncio.to_thread(
-        bundle.build,
+        artifact.build,
         spec.source.repository,
         ref,
         spec.source.path,

@@ -7,8 +7,9 @@ import asyncio
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from conveyor import apply, deploy, drift, gates
-from conveyor.config import BundleTestsGate, CommandGate, Gate, HttpGate, Target
+from conveyor.cluster import apply, drift, gates
+from conveyor.config.model import BundleTestsGate, CommandGate, Gate, HttpGate, Target
+from conveyor.promotion import deploy
 from tasks.connections import kube_for
 
 

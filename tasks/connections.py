@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from conveyor import bundle, oci
-from conveyor.config import Cluster, Config
-from conveyor.kube import Kube
+from conveyor.adapters import oci
+from conveyor.adapters.kube import Kube
+from conveyor.bundles import artifact
+from conveyor.config.model import Cluster, Config
 
 _lock = threading.Lock()
 _kubes: dict[tuple[str, str | None], Kube] = {}
@@ -25,5 +26,5 @@ def store_for(config: Config, app: str) -> oci.BundleStore:
     location = config.store_location(app)
     with _lock:
         if location not in _stores:
-            _stores[location] = bundle.open_store(location)
+            _stores[location] = artifact.open_store(location)
         return _stores[location]

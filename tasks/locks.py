@@ -42,7 +42,7 @@ from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.context import get_run_context
 from prefect.exceptions import ObjectAlreadyExists
 
-from conveyor.config import Budget
+from conveyor.config.model import Budget
 from conveyor.errors import ConveyorError
 
 logger = logging.getLogger("conveyor.locks")

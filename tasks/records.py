@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from conveyor import gitrepo, state
-from conveyor.config import Config
+from conveyor.adapters import gitrepo
+from conveyor.config.model import Config
+from conveyor.records import state
 
 _lock = threading.Lock()
 _repositories: dict[str, gitrepo.StateRepository] = {}

@@ -16,12 +16,13 @@ import typer
 import yaml
 from rich.table import Table
 
-from conveyor import bundle, compare, oci, render
+from conveyor.adapters import oci
+from conveyor.bundles import artifact, compare, render
+from conveyor.bundles.parameters import load_values, parse_assignments
+from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE, Source
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.errors import InputError, IntegrityError
-from conveyor.parameters import load_values, parse_assignments
-from conveyor.paths import state_dir
-from conveyor.source import DEFAULT_MAX_SOURCE_SIZE, Source
+from conveyor.kit.paths import state_dir
 
 app = typer.Typer(help="Build, inspect, render and move bundles (OCI artifacts).")
 
@@ -32,7 +33,7 @@ StoreOption = typer.Option(
 
 def open_store(location: str | None) -> oci.BundleStore:
     chosen = location or os.environ.get("CONVEYOR_STORE") or f"oci:{state_dir() / 'bundles'}"
-    return bundle.open_store(chosen)
+    return artifact.open_store(chosen)
 
 
 @app.command()
@@ -50,7 +51,7 @@ def build(
 ) -> None:
     """Build the bundle of SOURCE@REF:PATH, or reuse the one built from the same source tree."""
     target = open_store(store)
-    built = bundle.build(
+    built = artifact.build(
         source,
         ref,
         path,
@@ -78,7 +79,7 @@ def inspect(
 ) -> None:
     """Show a bundle's annotations, files and parameters (after verifying every byte)."""
     opened = open_store(store)
-    loaded = bundle.load(opened, bundle.resolve(opened, reference))
+    loaded = artifact.load(opened, artifact.resolve(opened, reference))
     digest, annotations, source = loaded.digest, loaded.annotations, loaded.source
     parameters = [
         {
@@ -128,7 +129,7 @@ def pull(
 ) -> None:
     """Verify a bundle and write its source files into a folder."""
     opened = open_store(store)
-    loaded = bundle.load(opened, bundle.resolve(opened, reference))
+    loaded = artifact.load(opened, artifact.resolve(opened, reference))
     digest, source = loaded.digest, loaded.source
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: not an empty folder; pull writes into an empty or new folder")
@@ -149,7 +150,7 @@ def collect_values(values_file: list[Path], assignments: list[str]) -> dict[str,
 
 def load_reference(reference: str, store: str | None) -> tuple[str, Source]:
     opened = open_store(store)
-    loaded = bundle.load(opened, bundle.resolve(opened, reference))
+    loaded = artifact.load(opened, artifact.resolve(opened, reference))
     return loaded.digest, loaded.source
 
 
@@ -236,7 +237,7 @@ def tag(
 ) -> None:
     """Point a tag at a bundle: the manifest's exact bytes, nothing re-uploaded."""
     opened = open_store(store)
-    digest = bundle.resolve(opened, reference)
+    digest = artifact.resolve(opened, reference)
     opened.tag(digest, new_tag)
     say(f"{new_tag} -> {digest}")
 
@@ -252,7 +253,7 @@ def push(
 ) -> None:
     """Copy a verified bundle to another store; the digest must come out the same."""
     source_store = open_store(from_store)
-    loaded = bundle.load(source_store, bundle.resolve(source_store, reference))
+    loaded = artifact.load(source_store, artifact.resolve(source_store, reference))
     digest, annotations = loaded.digest, loaded.annotations
     copied = open_store(to_store).push(
         loaded.data,

@@ -14,11 +14,12 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from conveyor import apply, drift, render, wait
+from conveyor.adapters.kube import Kube
+from conveyor.bundles import render
 from conveyor.cli.bundle import StoreOption, collect_values, load_reference
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
+from conveyor.cluster import apply, drift, wait
 from conveyor.errors import InputError
-from conveyor.kube import Kube
 
 KubeconfigOption = typer.Option(
     None, "--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file [env: KUBECONFIG]"

@@ -21,17 +21,20 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from conveyor import apply, bundle, compare, drift, health, render, state
+from conveyor.adapters.prefect_api import FlowRun, PrefectAPI
+from conveyor.bundles import artifact, compare, render
+from conveyor.bundles.source import Source
 from conveyor.cli.bundle import show_comparison
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
-from conveyor.config import Config, load_config
-from conveyor.digests import DIGEST
+from conveyor.cluster import apply, drift, health
+from conveyor.cluster.ordering import ObjectRef
+from conveyor.config.model import Config
+from conveyor.config.reader import load_config
 from conveyor.errors import ConveyorError, InputError
-from conveyor.ordering import ObjectRef
-from conveyor.paths import state_dir
+from conveyor.kit.digests import DIGEST
+from conveyor.kit.paths import state_dir
 from conveyor.platform import process
-from conveyor.prefect_api import FlowRun, PrefectAPI
-from conveyor.source import Source
+from conveyor.records import state
 
 DEPLOYMENT = "conveyor"
 ConfigOption = typer.Option(
@@ -291,8 +294,8 @@ def status(
     output: Output = OutputOption,
 ) -> None:
     """Every app and target: desired digest, live health, drift, last promotion."""
-    from conveyor import gitrepo
-    from conveyor.kube import Kube
+    from conveyor.adapters import gitrepo
+    from conveyor.adapters.kube import Kube
 
     loaded = _config(config)
     repo = gitrepo.open_state_repository(loaded.state_repository)
@@ -300,7 +303,7 @@ def status(
     kubes: dict[tuple[Path | None, str | None], Kube] = {}  # one client (and discovery) per cluster
     sources: dict[str, Source] = {}  # each digest pulled and verified once
     for spec in [loaded.app(app)] if app else list(loaded.apps.values()):
-        store = bundle.open_store(loaded.store_location(spec.name))
+        store = artifact.open_store(loaded.store_location(spec.name))
         for target in spec.pipeline.targets():
             desired = state.read_desired(repo, spec.name, target.name)
             row = {
@@ -320,7 +323,7 @@ def status(
                     kube = kubes[cluster]
                     key = f"{store}@{desired.digest}"
                     if key not in sources:
-                        sources[key] = bundle.load(store, desired.digest).source
+                        sources[key] = artifact.load(store, desired.digest).source
                     objects = render.render(sources[key], desired.parameters)
                     spec_target = apply.Target(spec.name, target.name, target.namespace)
                     prepared = apply.prepare(kube, objects, spec_target, desired.digest)
@@ -381,7 +384,7 @@ def diff_targets(
     output: Output,
 ) -> None:
     """One digest rendered for two targets: which parameters and rendered fields differ."""
-    from conveyor import gitrepo
+    from conveyor.adapters import gitrepo
 
     loaded = _config(config)
     spec = loaded.app(app)
@@ -392,7 +395,7 @@ def diff_targets(
         if desired is None:
             raise InputError(f"{app}/{target_a} has no desired digest yet; pass --digest")
         digest = desired.digest
-    source = bundle.load(bundle.open_store(loaded.store_location(app)), digest).source
+    source = artifact.load(artifact.open_store(loaded.store_location(app)), digest).source
     result = compare.compare(
         source, first.parameters, second.parameters, labels=(target_a, target_b)
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import PlatformError
-from conveyor.paths import cache_root
+from conveyor.kit.paths import cache_root
 
 RECIPES = Path(__file__).parent / "gomod"
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
+from conveyor.adapters.prefect_api import PrefectAPI
 from conveyor.errors import PlatformError
 from conveyor.platform import binaries, process
 from conveyor.platform.binaries import Progress
-from conveyor.prefect_api import PrefectAPI
 
 CLUSTER_NAME = "conveyor"
 NODE_COUNT = 2

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.paths import state_dir
+from conveyor.kit.paths import state_dir
 from conveyor.platform import process
 from conveyor.platform.binaries import Progress
 from conveyor.platform.components import Health, Kubernetes, PrefectServer, Registry

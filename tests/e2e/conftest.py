@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 import yaml
 
-from conveyor import gitrepo, state
-from conveyor.kube import Kube
+from conveyor.adapters import gitrepo
+from conveyor.adapters.kube import Kube
+from conveyor.adapters.prefect_api import FlowRun, PrefectAPI
 from conveyor.platform.local import LocalPlatform
-from conveyor.prefect_api import FlowRun, PrefectAPI
+from conveyor.records import state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GIT_IDENTITY = {

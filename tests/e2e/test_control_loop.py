@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conveyor.prefect_api import HEARTBEAT_SECONDS, SILENCE_SECONDS
+from conveyor.adapters.prefect_api import HEARTBEAT_SECONDS, SILENCE_SECONDS
 from tests.e2e.conftest import World, log_times
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from conveyor import apply, drift
+from conveyor.adapters.kube import ApplyConflict, Kube
+from conveyor.cluster import apply, drift
+from conveyor.cluster.ordering import APP_LABEL, DIGEST_ANNOTATION, MANAGED_BY
 from conveyor.errors import InputError
-from conveyor.kube import ApplyConflict, Kube
-from conveyor.ordering import APP_LABEL, DIGEST_ANNOTATION, MANAGED_BY
 from conveyor.platform.local import LocalPlatform
 
 DIGEST = "sha256:" + "ab" * 32

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from conveyor import gates
-from conveyor.kube import Kube
-from conveyor.ordering import DIGEST_ANNOTATION, MANAGED_BY
+from conveyor.adapters.kube import Kube
+from conveyor.cluster import gates
+from conveyor.cluster.ordering import DIGEST_ANNOTATION, MANAGED_BY
 from conveyor.platform.local import LocalPlatform
 
 DIGEST = "sha256:" + "cd" * 32

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import gitrepo
+from conveyor.adapters import gitrepo
 from conveyor.errors import SourceError
 
 

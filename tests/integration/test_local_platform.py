@@ -15,8 +15,8 @@ from typing import Any
 
 from kubernetes import client, watch
 
+from conveyor.adapters.prefect_api import CRASH_AUTOMATION, SILENCE_SECONDS, PrefectAPI
 from conveyor.platform.local import LocalPlatform
-from conveyor.prefect_api import CRASH_AUTOMATION, SILENCE_SECONDS, PrefectAPI
 
 
 def _deployment(name: str, replicas: int, node_selector: dict[str, str] | None = None) -> Any:

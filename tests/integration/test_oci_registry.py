@@ -1,4 +1,4 @@
-"""conveyor.oci against a real registry (Debian's docker-registry, CNCF distribution) and skopeo.
+"""The OCI adapter against a real registry (Debian's docker-registry, CNCF distribution) and skopeo.
 
 Each registry here is started by this module's fixtures in a temporary folder and stopped by pid
 afterwards; the session's local platform is not used. Requests are counted with response hooks
@@ -27,7 +27,7 @@ import pytest
 import requests
 import yaml
 
-from conveyor import oci
+from conveyor.adapters import oci
 from conveyor.errors import InputError, IntegrityError, RegistryError
 from conveyor.platform import process
 from conveyor.platform.components import Registry

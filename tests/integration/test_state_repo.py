@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from conveyor import gitrepo, state
+from conveyor.adapters import gitrepo
+from conveyor.adapters.gitrepo import Author, StateRepository
 from conveyor.errors import InputError, StateError
-from conveyor.gitrepo import Author, StateRepository
-from conveyor.state import Approval, DesiredState, Evidence, GateResult
+from conveyor.records import state
+from conveyor.records.state import Approval, DesiredState, Evidence, GateResult
 
 WHEN = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ALICE = Author("Alice", "alice@example.com")
@@ -383,7 +384,7 @@ def _writer(
     location: str, workdir: str, attempts: int, writer: int, start: Any, results: Any
 ) -> None:  # runs in a child process
     counter = _RetryCounter()
-    logger = logging.getLogger("conveyor.gitrepo")
+    logger = logging.getLogger("conveyor.adapters.gitrepo")
     logger.addHandler(counter)
     logger.setLevel(logging.INFO)
     try:
@@ -469,7 +470,7 @@ def test_a_lost_race_is_rebuilt_on_the_new_tip(
             other_host.commit_files({"log.txt": b"theirs\n"}, "theirs", ALICE)
         return (current or b"") + b"ours\n"
 
-    with caplog.at_level(logging.INFO, logger="conveyor.gitrepo"):
+    with caplog.at_level(logging.INFO, logger="conveyor.adapters.gitrepo"):
         ours = repo.commit_files({"log.txt": append, "mine.txt": b"1"}, "ours", ALICE)
     assert seen == [None, b"theirs\n"]
     assert repo.read("log.txt") == b"theirs\nours\n"

@@ -21,7 +21,7 @@ import asyncio, json, sys, threading, time
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
-from conveyor.config import Budget
+from conveyor.config.model import Budget
 from tasks import locks
 
 APP = sys.argv[1]

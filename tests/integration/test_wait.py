@@ -19,14 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from conveyor import health
+from conveyor.adapters.kube import Kube
+from conveyor.cluster import health
+from conveyor.cluster.health import Profile, State
+from conveyor.cluster.wait import WATCH_SECONDS, describe_failure, wait_ready
 from conveyor.errors import ClusterError
-from conveyor.health import Profile, State
-from conveyor.kube import Kube
 from conveyor.platform import binaries, process
 from conveyor.platform.components import CLUSTER_NAME, Kubernetes
 from conveyor.platform.local import LocalPlatform
-from conveyor.wait import WATCH_SECONDS, describe_failure, wait_ready
 
 
 def deployment(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conveyor.source import Source, source_from_files
+from conveyor.bundles.source import Source, source_from_files
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

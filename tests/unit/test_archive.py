@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conveyor.archive import pack, read_archive
+from conveyor.bundles.archive import pack, read_archive
+from conveyor.bundles.source import SourceFile, load_source, tree_hash
 from conveyor.errors import SourceError
-from conveyor.source import SourceFile, load_source, tree_hash
 
 SOURCE_FILES = {
     "bundle.yaml": b"apiVersion: conveyor.dev/v1alpha1\nkind: Bundle\nname: web\n",

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from conveyor.compare import ABSENT, FieldDifference, ParameterDifference, compare
+from conveyor.bundles.compare import ABSENT, FieldDifference, ParameterDifference, compare
+from conveyor.bundles.source import Source, load_source
 from conveyor.errors import RenderError
-from conveyor.source import Source, load_source
 
 SourceBuilder = Callable[..., Source]
 PARAMETERS: dict[str, Any] = {

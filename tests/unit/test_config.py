@@ -17,19 +17,19 @@ from typing import Any
 import pytest
 import yaml
 
-from conveyor.config import (
+from conveyor.bundles.lint import lint
+from conveyor.bundles.render import resolve_parameters
+from conveyor.bundles.source import load_source
+from conveyor.config.model import (
     BundleTestsGate,
     CommandGate,
     DeploymentGate,
     FreezeWindow,
     HttpGate,
     Weekly,
-    load_config,
 )
+from conveyor.config.reader import load_config
 from conveyor.errors import ConfigError
-from conveyor.lint import lint
-from conveyor.render import resolve_parameters
-from conveyor.source import load_source
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API = "conveyor.dev/v1alpha1"

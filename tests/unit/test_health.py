@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conveyor import health
-from conveyor.health import Profile, Readiness, State
+from conveyor.cluster import health
+from conveyor.cluster.health import Profile, Readiness, State
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "health"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.bundles.lint import Finding, lint, lint_or_raise
+from conveyor.bundles.source import Source, load_source, source_from_files
 from conveyor.errors import SourceError
-from conveyor.lint import Finding, lint, lint_or_raise
-from conveyor.source import Source, load_source, source_from_files
 
 SourceBuilder = Callable[..., Source]
 ENVIRONMENTS = ("dev", "test", "staging", "prod")

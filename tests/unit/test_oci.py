@@ -1,4 +1,4 @@
-"""conveyor.oci without a registry: canonical manifests, locations, and the OCI layout backend."""
+"""The OCI adapter without a registry: canonical manifests, locations, the OCI layout backend."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conveyor import oci
+from conveyor.adapters import oci
 from conveyor.errors import InputError, IntegrityError, RegistryError
 
 TREE = "0123456789abcdef" * 4

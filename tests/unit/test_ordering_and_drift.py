@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from conveyor import drift
-from conveyor.ordering import PHASES, label, owned_by, phase_of, phases
+from conveyor.cluster import drift
+from conveyor.cluster.ordering import PHASES, label, owned_by, phase_of, phases
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from conveyor import prefect_api
+from conveyor.adapters import prefect_api
+from conveyor.adapters.prefect_api import PrefectAPI
 from conveyor.errors import InfrastructureError
-from conveyor.prefect_api import PrefectAPI
 
 
 @pytest.fixture

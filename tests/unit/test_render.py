@@ -14,8 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conveyor.errors import RenderError, SourceError
-from conveyor.render import (
+from conveyor.bundles.render import (
     Placeholder,
     field_path,
     parse_template,
@@ -24,8 +23,9 @@ from conveyor.render import (
     rendered_hash,
     resolve_parameters,
 )
-from conveyor.source import Source, load_source, source_from_files
-from conveyor.strict_yaml import load_documents
+from conveyor.bundles.source import Source, load_source, source_from_files
+from conveyor.errors import RenderError, SourceError
+from conveyor.kit.strict_yaml import load_documents
 
 PARAMETERS: dict[str, Any] = {
     "replicas": {"type": "integer", "minimum": 1, "maximum": 9, "default": 1},

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.errors import SourceError
-from conveyor.schema import ValueSchema
-from conveyor.source import (
+from conveyor.bundles.schema import ValueSchema
+from conveyor.bundles.source import (
     SourceFile,
     load_source,
     path_problem,
@@ -20,6 +19,7 @@ from conveyor.source import (
     source_from_files,
     tree_hash,
 )
+from conveyor.errors import SourceError
 
 HEADER = "apiVersion: conveyor.dev/v1alpha1\nkind: Bundle\nname: web\n"
 DEPLOYMENT = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"

@@ -11,9 +11,9 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from conveyor import state
 from conveyor.errors import InputError, StateError
-from conveyor.state import Approval, DesiredState, Evidence, GateResult
+from conveyor.records import state
+from conveyor.records.state import Approval, DesiredState, Evidence, GateResult
 
 DIGEST = "sha256:" + "3f2a1c" + "0" * 58
 OTHER = "sha256:" + "b" * 64

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from conveyor import wait
+from conveyor.adapters.kube import ResourceExpired
+from conveyor.cluster import wait
+from conveyor.cluster.health import Profile, Readiness, State
+from conveyor.cluster.wait import WaitResult, describe_failure, wait_ready
 from conveyor.errors import ClusterError, InputError
-from conveyor.health import Profile, Readiness, State
-from conveyor.kube import ResourceExpired
-from conveyor.wait import WaitResult, describe_failure, wait_ready
 
 NS = "shop"
 

@@ -21,3 +21,11 @@ def cache_root() -> Path:
         return Path(configured)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "conveyor"
+
+
+def display_path(path: Path) -> str:
+    """A path for messages: relative to the working directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

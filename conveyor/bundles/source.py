@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
+from conveyor.bundles.schema import ParameterSchema, parse_parameter_schema, show
 from conveyor.errors import SourceError
-from conveyor.schema import ParameterSchema, parse_parameter_schema, show
-from conveyor.strict_yaml import decode_text, load_documents
+from conveyor.kit.strict_yaml import decode_text, load_documents
 
 BUNDLE_FILE = "bundle.yaml"
 MANIFESTS_DIR = "manifests/"

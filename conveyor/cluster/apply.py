@@ -16,16 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor import health
-from conveyor.errors import ClusterError
-from conveyor.kube import Kube
-from conveyor.ordering import (
+from conveyor.adapters.kube import Kube
+from conveyor.cluster import health
+from conveyor.cluster.ordering import (
     MANAGED_BY,
     ObjectRef,
     label,
     owned_by,
     phases,
 )
+from conveyor.errors import ClusterError
 
 INVENTORY_LABEL = "conveyor.dev/inventory"
 CRD_ESTABLISH_TIMEOUT = 60.0

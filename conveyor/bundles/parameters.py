@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conveyor.errors import ConfigError, SourceError
-from conveyor.strict_yaml import JsonValue, load_documents
+from conveyor.kit.strict_yaml import JsonValue, load_documents
 
 
 def load_values(path: Path) -> dict[str, JsonValue]:

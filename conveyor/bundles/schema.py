@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import NoReturn
 
 from conveyor.errors import SourceError
-from conveyor.strict_yaml import JsonValue
+from conveyor.kit.strict_yaml import JsonValue
 
 VALUE_TYPES = ("string", "integer", "number", "boolean", "array")
 PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

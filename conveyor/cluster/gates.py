@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor import wait
+from conveyor.adapters.kube import Kube
+from conveyor.cluster import wait
+from conveyor.cluster.ordering import label
 from conveyor.errors import ConveyorError
-from conveyor.kube import Kube
-from conveyor.ordering import label
 
 TEST_RUN_LABEL = "conveyor.dev/test-of"
 OUTPUT_TAIL = 2000

@@ -22,9 +22,9 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from conveyor.digests import sha256_digest
+from conveyor.bundles.source import SourceFile, path_problem
 from conveyor.errors import SourceError
-from conveyor.source import SourceFile, path_problem
+from conveyor.kit.digests import sha256_digest
 
 DEFAULT_MAX_UNPACKED_SIZE = 32 * 1024 * 1024
 """Room for a source at its 10 MiB limit plus the 512-byte headers and padding of many files."""

@@ -31,10 +31,10 @@ from typing import Any, Literal, cast, get_args
 
 import yaml
 
-from conveyor.digests import DIGEST, check_digest
+from conveyor.adapters.gitrepo import Author, Change, StateRepository
 from conveyor.errors import InputError, StateError
-from conveyor.gitrepo import Author, Change, StateRepository
-from conveyor.strict_yaml import iter_documents, yaml_error_line, yaml_error_problem
+from conveyor.kit.digests import DIGEST, check_digest
+from conveyor.kit.strict_yaml import iter_documents, yaml_error_line, yaml_error_problem
 
 GateVerdict = Literal["passed", "failed"]
 StageVerdict = Literal["pending", "passed", "failed"]

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from conveyor.errors import ConveyorError
-from conveyor.render import (
+from conveyor.bundles.render import (
     FieldPath,
     KubeObject,
     describe_object,
@@ -23,8 +22,9 @@ from conveyor.render import (
     render,
     resolve_parameters,
 )
-from conveyor.source import Source
-from conveyor.strict_yaml import JsonValue
+from conveyor.bundles.source import Source
+from conveyor.errors import ConveyorError
+from conveyor.kit.strict_yaml import JsonValue
 
 
 class Absent:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from conveyor.kube import Kube
-from conveyor.ordering import ObjectRef, selector
+from conveyor.adapters.kube import Kube
+from conveyor.cluster.ordering import ObjectRef, selector
 
 _SERVER_OWNED_METADATA = {
     "managedFields",

@@ -25,10 +25,16 @@ from dataclasses import dataclass
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from conveyor.bundles.render import (
+    FieldPath,
+    Placeholder,
+    describe_object,
+    field_path,
+    parse_template,
+)
+from conveyor.bundles.source import Source, SourceFile
 from conveyor.errors import SourceError
-from conveyor.render import FieldPath, Placeholder, describe_object, field_path, parse_template
-from conveyor.source import Source, SourceFile
-from conveyor.strict_yaml import (
+from conveyor.kit.strict_yaml import (
     STR_TAG,
     JsonValue,
     iter_documents,

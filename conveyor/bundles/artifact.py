@@ -13,9 +13,10 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from conveyor import archive, gitrepo, lint, oci
+from conveyor.adapters import gitrepo, oci
+from conveyor.bundles import archive, lint
+from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE, Source, source_from_files, tree_hash
 from conveyor.errors import InputError, IntegrityError
-from conveyor.source import DEFAULT_MAX_SOURCE_SIZE, Source, source_from_files, tree_hash
 
 FIXED_CREATED = "1970-01-01T00:00:00Z"
 """`org.opencontainers.image.created` of every bundle: a real time would change the digest."""

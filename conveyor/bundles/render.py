@@ -28,11 +28,11 @@ from typing import cast
 
 from yaml.nodes import ScalarNode
 
-from conveyor.digests import json_digest
+from conveyor.bundles.schema import PARAMETER_NAME, ParameterSchema, show, value_problem
+from conveyor.bundles.source import Source, SourceFile
 from conveyor.errors import ConveyorError, RenderError, SourceError
-from conveyor.schema import PARAMETER_NAME, ParameterSchema, show, value_problem
-from conveyor.source import Source, SourceFile
-from conveyor.strict_yaml import STR_TAG, JsonValue, StrictLoader, decode_text, load_documents
+from conveyor.kit.digests import json_digest
+from conveyor.kit.strict_yaml import STR_TAG, JsonValue, StrictLoader, decode_text, load_documents
 
 KubeObject = dict[str, JsonValue]
 FieldPath = tuple[str | int, ...]

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from conveyor.config import Pipeline
-from conveyor.digests import sha256_digest
-from conveyor.state import Evidence
+from conveyor.config.model import Pipeline
+from conveyor.kit.digests import sha256_digest
+from conveyor.records.state import Evidence
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,8 @@ import oras.container
 import oras.provider
 import requests
 
-from conveyor.digests import DIGEST, canonical_json, check_digest, sha256_digest
 from conveyor.errors import InputError, IntegrityError, RegistryError
+from conveyor.kit.digests import DIGEST, canonical_json, check_digest, sha256_digest
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"

@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from conveyor.errors import ClusterError, InputError
-from conveyor.health import (
+from conveyor.adapters.kube import ResourceExpired
+from conveyor.cluster.health import (
     Profile,
     Readiness,
     State,
@@ -47,7 +47,7 @@ from conveyor.health import (
     status,
     summarize,
 )
-from conveyor.kube import ResourceExpired
+from conveyor.errors import ClusterError, InputError
 
 WATCH_SECONDS = 5
 """Server-side timeout of one watch request, renewed in a loop until the wait ends."""

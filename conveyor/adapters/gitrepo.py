@@ -38,7 +38,7 @@ import git
 from gitdb.base import IStream  # type: ignore[import-untyped]  # GitPython's object store
 
 from conveyor.errors import InfrastructureError, SourceError, StateError
-from conveyor.paths import cache_root
+from conveyor.kit.paths import cache_root
 
 SYMLINK_MODE = 0o120000
 SUBMODULE_MODE = 0o160000

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor import apply, bundle, gates, oci, render, wait
-from conveyor.digests import json_digest
-from conveyor.kube import Kube
+from conveyor.adapters import oci
+from conveyor.adapters.kube import Kube
+from conveyor.bundles import artifact, render
+from conveyor.cluster import apply, gates, wait
+from conveyor.kit.digests import json_digest
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def render_target(
     parameters: Mapping[str, Any],
 ) -> Rendered:
     """Pull and verify `digest`, then render it with the target's parameters."""
-    loaded = bundle.load(store, digest)
+    loaded = artifact.load(store, digest)
     resolved = render.resolve_parameters(
         loaded.source.spec.parameters, parameters, f"parameters of target {target}"
     )

@@ -1,4 +1,4 @@
-"""Conveyor's configuration: the registry, the state repository, clusters, apps and pipelines.
+"""Reading the configuration: registry, state repository, clusters, apps and pipelines.
 
 Why: the configuration says where a bundle may go, in which order and under which checks, so a
 mistake in it is a mistake in the path to production. Every file is read strictly (strict_yaml:
@@ -72,22 +72,40 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from pathlib import Path
 from types import MappingProxyType
-from typing import ClassVar, Final
+from typing import Final
 from urllib.parse import urlsplit
 
+from conveyor.bundles.parameters import load_values
+from conveyor.bundles.schema import show
+from conveyor.bundles.source import path_problem
+from conveyor.config.model import (
+    WEEKDAYS,
+    App,
+    Approval,
+    AppSource,
+    Budget,
+    BundleTestsGate,
+    Cluster,
+    CommandGate,
+    Config,
+    DeploymentGate,
+    FreezeWindow,
+    Gate,
+    HttpGate,
+    Pipeline,
+    Stage,
+    Target,
+    Weekly,
+)
 from conveyor.errors import ConfigError, SourceError
-from conveyor.parameters import load_values
-from conveyor.paths import state_dir as default_state_dir
-from conveyor.schema import show
-from conveyor.source import path_problem
-from conveyor.strict_yaml import JsonValue, load_documents
+from conveyor.kit.paths import display_path
+from conveyor.kit.strict_yaml import JsonValue, load_documents
 
 API_VERSION = "conveyor.dev/v1alpha1"
 DEFAULT_CONFIG = Path("config/conveyor.yaml")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _REGISTRY = re.compile(
@@ -99,240 +117,8 @@ _CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP_LIKE_URL = re.compile(r"[^/@:]+@[^/:]+:")
-_DAY_SECONDS = 24 * 3600
-_WEEK_SECONDS = 7 * _DAY_SECONDS
 _DURATION_FORMS = '"90s", "5m", "1h", "1h30m" or a whole number of seconds'
 _LABEL_RULE = "a DNS-1123 label: lowercase letters, digits and '-', at most 63, no '-' at the ends"
-
-
-# --- the model ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Gate:
-    """A check a digest must pass on every target of a stage, after readiness."""
-
-    type: ClassVar[str]
-    name: str
-    timeout: float
-
-
-@dataclass(frozen=True)
-class BundleTestsGate(Gate):
-    """Run the bundle's test Jobs against the target."""
-
-    type: ClassVar[str] = "tests"
-
-
-@dataclass(frozen=True)
-class CommandGate(Gate):
-    """Run a command; exit status 0 passes."""
-
-    type: ClassVar[str] = "command"
-    command: tuple[str, ...]
-    env: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class HttpGate(Gate):
-    """GET a URL until it answers `expect_status` (and contains `body_contains`) or retries end."""
-
-    type: ClassVar[str] = "http"
-    url: str
-    expect_status: int
-    body_contains: str | None
-    retries: int
-    interval: float
-
-
-@dataclass(frozen=True)
-class DeploymentGate(Gate):
-    """Run a Prefect deployment ("flow-name/deployment-name"); a completed run passes."""
-
-    type: ClassVar[str] = "deployment"
-    deployment: str
-    parameters: Mapping[str, JsonValue]
-
-
-@dataclass(frozen=True)
-class Weekly:
-    """A recurring UTC window: opens on each of `days` (0 is Monday) at `opens`, closes at the
-    next `closes` (the following day when `closes` is not after `opens`)."""
-
-    days: frozenset[int]
-    opens: time
-    closes: time
-
-    def active(self, at: datetime) -> bool:
-        """Whether the schedule covers `at`, which must carry a timezone."""
-        now = _aware(at).astimezone(UTC)
-        into_week = now.weekday() * _DAY_SECONDS + _seconds_of_day(now)
-        length = (_seconds_of_day(self.closes) - _seconds_of_day(self.opens)) % _DAY_SECONDS
-        length = length or _DAY_SECONDS
-        return any(
-            (into_week - day * _DAY_SECONDS - _seconds_of_day(self.opens)) % _WEEK_SECONDS < length
-            for day in self.days
-        )
-
-
-@dataclass(frozen=True)
-class FreezeWindow:
-    """A time when no digest may enter a stage: an absolute period [start, end), a weekly
-    schedule, or both (the schedule, within the period)."""
-
-    reason: str
-    start: datetime | None
-    end: datetime | None
-    weekly: Weekly | None
-
-    def active(self, at: datetime) -> bool:
-        """Whether the window covers `at`, which must carry a timezone."""
-        _aware(at)
-        if self.start is not None and self.end is not None and not self.start <= at < self.end:
-            return False
-        return self.weekly is None or self.weekly.active(at)
-
-
-@dataclass(frozen=True)
-class Approval:
-    """Whether a person must approve a digest before it enters the stage, and how long to wait."""
-
-    required: bool
-    timeout: float
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """A Kubernetes cluster: its kubeconfig (None: the client's default) and context."""
-
-    name: str
-    kubeconfig: Path | None
-    context: str | None
-
-
-@dataclass(frozen=True)
-class Target:
-    """One instance of a stage: where it deploys and with which parameter values."""
-
-    name: str
-    stage: str
-    cluster: Cluster
-    namespace: str
-    parameters_file: Path
-    parameters: Mapping[str, JsonValue]
-    force_conflicts: bool
-    self_heal: bool
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A deployment budget shared by every stage that names it, across apps: at most `limit`
-    targets deploy at once (for example all prod targets of all apps)."""
-
-    name: str
-    limit: int
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A step of the path to production: its targets and what a digest must pass there."""
-
-    name: str
-    targets: tuple[Target, ...]
-    gates: tuple[Gate, ...]
-    approval: Approval
-    soak: float
-    freeze_windows: tuple[FreezeWindow, ...]
-    auto_promote: bool
-    parallelism: int
-    budget: Budget | None = None
-
-    def frozen(self, at: datetime) -> FreezeWindow | None:
-        """The first freeze window active at `at` (timezone-aware), or None."""
-        return next((window for window in self.freeze_windows if window.active(at)), None)
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """An app's ordered stages, read from the file at `path`."""
-
-    name: str
-    path: Path
-    stages: tuple[Stage, ...]
-
-    def stage(self, name: str) -> Stage:
-        for stage in self.stages:
-            if stage.name == name:
-                return stage
-        known = ", ".join(stage.name for stage in self.stages)
-        raise ConfigError(f"{_display(self.path)}: unknown stage {name!r}; known: {known}")
-
-    def previous(self, stage_name: str) -> Stage | None:
-        """The stage before `stage_name`, None for the first."""
-        index = self.stages.index(self.stage(stage_name))
-        return self.stages[index - 1] if index else None
-
-    def targets(self) -> list[Target]:
-        """Every target, stage by stage."""
-        return [target for stage in self.stages for target in stage.targets]
-
-    def target(self, name: str) -> Target:
-        for target in self.targets():
-            if target.name == name:
-                return target
-        known = ", ".join(target.name for target in self.targets())
-        raise ConfigError(f"{_display(self.path)}: unknown target {name!r}; known: {known}")
-
-    def environment_names(self) -> list[str]:
-        """Stage and target names, which a bundle's manifests must not hard-code (lint)."""
-        names = [stage.name for stage in self.stages] + [t.name for t in self.targets()]
-        return list(dict.fromkeys(names))
-
-
-@dataclass(frozen=True)
-class AppSource:
-    """Where an app's bundle source lives: a repository (absolute path or URL), ref and folder."""
-
-    repository: str
-    ref: str
-    path: str
-
-
-@dataclass(frozen=True)
-class App:
-    """A name, the source its bundles are built from, and the pipeline they are promoted along."""
-
-    name: str
-    source: AppSource
-    pipeline: Pipeline
-
-
-@dataclass(frozen=True)
-class Config:
-    """The loaded configuration; `root` is the folder of `path`, the base of relative paths."""
-
-    path: Path
-    root: Path
-    registry: str
-    state_repository: str
-    clusters: Mapping[str, Cluster]
-    apps: Mapping[str, App]
-
-    def app(self, name: str) -> App:
-        if name in self.apps:
-            return self.apps[name]
-        raise ConfigError(
-            f"{_display(self.path)}: apps: unknown app {name!r}; known: {', '.join(self.apps)}",
-            hint="add it under apps: or check the spelling",
-        )
-
-    def store_location(self, app_name: str, state_dir: Path | None = None) -> str:
-        """Where the app's bundles are stored: `<registry>/conveyor/<app>` when a registry is
-        configured, else the OCI layout folder `oci:<state>/bundles/<app>`."""
-        app = self.app(app_name)
-        if self.registry:
-            return f"{self.registry}/conveyor/{app.name}"
-        return f"oci:{(state_dir or default_state_dir()) / 'bundles' / app.name}"
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -341,7 +127,7 @@ def load_config(path: Path | None = None) -> Config:
     chosen = path or Path(os.environ.get("CONVEYOR_CONFIG") or DEFAULT_CONFIG)
     config_path = _normal(chosen)
     root = config_path.parent
-    at = _At(_display(config_path))
+    at = _At(display_path(config_path))
     if not config_path.is_file():
         raise at.error(
             "no such file",
@@ -366,7 +152,7 @@ def load_config(path: Path | None = None) -> Config:
         pipeline_path = _normal(root / app.string("pipeline"))
         if not pipeline_path.is_file():
             raise app.at.key("pipeline").error(
-                f"{_display(pipeline_path)} does not exist",
+                f"{display_path(pipeline_path)} does not exist",
                 hint=f"give a pipeline file's path, relative to the folder of {at.file}",
             )
         if pipeline_path not in pipelines:
@@ -617,7 +403,7 @@ class _PipelineReader:
     def read(self) -> Pipeline:
         fields = _read_document(
             self.path,
-            _At(_display(self.path)),
+            _At(display_path(self.path)),
             "Pipeline",
             ("apiVersion", "kind", "name", "stages"),
         )
@@ -682,12 +468,12 @@ class _PipelineReader:
         )
         if not parameters_file.is_file():
             raise parameters_at.error(
-                f"{_display(parameters_file)} does not exist",
+                f"{display_path(parameters_file)} does not exist",
                 hint="create it with the target's parameter values (name: value), or fix the "
                 f"path; it is relative to the folder of {self.config_file}",
             )
         try:  # read by its shown path, so that load_values's messages show it too
-            parameters = load_values(Path(_display(parameters_file)))
+            parameters = load_values(Path(display_path(parameters_file)))
         except ConfigError as error:
             raise parameters_at.error(error.message, error.hint) from None
         return Target(
@@ -848,12 +634,6 @@ def _unique(name: str, at: _At, seen: dict[str, _At], what: str, scope: str) -> 
         )
 
 
-def _aware(at: datetime) -> datetime:
-    if at.tzinfo is None:
-        raise ValueError("freeze windows need a timezone-aware datetime")
-    return at
-
-
 def _label(value: str, at: _At) -> str:
     if not _DNS_LABEL.fullmatch(value):
         raise at.error(f"must be {_LABEL_RULE}, got {show(value)}")
@@ -870,18 +650,6 @@ def _duration_seconds(value: object) -> float | None:
     return float(hours * 3600 + minutes * 60 + seconds)
 
 
-def _seconds_of_day(moment: datetime | time) -> float:
-    return moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
-
-
 def _normal(path: Path) -> Path:
     """An absolute path with `..` and `.` folded away (symlinks are left alone)."""
     return Path(os.path.normpath(path.absolute()))
-
-
-def _display(path: Path) -> str:
-    """A path for messages: relative to the working directory when it is below it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

@@ -1,0 +1,1 @@
+"""Bundles: a source folder checked, linted, packed reproducibly, pushed once, rendered."""

@@ -1,0 +1,260 @@
+"""The configuration as Conveyor uses it: frozen values, already checked.
+
+Why a module of its own: flows, policy and the CLI work with these values and never with the files
+they came from; `conveyor.config.reader` is the one place that reads and checks the files (the
+format is described there). Nothing here reads a file, the environment, git or a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import ClassVar
+
+from conveyor.errors import ConfigError
+from conveyor.kit.paths import display_path
+from conveyor.kit.paths import state_dir as default_state_dir
+from conveyor.kit.strict_yaml import JsonValue
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_SECONDS = 24 * 3600
+_WEEK_SECONDS = 7 * DAY_SECONDS
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A check a digest must pass on every target of a stage, after readiness."""
+
+    type: ClassVar[str]
+    name: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class BundleTestsGate(Gate):
+    """Run the bundle's test Jobs against the target."""
+
+    type: ClassVar[str] = "tests"
+
+
+@dataclass(frozen=True)
+class CommandGate(Gate):
+    """Run a command; exit status 0 passes."""
+
+    type: ClassVar[str] = "command"
+    command: tuple[str, ...]
+    env: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class HttpGate(Gate):
+    """GET a URL until it answers `expect_status` (and contains `body_contains`) or retries end."""
+
+    type: ClassVar[str] = "http"
+    url: str
+    expect_status: int
+    body_contains: str | None
+    retries: int
+    interval: float
+
+
+@dataclass(frozen=True)
+class DeploymentGate(Gate):
+    """Run a Prefect deployment ("flow-name/deployment-name"); a completed run passes."""
+
+    type: ClassVar[str] = "deployment"
+    deployment: str
+    parameters: Mapping[str, JsonValue]
+
+
+@dataclass(frozen=True)
+class Weekly:
+    """A recurring UTC window: opens on each of `days` (0 is Monday) at `opens`, closes at the
+    next `closes` (the following day when `closes` is not after `opens`)."""
+
+    days: frozenset[int]
+    opens: time
+    closes: time
+
+    def active(self, at: datetime) -> bool:
+        """Whether the schedule covers `at`, which must carry a timezone."""
+        now = _aware(at).astimezone(UTC)
+        into_week = now.weekday() * DAY_SECONDS + _seconds_of_day(now)
+        length = (_seconds_of_day(self.closes) - _seconds_of_day(self.opens)) % DAY_SECONDS
+        length = length or DAY_SECONDS
+        return any(
+            (into_week - day * DAY_SECONDS - _seconds_of_day(self.opens)) % _WEEK_SECONDS < length
+            for day in self.days
+        )
+
+
+@dataclass(frozen=True)
+class FreezeWindow:
+    """A time when no digest may enter a stage: an absolute period [start, end), a weekly
+    schedule, or both (the schedule, within the period)."""
+
+    reason: str
+    start: datetime | None
+    end: datetime | None
+    weekly: Weekly | None
+
+    def active(self, at: datetime) -> bool:
+        """Whether the window covers `at`, which must carry a timezone."""
+        _aware(at)
+        if self.start is not None and self.end is not None and not self.start <= at < self.end:
+            return False
+        return self.weekly is None or self.weekly.active(at)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Whether a person must approve a digest before it enters the stage, and how long to wait."""
+
+    required: bool
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A Kubernetes cluster: its kubeconfig (None: the client's default) and context."""
+
+    name: str
+    kubeconfig: Path | None
+    context: str | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One instance of a stage: where it deploys and with which parameter values."""
+
+    name: str
+    stage: str
+    cluster: Cluster
+    namespace: str
+    parameters_file: Path
+    parameters: Mapping[str, JsonValue]
+    force_conflicts: bool
+    self_heal: bool
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A deployment budget shared by every stage that names it, across apps: at most `limit`
+    targets deploy at once (for example all prod targets of all apps)."""
+
+    name: str
+    limit: int
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A step of the path to production: its targets and what a digest must pass there."""
+
+    name: str
+    targets: tuple[Target, ...]
+    gates: tuple[Gate, ...]
+    approval: Approval
+    soak: float
+    freeze_windows: tuple[FreezeWindow, ...]
+    auto_promote: bool
+    parallelism: int
+    budget: Budget | None = None
+
+    def frozen(self, at: datetime) -> FreezeWindow | None:
+        """The first freeze window active at `at` (timezone-aware), or None."""
+        return next((window for window in self.freeze_windows if window.active(at)), None)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An app's ordered stages, read from the file at `path`."""
+
+    name: str
+    path: Path
+    stages: tuple[Stage, ...]
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        known = ", ".join(stage.name for stage in self.stages)
+        raise ConfigError(f"{display_path(self.path)}: unknown stage {name!r}; known: {known}")
+
+    def previous(self, stage_name: str) -> Stage | None:
+        """The stage before `stage_name`, None for the first."""
+        index = self.stages.index(self.stage(stage_name))
+        return self.stages[index - 1] if index else None
+
+    def targets(self) -> list[Target]:
+        """Every target, stage by stage."""
+        return [target for stage in self.stages for target in stage.targets]
+
+    def target(self, name: str) -> Target:
+        for target in self.targets():
+            if target.name == name:
+                return target
+        known = ", ".join(target.name for target in self.targets())
+        raise ConfigError(f"{display_path(self.path)}: unknown target {name!r}; known: {known}")
+
+    def environment_names(self) -> list[str]:
+        """Stage and target names, which a bundle's manifests must not hard-code (lint)."""
+        names = [stage.name for stage in self.stages] + [t.name for t in self.targets()]
+        return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class AppSource:
+    """Where an app's bundle source lives: a repository (absolute path or URL), ref and folder."""
+
+    repository: str
+    ref: str
+    path: str
+
+
+@dataclass(frozen=True)
+class App:
+    """A name, the source its bundles are built from, and the pipeline they are promoted along."""
+
+    name: str
+    source: AppSource
+    pipeline: Pipeline
+
+
+@dataclass(frozen=True)
+class Config:
+    """The loaded configuration; `root` is the folder of `path`, the base of relative paths."""
+
+    path: Path
+    root: Path
+    registry: str
+    state_repository: str
+    clusters: Mapping[str, Cluster]
+    apps: Mapping[str, App]
+
+    def app(self, name: str) -> App:
+        if name in self.apps:
+            return self.apps[name]
+        raise ConfigError(
+            f"{display_path(self.path)}: apps: unknown app {name!r}; known: {', '.join(self.apps)}",
+            hint="add it under apps: or check the spelling",
+        )
+
+    def store_location(self, app_name: str, state_dir: Path | None = None) -> str:
+        """Where the app's bundles are stored: `<registry>/conveyor/<app>` when a registry is
+        configured, else the OCI layout folder `oci:<state>/bundles/<app>`."""
+        app = self.app(app_name)
+        if self.registry:
+            return f"{self.registry}/conveyor/{app.name}"
+        return f"oci:{(state_dir or default_state_dir()) / 'bundles' / app.name}"
+
+
+def _aware(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("freeze windows need a timezone-aware datetime")
+    return at
+
+
+def _seconds_of_day(moment: datetime | time) -> float:
+    return moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6

@@ -1,0 +1,1 @@
+"""Small pieces every part of the core uses: digests, on-disk places, strict YAML."""
