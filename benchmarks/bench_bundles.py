@@ -25,13 +25,10 @@ to benchmarks/results/bundles.json. It is a script, never a timed unit test.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,12 +41,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, benchmarks.common
+
 import requests
 
+from benchmarks import common
 from conveyor.adapters import oci
 from conveyor.bundles import artifact
+from conveyor.kit.digests import sha256_digest
 from conveyor.platform.components import Registry
 from conveyor.platform.process import free_port
+from tests.support.git import git, init_repository
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "bundles.json"
@@ -149,13 +151,11 @@ class Series:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.samples)
+        return common.median(self.samples)
 
     @property
     def p90(self) -> float:
-        if len(self.samples) < 2:
-            return self.samples[0]
-        return statistics.quantiles(self.samples, n=10, method="inclusive")[8]
+        return common.p90(self.samples)
 
 
 class RequestLog:
@@ -212,11 +212,10 @@ def open_store(location: str, log: RequestLog | None = None) -> oci.BundleStore:
     return store
 
 
-def timed(action: Callable[[], T]) -> tuple[float, T]:
+def timed_ms(action: Callable[[], T]) -> tuple[float, T]:
     """How long `action()` took, in ms, and what it returned."""
-    started = time.perf_counter()
-    result = action()
-    return (time.perf_counter() - started) * 1000, result
+    seconds, result = common.timed(action)
+    return seconds * 1000, result
 
 
 def skopeo(*args: str) -> None:
@@ -239,15 +238,6 @@ def skopeo_raw(image: str) -> bytes:
 # --- the source ----------------------------------------------------------------------------------
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@example", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
 def make_source(repo: Path, manifests: int) -> None:
     """A git repository whose `app/` holds bundle.yaml and `manifests` manifests."""
     folder = repo / SOURCE_PATH / "manifests"
@@ -258,9 +248,7 @@ def make_source(repo: Path, manifests: int) -> None:
         values = {"i": i, "next": (i + 1) % services, "timeout": 5 + i % 25}
         (folder / f"svc-{i:03d}-config.yaml").write_text(CONFIGMAP.format(**values))
         (folder / f"svc-{i:03d}-deployment.yaml").write_text(DEPLOYMENT.format(**values))
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "bench source")
+    init_repository(repo, "bench source")
 
 
 def change_source(repo: Path) -> None:
@@ -273,42 +261,98 @@ def change_source(repo: Path) -> None:
 # --- the run -------------------------------------------------------------------------------------
 
 
-def run(work: Path, address: str, repeat: int, manifests: int) -> dict[str, Any]:
-    repo = work / "repo"
-    make_source(repo, manifests)
-    location = str(repo)
-    build_in = partial(
-        artifact.build, location, "HEAD", SOURCE_PATH, environment_names=ENVIRONMENTS
-    )
-    series: list[Series] = []
-    logs: dict[str, RequestLog] = {}
+@dataclass
+class Bench:
+    """One run: where it works, what it measures, and the series and request logs so far (in
+    the order the table prints them)."""
 
-    # 1. build+push, each time into a fresh repository, so every build really pushes.
+    work: Path
+    address: str
+    repeat: int
+    manifests: int
+    series: list[Series] = field(default_factory=list)
+    requests: dict[str, RequestLog] = field(default_factory=dict)
+    build: Callable[[oci.BundleStore], artifact.Built] = field(init=False)
+    """`artifact.build` of the source at HEAD into a store, as `conveyor bundle build` lints it."""
+
+    def __post_init__(self) -> None:
+        self.build = partial(
+            artifact.build, str(self.repo), "HEAD", SOURCE_PATH, environment_names=ENVIRONMENTS
+        )
+
+    @property
+    def repo(self) -> Path:
+        return self.work / "repo"
+
+    @property
+    def layout(self) -> Path:
+        return self.work / "layout"
+
+    @property
+    def home(self) -> str:
+        """The repository of the first build, where reuse, tag moves and pulls are measured."""
+        return f"{self.address}/bench/build-0"
+
+    def request_log(self, series: Series) -> RequestLog:
+        self.requests[series.operation] = log = RequestLog()
+        return log
+
+
+def run(work: Path, address: str, repeat: int, manifests: int) -> dict[str, Any]:
+    bench = Bench(work, address, repeat, manifests)
+    make_source(bench.repo, manifests)
+    built = measure_build(bench)
+    measure_skopeo_copy(bench, built)
+    measure_push(bench, built)
+    measure_reuse(bench, built)
+    measure_tag_moves(bench, built.digest)
+    measure_pull(bench, built.digest)
+    return {
+        "series": bench.series,
+        "requests": bench.requests,
+        "digest": built.digest,
+        "layer_bytes": built.size,
+    }
+
+
+def measure_build(bench: Bench) -> artifact.Built:
+    """1. build+push, each time into a fresh repository, so every build really pushes."""
     build = Series("build+push", "conveyor")
-    logs[build.operation] = build_log = RequestLog()
-    for i in range(repeat):
-        ms, built = timed(partial(build_in, open_store(f"{address}/bench/build-{i}", build_log)))
+    build_log = bench.request_log(build)
+    for i in range(bench.repeat):
+        store = open_store(f"{bench.address}/bench/build-{i}", build_log)
+        ms, built = timed_ms(partial(bench.build, store))
         build.samples.append(ms)
         build_log.operations += 1
         assert not built.reused, "a build into a fresh repository pushes"
-    digest, tree = built.digest, built.tree_hash
-    build.note = f"{manifests} manifests, layer {built.size} bytes"
+    build.note = f"{bench.manifests} manifests, layer {built.size} bytes"
+    bench.series.append(build)
+    return built
 
-    layout = work / "layout"
-    assert build_in(open_store(f"oci:{layout}")).digest == digest, "the same artifact"
-    tree_tag = oci.tree_tag(tree)
+
+def measure_skopeo_copy(bench: Bench, built: artifact.Built) -> None:
+    """skopeo's peer of build+push: a copy of the same artifact from an OCI layout folder."""
+    layout_build = bench.build(open_store(f"oci:{bench.layout}"))
+    assert layout_build.digest == built.digest, "the same artifact"
+    tree_tag = oci.tree_tag(built.tree_hash)
     copy = Series("build+push", "skopeo", note="copy oci:layout -> registry")
-    for i in range(repeat):
-        destination = f"docker://{address}/bench/skopeo-{i}:{tree_tag}"
-        copy.samples.append(timed(partial(skopeo_copy, f"oci:{layout}:{tree_tag}", destination))[0])
-    copied = skopeo_raw(f"docker://{address}/bench/skopeo-0:{tree_tag}")
-    assert oci.sha256_digest(copied) == digest, "skopeo copied the same manifest bytes"
+    for i in range(bench.repeat):
+        destination = f"docker://{bench.address}/bench/skopeo-{i}:{tree_tag}"
+        copy.samples.append(
+            timed_ms(partial(skopeo_copy, f"oci:{bench.layout}:{tree_tag}", destination))[0]
+        )
+    copied = skopeo_raw(f"docker://{bench.address}/bench/skopeo-0:{tree_tag}")
+    assert sha256_digest(copied) == built.digest, "skopeo copied the same manifest bytes"
+    bench.series.append(copy)
 
-    # The upload alone (packed bytes in hand), the part of build+push that skopeo copy also does.
-    manifest, layer = open_store(f"oci:{layout}").pull(digest)
+
+def measure_push(bench: Bench, built: artifact.Built) -> None:
+    """The upload alone (packed bytes in hand), the part of build+push that skopeo copy also
+    does."""
+    manifest, layer = open_store(f"oci:{bench.layout}").pull(built.digest)
     annotations = oci.BundleAnnotations(
         name=manifest["annotations"][oci.ANNOTATION_NAME],
-        tree_hash=tree,
+        tree_hash=built.tree_hash,
         source=manifest["annotations"][oci.ANNOTATION_SOURCE],
         revision=manifest["annotations"][oci.ANNOTATION_REVISION],
         created=manifest["annotations"][oci.ANNOTATION_CREATED],
@@ -316,72 +360,78 @@ def run(work: Path, address: str, repeat: int, manifests: int) -> dict[str, Any]
     push = Series(
         "push only", "conveyor", note="store.push of the packed layer (ratio vs skopeo copy)"
     )
-    logs[push.operation] = push_log = RequestLog()
-    for i in range(repeat):
-        store = open_store(f"{address}/bench/push-{i}", push_log)
-        ms, pushed = timed(partial(store.push, layer, annotations))
+    push_log = bench.request_log(push)
+    for i in range(bench.repeat):
+        store = open_store(f"{bench.address}/bench/push-{i}", push_log)
+        ms, pushed = timed_ms(partial(store.push, layer, annotations))
         push.samples.append(ms)
         push_log.operations += 1
-        assert pushed == digest
-    series += [build, copy, push]
+        assert pushed == built.digest
+    bench.series.append(push)
 
-    home = f"{address}/bench/build-0"
 
-    # 2. the reuse check: one manifest read, nothing uploaded.
+def measure_reuse(bench: Bench, built: artifact.Built) -> None:
+    """2. the reuse check: one manifest read, nothing uploaded; and a whole build, reused."""
     reuse = Series("reuse check", "conveyor")
-    logs[reuse.operation] = reuse_log = RequestLog()
-    for _ in range(repeat):
-        ms, found = timed(partial(open_store(home, reuse_log).find_by_tree_hash, tree))
+    reuse_log = bench.request_log(reuse)
+    for _ in range(bench.repeat):
+        store = open_store(bench.home, reuse_log)
+        ms, found = timed_ms(partial(store.find_by_tree_hash, built.tree_hash))
         reuse.samples.append(ms)
         reuse_log.operations += 1
-        assert found == digest
+        assert found == built.digest
     assert reuse_log.blob_uploads() == 0
     peek = Series("reuse check", "skopeo", note="inspect --raw of the tree tag")
-    for _ in range(repeat):
-        peek.samples.append(timed(partial(skopeo_raw, f"docker://{home}:{tree_tag}"))[0])
+    tree_tag = oci.tree_tag(built.tree_hash)
+    for _ in range(bench.repeat):
+        peek.samples.append(timed_ms(partial(skopeo_raw, f"docker://{bench.home}:{tree_tag}"))[0])
     whole = Series(
         "build, reused",
         "conveyor",
         note="git read + tree hash + reuse check (lint ran at the first build)",
     )
-    for _ in range(repeat):
-        ms, again = timed(partial(build_in, open_store(home)))
+    for _ in range(bench.repeat):
+        ms, again = timed_ms(partial(bench.build, open_store(bench.home)))
         whole.samples.append(ms)
-        assert again.reused and again.digest == digest
-    series += [reuse, peek, whole]
+        assert again.reused and again.digest == built.digest
+    bench.series += [reuse, peek, whole]
 
-    # 3. tag moves: `staging` alternates between two bundles of the same repository.
-    change_source(repo)
-    second = build_in(open_store(home)).digest
-    targets = [digest if i % 2 else second for i in range(repeat)]
+
+def measure_tag_moves(bench: Bench, digest: str) -> None:
+    """3. tag moves: `staging` alternates between two bundles of the same repository."""
+    change_source(bench.repo)
+    home = bench.home
+    second = bench.build(open_store(home)).digest
+    targets = [digest if i % 2 else second for i in range(bench.repeat)]
     tag = Series("tag move", "conveyor")
-    logs[tag.operation] = tag_log = RequestLog()
+    tag_log = bench.request_log(tag)
     for target in targets:
-        tag.samples.append(timed(partial(open_store(home, tag_log).tag, target, "staging"))[0])
+        tag.samples.append(timed_ms(partial(open_store(home, tag_log).tag, target, "staging"))[0])
         tag_log.operations += 1
-    assert oci.sha256_digest(skopeo_raw(f"docker://{home}:staging")) == targets[-1]
+    assert sha256_digest(skopeo_raw(f"docker://{home}:staging")) == targets[-1]
     retag = Series("tag move", "skopeo", note="copy repo@digest -> repo:staging")
     for target in targets:
         move = partial(skopeo_copy, f"docker://{home}@{target}", f"docker://{home}:staging")
-        retag.samples.append(timed(move)[0])
-    assert oci.sha256_digest(skopeo_raw(f"docker://{home}:staging")) == targets[-1]
-    series += [tag, retag]
+        retag.samples.append(timed_ms(move)[0])
+    assert sha256_digest(skopeo_raw(f"docker://{home}:staging")) == targets[-1]
+    bench.series += [tag, retag]
 
-    # 4. pull and verify by digest.
+
+def measure_pull(bench: Bench, digest: str) -> None:
+    """4. pull and verify by digest."""
     pull = Series("pull+verify", "conveyor")
-    logs[pull.operation] = pull_log = RequestLog()
-    for _ in range(repeat):
-        ms, loaded = timed(partial(artifact.load, open_store(home, pull_log), digest))
+    pull_log = bench.request_log(pull)
+    for _ in range(bench.repeat):
+        ms, loaded = timed_ms(partial(artifact.load, open_store(bench.home, pull_log), digest))
         pull.samples.append(ms)
         pull_log.operations += 1
-        assert len(loaded.source.manifests) == manifests
+        assert len(loaded.source.manifests) == bench.manifests
     fetch = Series("pull+verify", "skopeo", note="copy repo@digest -> oci:<fresh folder>")
-    for i in range(repeat):
-        pulled = f"oci:{work / f'pulled-{i}'}:x"
-        fetch.samples.append(timed(partial(skopeo_copy, f"docker://{home}@{digest}", pulled))[0])
-    series += [pull, fetch]
-
-    return {"series": series, "requests": logs, "digest": digest, "layer_bytes": built.size}
+    for i in range(bench.repeat):
+        pulled = f"oci:{bench.work / f'pulled-{i}'}:x"
+        copy = partial(skopeo_copy, f"docker://{bench.home}@{digest}", pulled)
+        fetch.samples.append(timed_ms(copy)[0])
+    bench.series += [pull, fetch]
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -390,11 +440,23 @@ def run(work: Path, address: str, repeat: int, manifests: int) -> dict[str, Any]
 def report(outcome: dict[str, Any], repeat: int, manifests: int, seconds: float) -> dict[str, Any]:
     series: list[Series] = outcome["series"]
     logs: dict[str, RequestLog] = outcome["requests"]
-    by_key = {(s.operation, s.tool): s for s in series}
     print(
         f"\nbundle benchmarks: {manifests} manifests, layer {outcome['layer_bytes']} bytes, "
         f"{repeat} repetitions each, {seconds:.0f} s in all"
     )
+    rows = print_table(series, logs)
+    print("\nConveyor's HTTP requests per operation (method path x count):")
+    for operation, log in logs.items():
+        print(f"  {operation}:")
+        for line in log.lines():
+            print(f"    {line}")
+    return {"rows": rows, "targets": check_targets(series, logs)}
+
+
+def print_table(series: list[Series], logs: dict[str, RequestLog]) -> list[dict[str, Any]]:
+    """Print a line per series (ratio against skopeo's peer, requests per operation); the
+    rows of the results file."""
+    by_key = {(s.operation, s.tool): s for s in series}
     header = (
         f"{'operation':<14} {'tool':<9} {'median ms':>10} {'p90 ms':>8} {'ratio':>7} "
         f"{'requests':>9}  note"
@@ -425,12 +487,13 @@ def report(outcome: dict[str, Any], repeat: int, manifests: int, seconds: float)
                 "samples_ms": [round(x, 2) for x in s.samples],
             }
         )
-    print("\nConveyor's HTTP requests per operation (method path x count):")
-    for operation, log in logs.items():
-        print(f"  {operation}:")
-        for line in log.lines():
-            print(f"    {line}")
-    reuse, tag_log = by_key[("reuse check", "conveyor")], logs["tag move"]
+    return rows
+
+
+def check_targets(series: list[Series], logs: dict[str, RequestLog]) -> dict[str, Any]:
+    """The reuse check's time and uploads, and a tag move's requests, against their targets."""
+    reuse = next(s for s in series if (s.operation, s.tool) == ("reuse check", "conveyor"))
+    tag_log = logs["tag move"]
     checks = {
         "reuse_check_median_ms": round(reuse.median, 2),
         "reuse_check_within_target": reuse.median <= REUSE_TARGET_MS,
@@ -445,7 +508,7 @@ def report(outcome: dict[str, Any], repeat: int, manifests: int, seconds: float)
         f"{tag_log.per_operation():g} requests (target <= {TAG_MOVE_MAX_REQUESTS}: "
         f"{'met' if checks['tag_move_within_target'] else 'MISSED'})"
     )
-    return {"rows": rows, "targets": checks}
+    return checks
 
 
 def skopeo_version() -> str:
@@ -455,10 +518,10 @@ def skopeo_version() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=25, help="repetitions of each operation")
+    parser = common.argument_parser(
+        __doc__, repeat=25, repeat_help="repetitions of each operation", results=RESULTS
+    )
     parser.add_argument("--manifests", type=int, default=200, help="manifests in the source")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args()
     if args.repeat < 1 or args.manifests < 2:
         parser.error("--repeat must be at least 1 and --manifests at least 2")
@@ -476,29 +539,23 @@ def main() -> None:
             registry.down()
     seconds = time.monotonic() - started
     summary = report(outcome, args.repeat, args.manifests, seconds)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "bundles",
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "machine": {
-                    "python": platform.python_version(),
-                    "system": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "skopeo": skopeo_version(),
-                },
-                "repeat": args.repeat,
-                "manifests": args.manifests,
-                "layer_bytes": outcome["layer_bytes"],
-                "digest": outcome["digest"],
-                "total_seconds": round(seconds, 1),
-                **summary,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    results = {
+        "benchmark": "bundles",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "python": platform.python_version(),
+            "system": platform.platform(),
+            "cpus": os.cpu_count(),
+            "skopeo": skopeo_version(),
+        },
+        "repeat": args.repeat,
+        "manifests": args.manifests,
+        "layer_bytes": outcome["layer_bytes"],
+        "digest": outcome["digest"],
+        "total_seconds": round(seconds, 1),
+        **summary,
+    }
+    common.write_results(args.out, results)
     print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
 
 

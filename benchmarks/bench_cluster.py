@@ -33,12 +33,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import itertools
-import json
 import os
 import platform as pyplatform
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,17 +44,24 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, benchmarks.common
+
 import yaml
 
+from benchmarks import common
+from benchmarks.common import log
 from conveyor.adapters.kube import Kube, ResourceExpired
-from conveyor.cluster.apply import Target, apply_bundle, prepare
+from conveyor.cluster.apply import Placement, apply_bundle, prepare
 from conveyor.cluster.drift import detect
 from conveyor.cluster.wait import wait_ready
 from conveyor.errors import ConveyorError
 from conveyor.platform.local import LocalPlatform
+from tests.support import manifests
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / ".conveyor"
@@ -70,10 +75,7 @@ DIGEST = "sha256:" + "b3" * 32
 IMAGE = "example.invalid/bench:1"
 NS_PREFIX = "bench-"
 REVISION_ANNOTATION = "bench.conveyor.dev/revision"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+DEFAULT_CONCURRENCY = 16
 
 
 # -- objects ----------------------------------------------------------------------------------
@@ -103,35 +105,18 @@ def make_objects(count: int, namespaces: Sequence[str], revision: int) -> list[d
 
 
 def deployment(name: str, namespace: str, replicas: int, revision: int = 1) -> dict[str, Any]:
-    labels = {"bench.conveyor.dev/deployment": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "annotations": {REVISION_ANNOTATION: str(revision)},
-        },
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    # No container runs under KWOK; without a grace period the namespace
-                    # controller deletes a round's pods at once (~8 s a round instead of ~13 s).
-                    "terminationGracePeriodSeconds": 0,
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": IMAGE,
-                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    obj = manifests.deployment(
+        name,
+        replicas,
+        labels={"bench.conveyor.dev/deployment": name},
+        image=IMAGE,
+        requests={"cpu": "10m", "memory": "16Mi"},
+    )
+    obj["metadata"].update(namespace=namespace, annotations={REVISION_ANNOTATION: str(revision)})
+    # No container runs under KWOK; without a grace period the namespace controller deletes a
+    # round's pods at once (~8 s a round instead of ~13 s).
+    obj["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 0
+    return obj
 
 
 def write_manifests(objects: Sequence[Mapping[str, Any]], folder: Path) -> Path:
@@ -308,10 +293,17 @@ class Cluster:
     # API-server request counts -----------------------------------------------------------------
 
     def request_counts(self) -> dict[str, float]:
-        """Every `apiserver_request_total` sample, by its label set."""
+        """Every `apiserver_request_total` sample, by its label set (`kubectl get --raw`)."""
         self.metrics_reads += 1
+        metrics = subprocess.run(
+            self.kubectl("get", "--raw", "/metrics"),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
         samples = {}
-        for line in self.admin.metrics().splitlines():
+        for line in metrics.splitlines():
             if line.startswith("apiserver_request_total{"):
                 key, value = line.rsplit(" ", 1)
                 samples[key[len("apiserver_request_total") :]] = float(value)
@@ -383,15 +375,15 @@ def stats(values: Sequence[float]) -> dict[str, Any]:
     if not values:
         return {"median": None, "min": None, "max": None, "runs": []}
     return {
-        "median": statistics.median(values),
+        "median": common.median(values),
         "min": min(values),
         "max": max(values),
         "runs": list(values),
     }
 
 
-def median(values: Sequence[float]) -> float | None:
-    return statistics.median(values) if values else None
+def median_or_none(values: Sequence[float]) -> float | None:
+    return common.median(values) if values else None
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -415,12 +407,6 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 
 # -- 1. apply -----------------------------------------------------------------------------------
-
-
-def timed(action: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = action()
-    return time.perf_counter() - started, result
 
 
 def run_kubectl(cluster: Cluster, args: Sequence[str], ok: Sequence[int] = (0,)) -> int:
@@ -453,7 +439,7 @@ def apply_round(
 ) -> dict[str, Any]:
     """One fresh namespace pair: create N objects, (settle,) update them all; then delete."""
     namespaces = cluster.new_namespaces("apply", 2)
-    target = Target(APP, TARGET, namespaces[0])
+    placement = Placement(APP, TARGET, namespaces[0])
     result: dict[str, Any] = {
         "tool": tool,
         "concurrency": concurrency,
@@ -465,42 +451,13 @@ def apply_round(
             objects = make_objects(count, namespaces, revision)
             folder = None
             if tool != "conveyor":
-                labelled = prepare(cluster.admin, objects, target, DIGEST)
+                labelled = prepare(cluster.admin, objects, placement, DIGEST)
                 folder = write_manifests(labelled, workdir / f"{tool}-{step}")
-            requests: int | None = None
-            quiet_wait = cluster.wait_quiet()
-            before = cluster.request_counts()
-            cpu_before = cluster.cpu.sample()
-            started = time.perf_counter()
-            if tool == "conveyor":
-                kube = Kube(cluster.kubeconfig)
-                report = apply_bundle(kube, objects, target, digest=DIGEST, concurrency=concurrency)
-                requests = kube.requests
-            elif tool == "kubectl":
-                assert folder is not None
-                run_kubectl(cluster, ["apply", "--server-side", "-f", str(folder)])
-            else:  # kapp
-                assert folder is not None and kapp is not None
-                run_kapp(cluster, kapp, folder, namespaces)
-            seconds = time.perf_counter() - started
-            cpu = cluster.cpu.spent(cpu_before, cluster.cpu.sample())
-            if tool == "conveyor" and len(report.applied) != count:
-                raise RuntimeError(f"apply_bundle applied {len(report.applied)} of {count}")
-            after = cluster.request_counts()
-            result[step] = {
-                "seconds": seconds,
-                "client_requests": requests,
-                "apiserver": summarize_delta(delta(before, after), cluster.read_cost),
-                "cpu": cpu,
-                "quiet_wait": quiet_wait,
-            }
-            log(
-                f"  {tool:8s} c={concurrency:<3d} {step}: {seconds:6.2f} s"
-                + (f", {requests} requests" if requests is not None else "")
-                + f"; CPU s: tool {cpu['bench'] + cpu['kubectl']:.2f}, cluster "
-                f"{cpu['cluster']:.2f}, other processes {cpu['other']:.2f}"
-                + (f" (waited {quiet_wait:.1f} s for quiet)" if quiet_wait > 0.6 else "")
+            apply = partial(
+                apply_with, cluster, tool, concurrency, objects, placement, folder, kapp
             )
+            result[step] = timed_apply(cluster, apply, count)
+            log_apply(tool, concurrency, step, result[step])
             if step == "create" and settle:
                 result["settle_seconds"] = cluster.settle(namespaces, count // 5)
     finally:
@@ -508,7 +465,67 @@ def apply_round(
     return result
 
 
-def run_kapp(cluster: Cluster, kapp: Path, folder: Path, namespaces: Sequence[str]) -> None:
+def timed_apply(
+    cluster: Cluster, apply: Callable[[], tuple[int | None, int | None]], count: int
+) -> dict[str, Any]:
+    """One `apply()` of `count` objects, in a quiet moment: its seconds, requests and CPU (see
+    the module's doc)."""
+    quiet_wait = cluster.wait_quiet()
+    before = cluster.request_counts()
+    cpu_before = cluster.cpu.sample()
+    started = time.perf_counter()
+    requests, applied = apply()
+    seconds = time.perf_counter() - started
+    cpu = cluster.cpu.spent(cpu_before, cluster.cpu.sample())
+    if applied is not None and applied != count:
+        raise RuntimeError(f"apply_bundle applied {applied} of {count}")
+    after = cluster.request_counts()
+    return {
+        "seconds": seconds,
+        "client_requests": requests,
+        "apiserver": summarize_delta(delta(before, after), cluster.read_cost),
+        "cpu": cpu,
+        "quiet_wait": quiet_wait,
+    }
+
+
+def apply_with(
+    cluster: Cluster,
+    tool: str,
+    concurrency: int,
+    objects: list[dict[str, Any]],
+    placement: Placement,
+    folder: Path | None,
+    kapp: Path | None,
+) -> tuple[int | None, int | None]:
+    """Apply with `tool` (the timed part): (requests sent, objects applied), known for
+    Conveyor only; kubectl and kapp apply the manifests written to `folder`."""
+    if tool == "conveyor":
+        kube = Kube(cluster.kubeconfig)
+        report = apply_bundle(kube, objects, placement, digest=DIGEST, concurrency=concurrency)
+        return kube.requests, len(report.applied)
+    assert folder is not None
+    if tool == "kubectl":
+        run_kubectl(cluster, ["apply", "--server-side", "-f", str(folder)])
+    else:  # kapp
+        assert kapp is not None
+        run_kapp(cluster, kapp, folder, placement.namespace)
+    return None, None
+
+
+def log_apply(tool: str, concurrency: int, step: str, measured: Mapping[str, Any]) -> None:
+    seconds, requests = measured["seconds"], measured["client_requests"]
+    cpu, quiet_wait = measured["cpu"], measured["quiet_wait"]
+    log(
+        f"  {tool:8s} c={concurrency:<3d} {step}: {seconds:6.2f} s"
+        + (f", {requests} requests" if requests is not None else "")
+        + f"; CPU s: tool {cpu['bench'] + cpu['kubectl']:.2f}, cluster "
+        f"{cpu['cluster']:.2f}, other processes {cpu['other']:.2f}"
+        + (f" (waited {quiet_wait:.1f} s for quiet)" if quiet_wait > 0.6 else "")
+    )
+
+
+def run_kapp(cluster: Cluster, kapp: Path, folder: Path, namespace: str) -> None:
     result = subprocess.run(
         [
             str(kapp),
@@ -516,7 +533,7 @@ def run_kapp(cluster: Cluster, kapp: Path, folder: Path, namespaces: Sequence[st
             "--kubeconfig",
             str(cluster.kubeconfig),
             "-n",
-            namespaces[0],
+            namespace,
             "-a",
             APP,
             "-f",
@@ -577,67 +594,21 @@ def build_kapp(timeout: float) -> tuple[Path | None, str]:
 
 def drift_measurement(cluster: Cluster, count: int, repeat: int, workdir: Path) -> dict[str, Any]:
     namespaces = cluster.new_namespaces("drift", 2)
-    target = Target(APP, TARGET, namespaces[0])
+    placement = Placement(APP, TARGET, namespaces[0])
     objects = make_objects(count, namespaces, 1)
     runs: dict[str, list[dict[str, Any]]] = {"conveyor": [], "kubectl": []}
     try:
-        apply_bundle(Kube(cluster.kubeconfig), objects, target, digest=DIGEST)
-        prepared = prepare(cluster.admin, objects, target, DIGEST)
+        apply_bundle(Kube(cluster.kubeconfig), objects, placement, digest=DIGEST)
+        prepared = prepare(cluster.admin, objects, placement, DIGEST)
         folder = write_manifests(prepared, workdir / "drift")
         cluster.settle(namespaces, count // 5)
         time.sleep(1.0)  # let the controllers' last status writes pass
-        idle_before = cluster.request_counts()
         idle_seconds = 1.0
-        time.sleep(idle_seconds)
-        idle = summarize_delta(delta(idle_before, cluster.request_counts()))
-        log(
-            f"  idle API server: {idle['total']} requests in {idle_seconds:.0f} s "
-            f"({idle['scoped']} not leases/events)"
-        )
+        idle = idle_requests(cluster, idle_seconds)
         kinds_namespaces = len({(o["kind"], o["metadata"]["namespace"]) for o in prepared})
         for index in range(repeat):
-            order = ("conveyor", "kubectl") if index % 2 == 0 else ("kubectl", "conveyor")
-            for tool in order:
-                quiet_wait = cluster.wait_quiet()
-                before = cluster.request_counts()
-                cpu_before = cluster.cpu.sample()
-                if tool == "conveyor":
-
-                    def action() -> tuple[int, int]:
-                        kube = Kube(cluster.kubeconfig)
-                        desired = prepare(kube, objects, target, DIGEST)
-                        drifts = detect(kube, desired, app=APP, target=TARGET)
-                        return len(drifts), kube.requests
-
-                    seconds, (drifted, requests) = timed(action)
-                    if drifted:
-                        raise RuntimeError(f"drift.detect found {drifted} drifted objects (no-op)")
-                else:
-                    seconds, code = timed(
-                        lambda: run_kubectl(
-                            cluster, ["diff", "--server-side", "-f", str(folder)], ok=(0, 1)
-                        )
-                    )
-                    if code != 0:
-                        raise RuntimeError("kubectl diff --server-side found a diff in a no-op")
-                    requests = None
-                cpu = cluster.cpu.spent(cpu_before, cluster.cpu.sample())
-                after = cluster.request_counts()
-                server = summarize_delta(delta(before, after), cluster.read_cost)
-                runs[tool].append(
-                    {
-                        "seconds": seconds,
-                        "client_requests": requests,
-                        "apiserver": server,
-                        "cpu": cpu,
-                        "quiet_wait": quiet_wait,
-                    }
-                )
-                log(
-                    f"  {tool:8s} drift: {seconds:6.3f} s, API server +{server['total']} "
-                    f"({server['scoped']} not leases/events)"
-                    + (f", client {requests}" if requests is not None else "")
-                )
+            for tool in alternating(index):
+                runs[tool].append(drift_check(cluster, tool, objects, placement, folder))
     finally:
         delete_seconds = cluster.delete_namespaces(namespaces)
     return {
@@ -645,6 +616,69 @@ def drift_measurement(cluster: Cluster, count: int, repeat: int, workdir: Path) 
         "idle": {"seconds": idle_seconds, **idle},
         "runs": runs,
         "delete_seconds": delete_seconds,
+    }
+
+
+def alternating(index: int) -> tuple[str, str]:
+    """Which tool goes first in repetition `index`: each in turn."""
+    return ("conveyor", "kubectl") if index % 2 == 0 else ("kubectl", "conveyor")
+
+
+def idle_requests(cluster: Cluster, seconds: float) -> dict[str, Any]:
+    """The API server's requests while nobody asks it anything for `seconds`."""
+    before = cluster.request_counts()
+    time.sleep(seconds)
+    idle = summarize_delta(delta(before, cluster.request_counts()))
+    log(
+        f"  idle API server: {idle['total']} requests in {seconds:.0f} s "
+        f"({idle['scoped']} not leases/events)"
+    )
+    return idle
+
+
+def conveyor_drift(
+    cluster: Cluster, objects: list[dict[str, Any]], placement: Placement
+) -> tuple[int, int]:
+    """Conveyor's drift check, as reconcile runs it: (objects drifted, requests sent)."""
+    kube = Kube(cluster.kubeconfig)
+    desired = prepare(kube, objects, placement, DIGEST)
+    drifts = detect(kube, desired, app=APP, target=TARGET)
+    return len(drifts), kube.requests
+
+
+def drift_check(
+    cluster: Cluster, tool: str, objects: list[dict[str, Any]], placement: Placement, folder: Path
+) -> dict[str, Any]:
+    """One timed no-op drift check with `tool`, in a quiet moment."""
+    quiet_wait = cluster.wait_quiet()
+    before = cluster.request_counts()
+    cpu_before = cluster.cpu.sample()
+    requests: int | None = None
+    if tool == "conveyor":
+        seconds, (drifted, requests) = common.timed(
+            partial(conveyor_drift, cluster, objects, placement)
+        )
+        if drifted:
+            raise RuntimeError(f"drift.detect found {drifted} drifted objects (no-op)")
+    else:
+        diff = ["diff", "--server-side", "-f", str(folder)]
+        seconds, code = common.timed(partial(run_kubectl, cluster, diff, ok=(0, 1)))
+        if code != 0:
+            raise RuntimeError("kubectl diff --server-side found a diff in a no-op")
+    cpu = cluster.cpu.spent(cpu_before, cluster.cpu.sample())
+    after = cluster.request_counts()
+    server = summarize_delta(delta(before, after), cluster.read_cost)
+    log(
+        f"  {tool:8s} drift: {seconds:6.3f} s, API server +{server['total']} "
+        f"({server['scoped']} not leases/events)"
+        + (f", client {requests}" if requests is not None else "")
+    )
+    return {
+        "seconds": seconds,
+        "client_requests": requests,
+        "apiserver": server,
+        "cpu": cpu,
+        "quiet_wait": quiet_wait,
     }
 
 
@@ -729,80 +763,101 @@ def readiness_measurement(cluster: Cluster, repeat: int, workdir: Path) -> dict[
     runs: dict[str, list[dict[str, Any]]] = {"conveyor": [], "kubectl": []}
     try:
         for index in range(repeat):
-            order = ("conveyor", "kubectl") if index % 2 == 0 else ("kubectl", "conveyor")
-            for tool in order:
+            for tool in alternating(index):
                 name = f"ready-{tool}-{index}"
-                obj = deployment(name, namespace, 3)
-                before = cluster.request_counts()
-                reported: float | None = None
-                if tool == "conveyor":
-                    kube = Kube(cluster.kubeconfig)
-                    started = time.perf_counter()
-                    kube.apply(obj)
-                    applied = time.perf_counter()
-                    result = wait_ready(kube, [obj], timeout=60)
-                    reported = time.perf_counter()
-                    if not result.ready:
-                        raise RuntimeError(f"wait_ready: {result.states}")
-                    requests: int | None = kube.requests
-                    exited = reported
-                else:
-                    path = workdir / f"{name}.yaml"
-                    path.write_text(yaml.safe_dump(obj, sort_keys=False))
-                    cluster.kubectl_responses = 0
-                    started = time.perf_counter()
-                    run_kubectl(cluster, ["apply", "--server-side", "-f", str(path), "-v=6"])
-                    applied = time.perf_counter()
-                    process = subprocess.Popen(
-                        cluster.kubectl(
-                            "rollout",
-                            "status",
-                            "-n",
-                            namespace,
-                            f"deployment/{name}",
-                            "--timeout=60s",
-                            "-v=6",
-                        ),
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                    )
-                    assert process.stdout is not None
-                    for line in process.stdout:
-                        if b"successfully rolled out" in line:
-                            reported = time.perf_counter()
-                    code = process.wait(timeout=70)
-                    exited = time.perf_counter()
-                    assert process.stderr is not None
-                    stderr = process.stderr.read()
-                    if code != 0 or reported is None:
-                        raise RuntimeError(
-                            f"kubectl rollout status exited {code}: {stderr[-500:]!r}"
-                        )
-                    requests = cluster.kubectl_responses + responses(stderr)
-                assert reported is not None
-                ready = watch.wait_for(name)
-                time.sleep(0.3)  # let the tools' last requests land before reading the counter
-                server = summarize_delta(delta(before, cluster.request_counts()), cluster.read_cost)
-                run: dict[str, Any] = {
-                    "latency_after_ready": reported - ready,
-                    "apply_to_reported": reported - started,
-                    "apply_to_cluster_ready": ready - started,
-                    "apply_seconds": applied - started,
-                    "exit_after_report": exited - reported,
-                    "client_requests": requests,
-                    "apiserver": server,
-                }
-                runs[tool].append(run)
-                log(
-                    f"  {tool:8s} ready: +{run['latency_after_ready'] * 1000:6.0f} ms after the "
-                    f"cluster, apply->reported {run['apply_to_reported'] * 1000:5.0f} ms "
-                    f"(cluster ready at {run['apply_to_cluster_ready'] * 1000:5.0f} ms)"
-                    + (f", client {requests} requests" if requests is not None else "")
-                )
+                runs[tool].append(readiness_run(cluster, watch, tool, name, workdir))
     finally:
         watch.stop()
         delete_seconds = cluster.delete_namespaces([namespace])
     return {"namespace_objects": 2 * repeat, "runs": runs, "delete_seconds": delete_seconds}
+
+
+@dataclass(frozen=True)
+class Reported:
+    """When (perf_counter) a tool started applying, had applied, reported the Deployment ready
+    and exited; and the requests it sent."""
+
+    started: float
+    applied: float
+    reported: float
+    exited: float
+    requests: int | None
+
+
+def readiness_run(
+    cluster: Cluster, watch: ReadyWatch, tool: str, name: str, workdir: Path
+) -> dict[str, Any]:
+    """Apply a 3-replica Deployment `name` and wait with `tool`; how long after the cluster
+    had it ready the tool said so."""
+    obj = deployment(name, watch.namespace, 3)
+    before = cluster.request_counts()
+    if tool == "conveyor":
+        moments = conveyor_ready(cluster, obj)
+    else:
+        moments = kubectl_ready(cluster, obj, workdir / f"{name}.yaml")
+    ready = watch.wait_for(name)
+    time.sleep(0.3)  # let the tools' last requests land before reading the counter
+    server = summarize_delta(delta(before, cluster.request_counts()), cluster.read_cost)
+    run: dict[str, Any] = {
+        "latency_after_ready": moments.reported - ready,
+        "apply_to_reported": moments.reported - moments.started,
+        "apply_to_cluster_ready": ready - moments.started,
+        "apply_seconds": moments.applied - moments.started,
+        "exit_after_report": moments.exited - moments.reported,
+        "client_requests": moments.requests,
+        "apiserver": server,
+    }
+    log(
+        f"  {tool:8s} ready: +{run['latency_after_ready'] * 1000:6.0f} ms after the "
+        f"cluster, apply->reported {run['apply_to_reported'] * 1000:5.0f} ms "
+        f"(cluster ready at {run['apply_to_cluster_ready'] * 1000:5.0f} ms)"
+        + (f", client {moments.requests} requests" if moments.requests is not None else "")
+    )
+    return run
+
+
+def conveyor_ready(cluster: Cluster, obj: dict[str, Any]) -> Reported:
+    """`Kube.apply`, then `wait_ready`, in this process."""
+    kube = Kube(cluster.kubeconfig)
+    started = time.perf_counter()
+    kube.apply(obj)
+    applied = time.perf_counter()
+    result = wait_ready(kube, [obj], timeout=60)
+    reported = time.perf_counter()
+    if not result.ready:
+        raise RuntimeError(f"wait_ready: {result.states}")
+    return Reported(started, applied, reported, reported, kube.requests)
+
+
+def kubectl_ready(cluster: Cluster, obj: dict[str, Any], path: Path) -> Reported:
+    """`kubectl apply --server-side`, then `kubectl rollout status`; their requests counted
+    from their -v=6 logs."""
+    name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    path.write_text(yaml.safe_dump(obj, sort_keys=False))
+    cluster.kubectl_responses = 0
+    started = time.perf_counter()
+    run_kubectl(cluster, ["apply", "--server-side", "-f", str(path), "-v=6"])
+    applied = time.perf_counter()
+    process = subprocess.Popen(
+        cluster.kubectl(
+            "rollout", "status", "-n", namespace, f"deployment/{name}", "--timeout=60s", "-v=6"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    reported: float | None = None
+    for line in process.stdout:
+        if b"successfully rolled out" in line:
+            reported = time.perf_counter()
+    code = process.wait(timeout=70)
+    exited = time.perf_counter()
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    if code != 0 or reported is None:
+        raise RuntimeError(f"kubectl rollout status exited {code}: {stderr[-500:]!r}")
+    requests = cluster.kubectl_responses + responses(stderr)
+    return Reported(started, applied, reported, exited, requests)
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -842,12 +897,17 @@ def machine() -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = common.argument_parser(
+        __doc__,
+        repeat=3,
+        repeat_help="repeats of the drift check",
+        results=RESULTS,
+        results_option="--output",
+    )
     parser.add_argument(
         "--objects", type=int, default=1000, help="objects per apply (default 1000)"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="repeats of the drift check")
     parser.add_argument(
         "--ready-repeat",
         type=int,
@@ -883,14 +943,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--kapp", choices=("auto", "skip"), default="auto")
     parser.add_argument("--kapp-build-timeout", type=float, default=300.0)
-    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    apply_repeat = args.apply_repeat
-    concurrencies = [int(c) for c in args.concurrency.split(",")]
-    default_concurrency = 16
-    if default_concurrency not in concurrencies:
-        concurrencies.insert(0, default_concurrency)
+    args.concurrencies = [int(c) for c in args.concurrency.split(",")]
+    if DEFAULT_CONCURRENCY not in args.concurrencies:
+        args.concurrencies.insert(0, DEFAULT_CONCURRENCY)
+    return args
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_arguments(argv)
     run_started = time.perf_counter()
     info = machine()
     log(
@@ -903,11 +964,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         [str(kubectl), "version", "--client"], capture_output=True, text=True, check=True
     ).stdout.splitlines()[0]
     log(f"platform healthy; kubectl {kubectl} ({version})")
-
-    kapp: Path | None = None
-    kapp_note = "kapp skipped (--kapp skip)"
-    if args.kapp == "auto":
-        kapp, kapp_note = build_kapp(args.kapp_build_timeout)
+    kapp, kapp_note = find_kapp(args)
     log(kapp_note)
 
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
@@ -918,6 +975,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         CpuMeter(platform.kubernetes.health().processes),
         args.quiet_wait,
     )
+    prepared = prepare_cluster(cluster)
+    plan = describe_plan(args, kapp)
+    log("plan: " + plan)
+    results = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "kubectl": {"path": str(kubectl), "version": version},
+        "kapp": {"path": str(kapp) if kapp else None, "note": kapp_note},
+        **prepared,
+        "plan": plan,
+        "parameters": parameters(args),
+    }
+    try:
+        run_measurements(cluster, args, kapp, workdir, results)
+    finally:
+        if cluster.created:
+            log(f"cleaning up namespaces {cluster.created}")
+            cluster.delete_namespaces(list(cluster.created))
+        shutil.rmtree(workdir, ignore_errors=True)
+    finish(results, cluster, run_started, args.output)
+    return 0
+
+
+def find_kapp(args: argparse.Namespace) -> tuple[Path | None, str]:
+    if args.kapp == "auto":
+        return build_kapp(args.kapp_build_timeout)
+    return None, "kapp skipped (--kapp skip)"
+
+
+def prepare_cluster(cluster: Cluster) -> dict[str, Any]:
+    """Delete what an earlier run left, warm kubectl's discovery cache, learn what reading the
+    request counters costs and whether others use the cluster; what the results record of it."""
     leftovers = cluster.leftover_namespaces()
     if leftovers:
         log(f"deleting {len(leftovers)} namespace(s) left by an earlier run: {leftovers}")
@@ -940,14 +1029,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if others:
         log(f"note: the cluster is shared: other namespaces present: {', '.join(others)}")
+    return {
+        "metrics_read_cost": own,
+        "metrics_back_to_back_min_delta": back_to_back,
+        "other_namespaces_at_start": others,
+    }
 
-    plan = (
+
+def describe_plan(args: argparse.Namespace, kapp: Path | None) -> str:
+    return (
         f"objects={args.objects} (ConfigMaps {args.objects - args.objects // 5}, Deployments "
-        f"{args.objects // 5}, 2 namespaces); apply rounds: conveyor c={default_concurrency} and "
-        f"kubectl x{apply_repeat}, conveyor c="
-        + "/".join(str(c) for c in concurrencies if c != default_concurrency)
+        f"{args.objects // 5}, 2 namespaces); apply rounds: conveyor c={DEFAULT_CONCURRENCY} and "
+        f"kubectl x{args.apply_repeat}, conveyor c="
+        + "/".join(str(c) for c in args.concurrencies if c != DEFAULT_CONCURRENCY)
         + f" x{args.sweep_repeat}"
-        + (f", kapp x{apply_repeat}" if kapp else "")
+        + (f", kapp x{args.apply_repeat}" if kapp else "")
         + f"; drift x{args.repeat}; readiness x{args.ready_repeat}"
         + (
             "; settle between create and update"
@@ -961,64 +1057,65 @@ def main(argv: Sequence[str] | None = None) -> int:
             else ""
         )
     )
-    log("plan: " + plan)
-    results: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": info,
-        "kubectl": {"path": str(kubectl), "version": version},
-        "kapp": {"path": str(kapp) if kapp else None, "note": kapp_note},
-        "metrics_read_cost": own,
-        "metrics_back_to_back_min_delta": back_to_back,
-        "other_namespaces_at_start": others,
-        "plan": plan,
-        "parameters": {
-            "objects": args.objects,
-            "repeat": args.repeat,
-            "ready_repeat": args.ready_repeat,
-            "apply_repeat": apply_repeat,
-            "sweep_repeat": args.sweep_repeat,
-            "settle": args.settle,
-            "quiet_wait": args.quiet_wait,
-            "concurrency": concurrencies,
-            "default_concurrency": default_concurrency,
-        },
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "objects": args.objects,
+        "repeat": args.repeat,
+        "ready_repeat": args.ready_repeat,
+        "apply_repeat": args.apply_repeat,
+        "sweep_repeat": args.sweep_repeat,
+        "settle": args.settle,
+        "quiet_wait": args.quiet_wait,
+        "concurrency": args.concurrencies,
+        "default_concurrency": DEFAULT_CONCURRENCY,
     }
 
-    try:
-        # 1. apply
-        log("1. apply (create, then update) into fresh namespace pairs")
-        rounds: list[tuple[int, str, int]] = []
-        for index in range(max(apply_repeat, args.sweep_repeat)):
-            batch: list[tuple[str, int]] = []
-            if index < apply_repeat:
-                batch += [("conveyor", default_concurrency), ("kubectl", 0)]
-                if kapp:
-                    batch.append(("kapp", 0))
-            if index < args.sweep_repeat:
-                batch += [("conveyor", c) for c in concurrencies if c != default_concurrency]
-            if index % 2:
-                batch.reverse()
-            rounds += [(index, tool, concurrency) for tool, concurrency in batch]
-        apply_runs = []
-        for index, tool, concurrency in rounds:
-            run = apply_round(cluster, tool, concurrency, args.objects, workdir, kapp, args.settle)
-            run["batch"] = index
-            apply_runs.append(run)
-        results["apply"] = summarize_apply(apply_runs, default_concurrency)
 
-        # 2. drift
-        log("2. no-op drift check")
-        results["drift"] = drift_measurement(cluster, args.objects, args.repeat, workdir)
+def run_measurements(
+    cluster: Cluster,
+    args: argparse.Namespace,
+    kapp: Path | None,
+    workdir: Path,
+    results: dict[str, Any],
+) -> None:
+    log("1. apply (create, then update) into fresh namespace pairs")
+    apply_runs = []
+    for index, tool, concurrency in apply_rounds(args, kapp):
+        run = apply_round(cluster, tool, concurrency, args.objects, workdir, kapp, args.settle)
+        run["batch"] = index
+        apply_runs.append(run)
+    results["apply"] = summarize_apply(apply_runs, DEFAULT_CONCURRENCY)
 
-        # 3. readiness
-        log("3. readiness latency")
-        results["readiness"] = readiness_measurement(cluster, args.ready_repeat, workdir)
-    finally:
-        if cluster.created:
-            log(f"cleaning up namespaces {cluster.created}")
-            cluster.delete_namespaces(list(cluster.created))
-        shutil.rmtree(workdir, ignore_errors=True)
+    log("2. no-op drift check")
+    results["drift"] = drift_measurement(cluster, args.objects, args.repeat, workdir)
 
+    log("3. readiness latency")
+    results["readiness"] = readiness_measurement(cluster, args.ready_repeat, workdir)
+
+
+def apply_rounds(args: argparse.Namespace, kapp: Path | None) -> list[tuple[int, str, int]]:
+    """(batch, tool, concurrency) of every apply round: each batch has conveyor at the default
+    concurrency, kubectl (and kapp) for --apply-repeat batches and the other concurrencies for
+    --sweep-repeat batches; every other batch runs in reverse order."""
+    rounds: list[tuple[int, str, int]] = []
+    for index in range(max(args.apply_repeat, args.sweep_repeat)):
+        batch: list[tuple[str, int]] = []
+        if index < args.apply_repeat:
+            batch += [("conveyor", DEFAULT_CONCURRENCY), ("kubectl", 0)]
+            if kapp:
+                batch.append(("kapp", 0))
+        if index < args.sweep_repeat:
+            batch += [("conveyor", c) for c in args.concurrencies if c != DEFAULT_CONCURRENCY]
+        if index % 2:
+            batch.reverse()
+        rounds += [(index, tool, concurrency) for tool, concurrency in batch]
+    return rounds
+
+
+def finish(results: dict[str, Any], cluster: Cluster, run_started: float, output: Path) -> None:
+    """Summarise, print the table, write the results file."""
     results["machine"]["loadavg_end"] = list(os.getloadavg())
     results["total_seconds"] = time.perf_counter() - run_started
     results["metrics_reads"] = cluster.metrics_reads
@@ -1028,13 +1125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["table"] = table
     print()
     print(table)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=1) + "\n")
+    common.write_results(output, results, indent=1)
     log(
         f"total {results['total_seconds']:.0f} s (of which {cluster.quiet_waited:.0f} s waiting "
-        f"for other processes to quieten); wrote {args.output}"
+        f"for other processes to quieten); wrote {output}"
     )
-    return 0
 
 
 def summarize_apply(runs: list[dict[str, Any]], default_concurrency: int) -> dict[str, Any]:
@@ -1095,19 +1190,19 @@ def summary(results: Mapping[str, Any]) -> dict[str, Any]:
         for label in ("default", "best"):
             c = configs[apply[label]][f"{step}_stats"]["median"]
             out["apply"][f"{step}_{label}_ratio"] = ratio(c, k)
-        out["apply"][f"{step}_paired_ratio_median"] = median(apply["paired_ratios"][step])
+        out["apply"][f"{step}_paired_ratio_median"] = median_or_none(apply["paired_ratios"][step])
         out["apply"][f"{step}_goal_met"] = out["apply"][f"{step}_default_ratio"] <= 0.5
     drift = results["drift"]
     c_runs, k_runs = drift["runs"]["conveyor"], drift["runs"]["kubectl"]
-    c_seconds = median([r["seconds"] for r in c_runs])
-    c_requests = median([r["client_requests"] for r in c_runs])
+    c_seconds = median_or_none([r["seconds"] for r in c_runs])
+    c_requests = median_or_none([r["client_requests"] for r in c_runs])
     out["drift"] = {
         "conveyor_seconds": c_seconds,
-        "kubectl_seconds": median([r["seconds"] for r in k_runs]),
-        "ratio": ratio(c_seconds, median([r["seconds"] for r in k_runs])),
+        "kubectl_seconds": median_or_none([r["seconds"] for r in k_runs]),
+        "ratio": ratio(c_seconds, median_or_none([r["seconds"] for r in k_runs])),
         "conveyor_client_requests": c_requests,
-        "conveyor_apiserver_requests": median([r["apiserver"]["total"] for r in c_runs]),
-        "kubectl_apiserver_requests": median([r["apiserver"]["total"] for r in k_runs]),
+        "conveyor_apiserver_requests": median_or_none([r["apiserver"]["total"] for r in c_runs]),
+        "kubectl_apiserver_requests": median_or_none([r["apiserver"]["total"] for r in k_runs]),
         "kinds_x_namespaces": drift["kinds_x_namespaces"],
         "goal_seconds_met": c_seconds is not None and c_seconds <= 1.0,
         # "a small constant": discovery of each group-version (2 here) plus 2 to spare
@@ -1116,13 +1211,13 @@ def summary(results: Mapping[str, Any]) -> dict[str, Any]:
     }
     ready = results["readiness"]["runs"]
     for tool in ("conveyor", "kubectl"):
-        out["readiness"][f"{tool}_latency"] = median(
+        out["readiness"][f"{tool}_latency"] = median_or_none(
             [r["latency_after_ready"] for r in ready[tool]]
         )
-        out["readiness"][f"{tool}_apply_to_reported"] = median(
+        out["readiness"][f"{tool}_apply_to_reported"] = median_or_none(
             [r["apply_to_reported"] for r in ready[tool]]
         )
-        out["readiness"][f"{tool}_apply_to_cluster_ready"] = median(
+        out["readiness"][f"{tool}_apply_to_cluster_ready"] = median_or_none(
             [r["apply_to_cluster_ready"] for r in ready[tool]]
         )
     out["readiness"]["goal_met"] = out["readiness"]["conveyor_latency"] <= 0.1
@@ -1131,13 +1226,7 @@ def summary(results: Mapping[str, Any]) -> dict[str, Any]:
 
 def render_table(results: Mapping[str, Any]) -> str:
     apply = results["apply"]
-    configs = apply["configs"]
-    default, best = configs[apply["default"]], configs[apply["best"]]
-    kubectl = configs["kubectl"]
-    kapp = configs.get("kapp")
-    s = results["summary"]
-    count = results["parameters"]["objects"]
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    default, best = apply["configs"][apply["default"]], apply["configs"][apply["best"]]
     header = (
         "measurement (median)",
         f"conveyor c={default['concurrency']}",
@@ -1146,185 +1235,163 @@ def render_table(results: Mapping[str, Any]) -> str:
         "ratio c16 / best",
         "goal",
     )
+    rows = [*apply_rows(results), *drift_rows(results), *readiness_rows(results)]
+    return common.markdown_table(header, rows)
 
-    def yes(flag: bool) -> str:
-        return "met" if flag else "MISSED"
 
+def row(*cells: str) -> tuple[str, ...]:
+    """A row of the table's six columns; the cells not given are empty."""
+    return (*cells, *[""] * (6 - len(cells)))
+
+
+def met(flag: bool) -> str:
+    return "met" if flag else "MISSED"
+
+
+def apply_rows(results: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    apply = results["apply"]
+    configs = apply["configs"]
+    default, best = configs[apply["default"]], configs[apply["best"]]
+    kubectl = configs["kubectl"]
+    s = results["summary"]["apply"]
+    rows: list[tuple[str, ...]] = []
     for step, verb in (("create", "creates"), ("update", "updates")):
         c = default[f"{step}_stats"]["median"]
         b = best[f"{step}_stats"]["median"]
         k = kubectl[f"{step}_stats"]["median"]
         rows.append(
-            (
-                f"apply {count} objects, {verb}",
+            row(
+                f"apply {results['parameters']['objects']} objects, {verb}",
                 fmt(c, "s"),
                 fmt(b, "s"),
                 fmt(k, "s"),
                 f"{fmt(ratio(c, k), 'x')} / {fmt(ratio(b, k), 'x')}",
-                f"<= 0.5x: {yes(s['apply'][f'{step}_goal_met'])} "
-                f"({s['apply'][f'{step}_default_ratio']:.3f})",
+                f"<= 0.5x: {met(s[f'{step}_goal_met'])} ({s[f'{step}_default_ratio']:.3f})",
             )
         )
-        rows.append(
-            (
-                "  requests sent (Kube.requests)",
-                fmt(median(default[f"{step}_requests"])),
-                fmt(median(best[f"{step}_requests"])),
-                "-",
-                "",
-                "",
-            )
-        )
-        rows.append(
-            (
-                "  API server: APPLY requests / all requests",
-                f"{fmt(median(default[f'{step}_apply_verb']))} / "
-                f"{fmt(median(default[f'{step}_apiserver']))}",
-                f"{fmt(median(best[f'{step}_apply_verb']))} / "
-                f"{fmt(median(best[f'{step}_apiserver']))}",
-                f"{fmt(median(kubectl[f'{step}_apply_verb']))} / "
-                f"{fmt(median(kubectl[f'{step}_apiserver']))}",
-                "",
-                "",
-            )
+        paired = "paired: " + fmt(s[f"{step}_paired_ratio_median"], "x")
+        rows += apply_detail_rows(step, (default, best, kubectl), paired)
+
+    def both_steps(config: Mapping[str, Any]) -> str:
+        return (
+            f"{fmt(config['create_stats']['median'], 's')} / "
+            f"{fmt(config['update_stats']['median'], 's')}"
         )
 
-        def cpu(config: Mapping[str, Any], step: str = step) -> str:
-            return " / ".join(
-                f"{median(config[f'{step}_cpu_{part}']) or 0:.1f}"
-                for part in ("tool", "cluster", "other")
-            )
-
-        rows.append(
-            (
-                "  CPU s: tool / cluster / other processes",
-                cpu(default),
-                cpu(best),
-                cpu(kubectl),
-                "paired: " + fmt(s["apply"][f"{step}_paired_ratio_median"], "x"),
-                "",
-            )
-        )
     for key, config in sorted(configs.items()):
         if config["tool"] == "conveyor" and key not in (apply["default"], apply["best"]):
             rows.append(
-                (
-                    f"  conveyor c={config['concurrency']} create / update",
-                    f"{fmt(config['create_stats']['median'], 's')} / "
-                    f"{fmt(config['update_stats']['median'], 's')}",
-                    "",
-                    "",
-                    "",
-                    "",
-                )
+                row(f"  conveyor c={config['concurrency']} create / update", both_steps(config))
             )
-    if kapp:
-        rows.append(
-            (
-                "  kapp deploy create / update",
-                f"{fmt(kapp['create_stats']['median'], 's')} / "
-                f"{fmt(kapp['update_stats']['median'], 's')}",
-                "",
-                "",
-                "",
-                "",
-            )
+    if "kapp" in configs:
+        rows.append(row("  kapp deploy create / update", both_steps(configs["kapp"])))
+    return rows
+
+
+def apply_detail_rows(
+    step: str, columns: tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], paired: str
+) -> list[tuple[str, ...]]:
+    """Requests sent, the API server's APPLY and other requests, and CPU, of one step, for the
+    default concurrency, the best one and kubectl; `paired`: the paired ratio's cell."""
+    default, best, kubectl = columns
+
+    def requests(config: Mapping[str, Any]) -> str:
+        return (
+            f"{fmt(median_or_none(config[f'{step}_apply_verb']))} / "
+            f"{fmt(median_or_none(config[f'{step}_apiserver']))}"
         )
-    d = s["drift"]
-    rows.append(
-        (
-            f"no-op drift check, {count} objects",
+
+    def cpu(config: Mapping[str, Any]) -> str:
+        return " / ".join(
+            f"{median_or_none(config[f'{step}_cpu_{part}']) or 0:.1f}"
+            for part in ("tool", "cluster", "other")
+        )
+
+    return [
+        row(
+            "  requests sent (Kube.requests)",
+            fmt(median_or_none(default[f"{step}_requests"])),
+            fmt(median_or_none(best[f"{step}_requests"])),
+            "-",
+        ),
+        row(
+            "  API server: APPLY requests / all requests",
+            requests(default),
+            requests(best),
+            requests(kubectl),
+        ),
+        row(
+            "  CPU s: tool / cluster / other processes",
+            cpu(default),
+            cpu(best),
+            cpu(kubectl),
+            paired,
+        ),
+    ]
+
+
+def drift_rows(results: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    d = results["summary"]["drift"]
+    return [
+        row(
+            f"no-op drift check, {results['parameters']['objects']} objects",
             fmt(d["conveyor_seconds"], "s"),
             "",
             fmt(d["kubectl_seconds"], "s"),
             fmt(d["ratio"], "x"),
-            f"<= 1 s: {yes(d['goal_seconds_met'])}",
-        )
-    )
-    rows.append(
-        (
+            f"<= 1 s: {met(d['goal_seconds_met'])}",
+        ),
+        row(
             "  client requests (Kube.requests)",
             fmt(d["conveyor_client_requests"]),
             "",
             "-",
             "",
-            f"<= {d['kinds_x_namespaces']}+4: {yes(d['goal_requests_met'])}",
-        )
-    )
-    rows.append(
-        (
+            f"<= {d['kinds_x_namespaces']}+4: {met(d['goal_requests_met'])}",
+        ),
+        row(
             "  API server requests (delta)",
             fmt(d["conveyor_apiserver_requests"]),
             "",
             fmt(d["kubectl_apiserver_requests"]),
             fmt(ratio(d["conveyor_apiserver_requests"], d["kubectl_apiserver_requests"]), "x"),
-            "",
-        )
-    )
-    r = s["readiness"]
-    rows.append(
-        (
-            "readiness: reported after cluster ready",
-            fmt(r["conveyor_latency"], "ms"),
-            "",
-            fmt(r["kubectl_latency"], "ms"),
-            fmt(ratio(r["conveyor_latency"], r["kubectl_latency"]), "x"),
-            f"<= 100 ms: {yes(r['goal_met'])}",
-        )
-    )
-    rows.append(
-        (
-            f"  worst of {len(results['readiness']['runs']['conveyor'])}",
-            fmt(
-                max(x["latency_after_ready"] for x in results["readiness"]["runs"]["conveyor"]),
-                "ms",
-            ),
-            "",
-            fmt(
-                max(x["latency_after_ready"] for x in results["readiness"]["runs"]["kubectl"]), "ms"
-            ),
-            "",
-            "",
-        )
-    )
-    rows.append(
-        (
-            "  apply -> reported ready",
-            fmt(r["conveyor_apply_to_reported"], "ms"),
-            "",
-            fmt(r["kubectl_apply_to_reported"], "ms"),
-            fmt(ratio(r["conveyor_apply_to_reported"], r["kubectl_apply_to_reported"]), "x"),
-            "",
-        )
-    )
-    rows.append(
-        (
-            "  apply -> cluster ready (watch)",
-            fmt(r["conveyor_apply_to_cluster_ready"], "ms"),
-            "",
-            fmt(r["kubectl_apply_to_cluster_ready"], "ms"),
-            "",
-            "",
-        )
-    )
-    ready_runs = results["readiness"]["runs"]
-    rows.append(
-        (
-            "  requests sent (conveyor: Kube.requests; kubectl: its -v=6 log)",
-            fmt(median([x["client_requests"] for x in ready_runs["conveyor"]])),
-            "",
-            fmt(median([x["client_requests"] for x in ready_runs["kubectl"]])),
-            "",
-            "",
-        )
-    )
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |"
-        for row in [header, *rows]
+        ),
     ]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
+
+
+def readiness_rows(results: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    r = results["summary"]["readiness"]
+    runs = results["readiness"]["runs"]
+
+    def worst(tool: str) -> str:
+        return fmt(max(x["latency_after_ready"] for x in runs[tool]), "ms")
+
+    def requests(tool: str) -> str:
+        return fmt(median_or_none([x["client_requests"] for x in runs[tool]]))
+
+    def both(key: str) -> tuple[str, str, str]:
+        return fmt(r[f"conveyor_{key}"], "ms"), "", fmt(r[f"kubectl_{key}"], "ms")
+
+    def compared(key: str) -> str:
+        return fmt(ratio(r[f"conveyor_{key}"], r[f"kubectl_{key}"]), "x")
+
+    return [
+        row(
+            "readiness: reported after cluster ready",
+            *both("latency"),
+            compared("latency"),
+            f"<= 100 ms: {met(r['goal_met'])}",
+        ),
+        row(f"  worst of {len(runs['conveyor'])}", worst("conveyor"), "", worst("kubectl")),
+        row("  apply -> reported ready", *both("apply_to_reported"), compared("apply_to_reported")),
+        row("  apply -> cluster ready (watch)", *both("apply_to_cluster_ready")),
+        row(
+            "  requests sent (conveyor: Kube.requests; kubectl: its -v=6 log)",
+            requests("conveyor"),
+            "",
+            requests("kubectl"),
+        ),
+    ]
 
 
 if __name__ == "__main__":

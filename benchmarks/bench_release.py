@@ -4,13 +4,14 @@ Run from the repository root, with the local platform up (`.venv/bin/conveyor pl
 
     .venv/bin/python benchmarks/bench_release.py [--repeat N] [--budget SECONDS] [--out FILE]
 
-It builds an isolated world in a temporary folder, the way tests/e2e/conftest.py does: a git
-repository holding a copy of examples/web, a copy of config/ with a unique app name
-(`web-<prefix>`), namespaces `<prefix>-<target>`, a state repository of its own and a registry
-prefix of its own. The pipeline keeps its 4 stages and 5 targets (prod-eu and prod-us in
-parallel) and nothing else: no approval, no soak, no freeze window, no budget shared with other
-apps; each stage's gates are replaced by one command gate that sleeps 2.5 s, the stand-in for the
-cluster's own work (so a release's cluster work is 4 x (readiness + 2.5 s) on its critical path).
+It builds, in a temporary folder, the isolated world the end-to-end tests use
+(tests/support/world.py): a git repository holding a copy of examples/web, a copy of config/ with
+a unique app name (`web-<prefix>`), namespaces `<prefix>-<target>`, a state repository of its own
+and a registry prefix of its own. The pipeline keeps its 4 stages and 5 targets (prod-eu and
+prod-us in parallel) and nothing else: no approval, no soak, no freeze window, no budget shared
+with other apps; each stage's gates are replaced by one command gate that sleeps 2.5 s, the
+stand-in for the cluster's own work (so a release's cluster work is 4 x (readiness + 2.5 s) on
+its critical path).
 
 1. No-op release: after one real release, the app already runs its digest in every stage; the
    same release again, N times
@@ -45,40 +46,39 @@ go to benchmarks/results/release.json. It is a script, never a timed unit test.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import json
 import os
 import platform as pyplatform
 import re
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, benchmarks.common
 
-from conveyor.adapters import gitrepo
-from conveyor.adapters.kube import Kube
-from conveyor.adapters.prefect_api import HEARTBEAT_ENVIRONMENT
+from benchmarks import common
+from benchmarks.common import log
+from conveyor.adapters.prefect_api import (
+    FINAL_STATES,
+    HEARTBEAT_ENVIRONMENT,
+    RECONCILE,
+    RELEASE,
+    SERVED_DEPLOYMENT,
+)
 from conveyor.platform.local import LocalPlatform
-from conveyor.records import state
+from tasks.locks import limit_name
+from tests.support.world import TARGETS, World, isolated_world, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "release.json"
 PLATFORM_STATE = REPO / ".conveyor"
-TARGETS = ("dev", "test", "staging", "prod-eu", "prod-us")
 STAGES = ("dev", "test", "staging", "prod")
 STAGE_TARGETS = {
     "dev": ("dev",),
@@ -92,18 +92,10 @@ NOOP_GOAL_SECONDS = 5.0
 OVERHEAD_GOAL_SHARE = 0.20
 POLL = 0.1
 RUN_TIMEOUT = 240.0
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
 FLOW_RUN_URL = re.compile(
     r"flow-run/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
 )
-RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # conveyor.prefect_api's, for a busy server
 SQLITE_LOCKED = "sqlite3.OperationalError: database is locked"
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 # Task runs by kind (their names: tasks/*.py); the first matching prefix wins.
 TASK_KINDS = (
@@ -131,66 +123,7 @@ serve(*served, pause_on_shutdown=False)
 """
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-# -- Prefect's REST API -------------------------------------------------------------------------
-
-
-class Api:
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        request = urllib.request.Request(
-            f"{self.url}{path}",
-            data=None if body is None else json.dumps(body).encode(),
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
-        for delay in (*RETRY_DELAYS, None):
-            try:
-                with urllib.request.urlopen(request, timeout=15) as response:
-                    raw = response.read()
-                return json.loads(raw) if raw else None
-            except urllib.error.HTTPError as error:
-                # 503: the server's SQLite was locked; retried as the CLI retries it
-                if error.code != 503 or delay is None:
-                    raise
-                detail = error.read().decode(errors="replace")[:200]
-                log(f"Prefect answered 503 to {method} {path} ({detail}); again in {delay:g}s")
-                time.sleep(delay)
-        raise AssertionError("unreachable")
-
-    def maybe(self, method: str, path: str, body: Any = None) -> Any:
-        try:
-            return self.call(method, path, body)
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                return None
-            raise
-
-    def flow_run(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.call("GET", f"/flow_runs/{run_id}")
-        return result
-
-    def task_runs(self, run_id: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self.call(
-                "POST",
-                "/task_runs/filter",
-                {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200, "offset": len(found)},
-            )
-            found += page
-            if len(page) < 200:
-                return found
-
-    def deployment(self, flow: str, name: str) -> dict[str, Any] | None:
-        path = f"/deployments/name/{urllib.parse.quote(flow)}/{urllib.parse.quote(name)}"
-        result: dict[str, Any] | None = self.maybe("GET", path)
-        return result
+# -- Prefect's records ------------------------------------------------------------------------
 
 
 def parse_time(value: str | None) -> datetime.datetime | None:
@@ -220,143 +153,53 @@ def state_of(run: dict[str, Any]) -> tuple[str, str]:
 # -- the world ----------------------------------------------------------------------------------
 
 
-@dataclass
-class World:
-    root: Path
-    platform: LocalPlatform
-    prefix: str
-    env: dict[str, str]
-    kube: Kube
-    api: Api
-    processes: list[subprocess.Popen[Any]] = field(default_factory=list)
+def keep_only_cluster_work(world: World) -> None:
+    """Each stage keeps its name, targets (in the world's namespaces) and parallelism, nothing
+    else: no approval, no soak, no freeze window, no budget shared with other apps' runs; its one
+    gate is the 2.5 s stand-in for the cluster's own work."""
 
-    @property
-    def app(self) -> str:
-        return f"web-{self.prefix}"
+    def rewrite(pipeline: dict[str, Any]) -> None:
+        assert [s["name"] for s in pipeline["stages"]] == list(STAGES), pipeline["stages"]
+        pipeline["stages"] = [cluster_work_stage(stage) for stage in pipeline["stages"]]
 
-    @property
-    def source(self) -> Path:
-        return self.root / "apps"
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / "config" / "conveyor.yaml"
-
-    @property
-    def state_repository(self) -> str:
-        return str(self.root / "state.git")
-
-    def namespace(self, target: str) -> str:
-        return f"{self.prefix}-{target}"
-
-    def git(self, *args: str) -> str:
-        result = subprocess.run(
-            ["git", "-C", str(self.source), *args],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **GIT_IDENTITY},
-        )
-        return result.stdout.strip()
-
-    def commit_revision(self, revision: int) -> None:
-        """A new source tree, hence a new digest: one ConfigMap key changes (no rollout)."""
-        path = self.source / "web" / "manifests" / "configmap.yaml"
-        lines = [x for x in path.read_text().splitlines() if "bench-revision" not in x]
-        lines.append(f'  bench-revision: "{revision}"')
-        path.write_text("\n".join(lines) + "\n")
-        self.git("commit", "-qam", f"web revision {revision}")
-
-    def parameters(self) -> dict[str, Any]:
-        return {"app": self.app, "ref": "HEAD", "config_file": str(self.config_path)}
-
-    def evidence(self, digest: str, stage: str) -> state.Evidence | None:
-        repository = gitrepo.open_state_repository(self.state_repository)
-        return state.read_evidence(repository, self.app, digest, stage)
-
-    def desired_digest(self, target: str) -> str | None:
-        repository = gitrepo.open_state_repository(self.state_repository)
-        desired = state.read_desired(repository, self.app, target)
-        return desired.digest if desired else None
+    world.edit_pipeline(rewrite)
 
 
-def build_world(platform: LocalPlatform, root: Path) -> World:
-    prefix = f"b{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ,
-        **platform.environment(),
-        **platform.prefect.environment(),
-        "CONVEYOR_CONFIG": str(root / "config" / "conveyor.yaml"),
-        "CONVEYOR_STATE": str(root / "conveyor-state"),
-        "CONVEYOR_REGISTRY": "",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-    }
-    world = World(
-        root,
-        platform,
-        prefix,
-        env,
-        Kube(platform.kubernetes.kubeconfig),
-        Api(platform.prefect.api_url),
-    )
-    shutil.copytree(REPO / "examples" / "web", world.source / "web")
-    world.git("init", "-q", "-b", "main")
-    world.git("add", "-A")
-    world.git("commit", "-qm", "web v1")
+def cluster_work_stage(stage: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {"name": stage["name"], "autoPromote": True, "soak": "0s"}
+    if "parallelism" in stage:
+        kept["parallelism"] = stage["parallelism"]
+    kept["targets"] = stage["targets"]
+    kept["gates"] = [
+        {
+            "type": "command",
+            "name": "cluster-work",
+            "command": list(SLEEP_GATE),
+            "timeout": "60s",
+        }
+    ]
+    return kept
 
-    config = root / "config"
-    shutil.copytree(REPO / "config", config)
-    conveyor = yaml.safe_load(world.config_path.read_text())
-    conveyor["stateRepository"] = world.state_repository
-    conveyor["registry"] = f"{platform.registry.address}/{prefix}"
-    conveyor["clusters"]["local"]["kubeconfig"] = str(platform.kubernetes.kubeconfig)
-    web = conveyor["apps"].pop("web")
-    web["source"] = {"repository": str(world.source), "ref": "HEAD", "path": "web"}
-    conveyor["apps"] = {world.app: web}
-    world.config_path.write_text(yaml.safe_dump(conveyor, sort_keys=False))
 
-    pipeline_path = config / "pipelines" / "web.yaml"
-    pipeline = yaml.safe_load(pipeline_path.read_text())
-    assert [s["name"] for s in pipeline["stages"]] == list(STAGES), pipeline["stages"]
-    # Each stage keeps its name, targets (in the world's namespaces) and parallelism, nothing
-    # else: no approval, no soak, no freeze window, no budget shared with other apps' runs;
-    # its one gate is the 2.5 s stand-in for the cluster's own work.
-    stages = []
-    for stage in pipeline["stages"]:
-        kept: dict[str, Any] = {"name": stage["name"], "autoPromote": True, "soak": "0s"}
-        if "parallelism" in stage:
-            kept["parallelism"] = stage["parallelism"]
-        kept["targets"] = [
-            {**target, "namespace": world.namespace(target["name"])} for target in stage["targets"]
-        ]
-        kept["gates"] = [
-            {
-                "type": "command",
-                "name": "cluster-work",
-                "command": list(SLEEP_GATE),
-                "timeout": "60s",
-            }
-        ]
-        stages.append(kept)
-    pipeline["stages"] = stages
-    pipeline_path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    return world
+def release_parameters(world: World) -> dict[str, Any]:
+    return {"app": world.app, "ref": "HEAD", "config_file": str(world.config_path)}
+
+
+def commit_revision(world: World, revision: int) -> None:
+    """A new source tree, hence a new digest: one ConfigMap key changes (no rollout)."""
+    path = world.source / "web" / "manifests" / "configmap.yaml"
+    lines = [x for x in path.read_text().splitlines() if "bench-revision" not in x]
+    lines.append(f'  bench-revision: "{revision}"')
+    path.write_text("\n".join(lines) + "\n")
+    world.git("commit", "-qam", f"web revision {revision}")
+
+
+def desired_digest(world: World, target: str) -> str | None:
+    desired = world.desired(target)
+    return desired.digest if desired else None
 
 
 # -- processes ----------------------------------------------------------------------------------
-
-
-def stop(process: subprocess.Popen[Any], grace: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL, to this process (and then its own process group, which it leads)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # what it spawned (a runner's flow runs)
 
 
 def run_child(world: World) -> tuple[str, float, str, float, float]:
@@ -364,24 +207,15 @@ def run_child(world: World) -> tuple[str, float, str, float, float]:
     times on the wall clock, which the Prefect server's timestamps share on this machine)."""
     spawned = time.time()
     started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flows", "release", json.dumps(world.parameters())],
-        env=world.env,
-        cwd=world.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    world.processes.append(process)
+    process = world.start(RELEASE, **release_parameters(world))
     try:
-        output, _ = process.communicate(timeout=RUN_TIMEOUT)
+        code, output = world.finish(process, RUN_TIMEOUT)
     finally:
-        stop(process)
+        stop_process(process)
     wall = time.monotonic() - started
     exited = time.time()
-    if process.returncode != 0:
-        raise RuntimeError(f"release exited {process.returncode}:\n{output[-4000:]}")
+    if code != 0:
+        raise RuntimeError(f"release exited {code}:\n{output[-4000:]}")
     found = FLOW_RUN_URL.search(output)
     if found is None:
         raise RuntimeError(f"no flow run id in the child's output:\n{output[-2000:]}")
@@ -399,7 +233,7 @@ class Served:
 
 def start_serving(world: World, shared: bool) -> Served:
     logfile = world.root / "serve.log"
-    name = "conveyor" if shared else f"bench-{world.prefix}"
+    name = SERVED_DEPLOYMENT if shared else f"bench-{world.prefix}"
     command = (
         [sys.executable, "-m", "deployments.serve"]
         if shared
@@ -423,13 +257,13 @@ def start_serving(world: World, shared: bool) -> Served:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    world.processes.append(process)
-    served = Served(process, "", "release", name, logfile)
+    world.running.append(process)
+    served = Served(process, "", RELEASE, name, logfile)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"serve exited {process.returncode}:\n{logfile.read_text()[-3000:]}")
-        found = world.api.deployment("release", name)
+        found = world.api.deployment_record(RELEASE, name)
         polled = parse_time(found.get("last_polled")) if found else None
         if found and found.get("status") == "READY" and polled and polled > started_at:
             served.deployment_id = str(found["id"])
@@ -467,17 +301,16 @@ def run_served(world: World, served: Served) -> tuple[str, float, dict[str, Any]
     """Trigger a run over the REST API; (id, trigger->final seconds, the final run)."""
     triggered = time.time()
     started = time.monotonic()
-    created = world.api.call(
-        "POST",
+    created = world.api.post(
         f"/deployments/{served.deployment_id}/create_flow_run",
-        {"parameters": world.parameters(), "tags": ["bench"]},
+        {"parameters": release_parameters(world), "tags": ["bench"]},
     )
     run_id = str(created["id"])
     create_call = time.time() - triggered
     while True:
-        run = world.api.flow_run(run_id)
+        run = world.api.flow_run_record(run_id)
         kind, message = state_of(run)
-        if kind in FINAL:
+        if kind in FINAL_STATES:
             elapsed = time.monotonic() - started
             break
         if time.monotonic() - started > RUN_TIMEOUT:
@@ -490,10 +323,7 @@ def run_served(world: World, served: Served) -> tuple[str, float, dict[str, Any]
         raise RuntimeError(
             f"flow run {run['name']} ended {kind}: {message}\n" + served.logfile.read_text()[-3000:]
         )
-    states = world.api.call("GET", f"/flow_run_states/?flow_run_id={run_id}")
-    first: dict[str, float] = {}
-    for item in sorted(states, key=lambda x: x["timestamp"]):
-        first.setdefault(item["type"], stamp(item["timestamp"]))
+    first = first_state_times(world, run_id)
     run["phases_s"] = {
         "create_flow_run call (503s retried)": round(create_call, 3),
         "created to Pending (runner poll)": round(first["PENDING"] - triggered - create_call, 3),
@@ -506,6 +336,15 @@ def run_served(world: World, served: Served) -> tuple[str, float, dict[str, Any]
     retries, slept = client_retries(served, first["RUNNING"], first["COMPLETED"])
     run["client_retries"] = {"count": retries, "seconds_slept": round(slept, 3)}
     return run_id, elapsed, run
+
+
+def first_state_times(world: World, run_id: str) -> dict[str, float]:
+    """When the run first entered each state type (PENDING, RUNNING...), epoch seconds."""
+    states = world.api.get(f"/flow_run_states/?flow_run_id={run_id}")
+    first: dict[str, float] = {}
+    for item in sorted(states, key=lambda x: x["timestamp"]):
+        first.setdefault(item["type"], stamp(item["timestamp"]))
+    return first
 
 
 # -- analysis -----------------------------------------------------------------------------------
@@ -535,7 +374,7 @@ def task_breakdown(world: World, run: dict[str, Any]) -> dict[str, Any]:
     assert start is not None and end is not None
     intervals: dict[str, list[tuple[float, float]]] = {}
     counts: dict[str, int] = {}
-    tasks = world.api.task_runs(str(run["id"]))
+    tasks = world.api.task_run_records(str(run["id"]))
     for task in tasks:
         a, b = parse_time(task.get("start_time")), parse_time(task.get("end_time"))
         if a is None or b is None:
@@ -547,15 +386,34 @@ def task_breakdown(world: World, run: dict[str, Any]) -> dict[str, Any]:
         counts[kind] = counts.get(kind, 0) + 1
     duration = (end - start).total_seconds()
     spans = [i for kind_spans in intervals.values() for i in kind_spans]
-    covered = union_seconds(spans)
-    # The flow's own time, where it can be placed: the idle time right before a stage's first
-    # read of its targets' desired state (entering the stage: the target locks, a run tag, an
-    # event; the stage's evidence read and renders come before, as task runs), and right
-    # before the next stage's evidence read or the flow's end (leaving it: lock release, run
-    # tag, events), plus the time before the first task run (flow start).
+    outside = duration - union_seconds(spans)
+    first, entry, exit_ = flow_own_time(tasks, start.timestamp(), duration, spans)
+    return {
+        "seconds": {kind: round(union_seconds(s), 3) for kind, s in intervals.items()},
+        "task_runs": counts,
+        "outside_tasks": round(outside, 3),
+        "outside": {
+            "before the first task run": round(first, 3),
+            "entering stages (target locks, run tag, event)": round(entry, 3),
+            "leaving stages (lock release, run tag, events)": round(exit_, 3),
+            "elsewhere between task runs": round(outside - first - entry - exit_, 3),
+        },
+    }
+
+
+def flow_own_time(
+    tasks: list[dict[str, Any]], start: float, duration: float, spans: list[tuple[float, float]]
+) -> tuple[float, float, float]:
+    """The flow's own time, where it can be placed: (before the first task run, entering
+    stages, leaving stages), in seconds.
+
+    Entering a stage is the idle time right before a stage's first read of its targets'
+    desired state (the target locks, a run tag, an event; the stage's evidence read and renders
+    come before, as task runs); leaving it, the idle time right before the next stage's
+    evidence read or the flow's end (lock release, run tag, events)."""
     named = sorted(
         (
-            (max(stamp(t["start_time"]) - start.timestamp(), 0.0), str(t["name"]))
+            (max(stamp(t["start_time"]) - start, 0.0), str(t["name"]))
             for t in tasks
             if t.get("start_time") and t.get("end_time")
         ),
@@ -574,18 +432,7 @@ def task_breakdown(world: World, run: dict[str, Any]) -> dict[str, Any]:
     for moment in [*stage_starts[1:], duration]:
         exit_ += idle_before(moment)
     first = named[0][0] if named else duration
-    outside = duration - covered
-    return {
-        "seconds": {kind: round(union_seconds(s), 3) for kind, s in intervals.items()},
-        "task_runs": counts,
-        "outside_tasks": round(outside, 3),
-        "outside": {
-            "before the first task run": round(first, 3),
-            "entering stages (target locks, run tag, event)": round(entry, 3),
-            "leaving stages (lock release, run tag, events)": round(exit_, 3),
-            "elsewhere between task runs": round(outside - first - entry - exit_, 3),
-        },
-    }
+    return first, entry, exit_
 
 
 def cluster_work(world: World, digest: str) -> tuple[float, float, dict[str, float]]:
@@ -603,21 +450,6 @@ def cluster_work(world: World, digest: str) -> tuple[float, float, dict[str, flo
         critical += max(by_target.values())
         plain += sum(by_target.values())
     return critical, plain, per_stage
-
-
-def summary(values: Sequence[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    p90 = (
-        statistics.quantiles(ordered, n=10, method="inclusive")[8]
-        if len(ordered) > 1
-        else ordered[0]
-    )
-    return {
-        "median": round(statistics.median(ordered), 3),
-        "p90": round(p90, 3),
-        "min": round(ordered[0], 3),
-        "max": round(ordered[-1], 3),
-    }
 
 
 # -- the measurements ---------------------------------------------------------------------------
@@ -647,7 +479,7 @@ def repeat(
 def noop_child(world: World, digest: str) -> Callable[[int], dict[str, Any]]:
     def once(_: int) -> dict[str, Any]:
         run_id, wall, output, spawned, exited = run_child(world)
-        run = world.api.flow_run(run_id)
+        run = world.api.flow_run_record(run_id)
         if "nothing to do" not in output:
             raise RuntimeError(f"the release was not a no-op:\n{output[-3000:]}")
         created, start, end = (stamp(run[key]) for key in ("created", "start_time", "end_time"))
@@ -671,7 +503,7 @@ def noop_child(world: World, digest: str) -> Callable[[int], dict[str, Any]]:
 def noop_served(world: World, served: Served) -> Callable[[int], dict[str, Any]]:
     def once(_: int) -> dict[str, Any]:
         run_id, elapsed, run = run_served(world, served)
-        tasks = world.api.task_runs(run_id)
+        tasks = world.api.task_run_records(run_id)
         if any(str(t["name"]).startswith(("apply-", "gate-")) for t in tasks):
             raise RuntimeError(f"served run {run['name']} was not a no-op")
         return {
@@ -689,10 +521,10 @@ def real_served(
     world: World, served: Served, first_revision: int
 ) -> Callable[[int], dict[str, Any]]:
     def once(i: int) -> dict[str, Any]:
-        before = world.desired_digest("prod-us")
-        world.commit_revision(first_revision + i)
+        before = desired_digest(world, "prod-us")
+        commit_revision(world, first_revision + i)
         run_id, elapsed, run = run_served(world, served)
-        digest = world.desired_digest("prod-us")
+        digest = desired_digest(world, "prod-us")
         if digest is None or digest == before:
             raise RuntimeError(f"served run {run['name']} did not release a new digest")
         duration = run_seconds(run)
@@ -727,30 +559,20 @@ def verdict(median: float, p90: float, goal: float) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    counts = {
-        "noop_child": len(results["noop_child"]),
-        "noop_served": len(results["noop_served"]),
-        "real": len(results["real"]),
-    }
+    summary, real = results["summary"], len(results["real"])
     rows: list[tuple[str, str, str, str, str]] = []
 
     def seconds(key: str, label: str, goal: float | None) -> None:
-        s = results["summary"][key]
-        n = counts["noop_child" if "child" in key else "noop_served" if "noop" in key else "real"]
+        s = summary[key]
+        samples = "noop_child" if "child" in key else "noop_served" if "noop" in key else "real"
         judged = verdict(s["median"], s["p90"], goal) if goal is not None else ""
-        rows.append((label, str(n), f"{s['median']:.2f} s", f"{s['p90']:.2f} s", judged))
+        n = str(len(results[samples]))
+        rows.append((label, n, f"{s['median']:.2f} s", f"{s['p90']:.2f} s", judged))
 
     def share(key: str, label: str, judged: bool) -> None:
-        s = results["summary"][key]
-        rows.append(
-            (
-                label,
-                str(counts["real"]),
-                f"{s['median']:.0%}",
-                f"{s['p90']:.0%}",
-                verdict(s["median"], s["p90"], OVERHEAD_GOAL_SHARE) if judged else "",
-            )
-        )
+        s = summary[key]
+        goal = verdict(s["median"], s["p90"], OVERHEAD_GOAL_SHARE) if judged else ""
+        rows.append((label, str(real), f"{s['median']:.0%}", f"{s['p90']:.0%}", goal))
 
     noop = NOOP_GOAL_SECONDS
     seconds("noop_child_flow_run_s", "no-op, child process: flow run start→end", noop)
@@ -764,37 +586,30 @@ def table(results: dict[str, Any]) -> str:
     share("real_overhead_share", "new digest: overhead / flow run, as measured", False)
     share("real_overhead_share_at_10s", "new digest: overhead / (overhead + 10 s)", True)
     head = ("measurement", "N", "median", "p90", "goal: < 5 s, < 20 %")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(head, widths, strict=True)) + " |",
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-    ]
-    lines += [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
-    ]
-    return "\n".join(lines)
+    return common.markdown_table(head, rows)
 
 
 def breakdown_table(results: dict[str, Any]) -> str:
-    lines = [
-        "| part of the overhead (new digest) | median s | p90 s |",
-        "|---|---|---|",
+    rows = [
+        (part, f"{s['median']:.2f}", f"{s['p90']:.2f}")
+        for part, s in results["summary"]["overhead_breakdown"].items()
     ]
-    for part, s in results["summary"]["overhead_breakdown"].items():
-        lines.append(f"| {part} | {s['median']:.2f} | {s['p90']:.2f} |")
-    return "\n".join(lines)
+    head = ("part of the overhead (new digest)", "median s", "p90 s")
+    return common.markdown_table(head, rows, aligned=False)
 
 
 def phases_table(results: dict[str, Any]) -> str:
-    lines = ["| run | phase | median s | p90 s |", "|---|---|---|---|"]
-    for name, phases in results["summary"]["phases"].items():
-        for phase, s in phases.items():
-            lines.append(f"| {name} | {phase} | {s['median']:.2f} | {s['p90']:.2f} |")
-    return "\n".join(lines)
+    rows = [
+        (name, phase, f"{s['median']:.2f}", f"{s['p90']:.2f}")
+        for name, phases in results["summary"]["phases"].items()
+        for phase, s in phases.items()
+    ]
+    return common.markdown_table(("run", "phase", "median s", "p90 s"), rows, aligned=False)
 
 
 def summarize(results: dict[str, Any]) -> None:
     child, served, real = results["noop_child"], results["noop_served"], results["real"]
+    summary = common.summary
     s: dict[str, Any] = {
         "noop_child_flow_run_s": summary([x["flow_run_s"] for x in child]),
         "noop_child_wall_s": summary([x["child_wall_s"] for x in child]),
@@ -807,9 +622,27 @@ def summarize(results: dict[str, Any]) -> None:
         "real_overhead_share": summary([x["overhead_share"] for x in real]),
         "real_overhead_share_at_10s": summary([x["overhead_share_at_10s"] for x in real]),
     }
-    # Overhead parts: wall time covered by each kind of task run; readiness and gate task runs
-    # count only beyond their recorded durations (their bookkeeping); "outside tasks" is the
-    # flow's own time between and around task runs (engine, target locks, run rename, events).
+    s["overhead_breakdown"] = {k: summary(v) for k, v in overhead_parts(real).items()}
+    s["phases"] = {
+        name: {
+            phase: summary([x["phases_s"][phase] for x in samples])
+            for phase in samples[0]["phases_s"]
+        }
+        for name, samples in (
+            ("no-op, child process", child),
+            ("no-op, served", served),
+            ("new digest, served", real),
+        )
+    }
+    results["summary"] = s
+    results["goals"] = goals(s)
+
+
+def overhead_parts(real: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Overhead parts of each release of a new digest: wall time covered by each kind of task
+    run; readiness and gate task runs count only beyond their recorded durations (their
+    bookkeeping); "outside tasks" is the flow's own time between and around task runs (engine,
+    target locks, run rename, events)."""
     parts: dict[str, list[float]] = {}
     kinds = [k for k, _ in TASK_KINDS if k not in ("readiness", "gates")] + ["other tasks"]
     for sample in real:
@@ -825,20 +658,11 @@ def summarize(results: dict[str, Any]) -> None:
         parts.setdefault("(of all the above: Prefect client retry sleeps after 503s)", []).append(
             sample["client_retries"]["seconds_slept"]
         )
-    s["overhead_breakdown"] = {k: summary(v) for k, v in parts.items()}
-    s["phases"] = {
-        name: {
-            phase: summary([x["phases_s"][phase] for x in samples])
-            for phase in samples[0]["phases_s"]
-        }
-        for name, samples in (
-            ("no-op, child process", child),
-            ("no-op, served", served),
-            ("new digest, served", real),
-        )
-    }
-    results["summary"] = s
-    results["goals"] = {
+    return parts
+
+
+def goals(s: dict[str, Any]) -> dict[str, Any]:
+    return {
         "noop_under_5s": {
             key: s[key]["median"] < NOOP_GOAL_SECONDS
             for key in (
@@ -853,6 +677,20 @@ def summarize(results: dict[str, Any]) -> None:
         "overhead_under_20_percent_as_measured": s["real_overhead_share"]["median"]
         < OVERHEAD_GOAL_SHARE,
     }
+
+
+def print_report(results: dict[str, Any], out: Path) -> None:
+    print()
+    print(table(results))
+    print()
+    print(breakdown_table(results))
+    print()
+    print(phases_table(results))
+    print(
+        f"\nPrefect server: {results['prefect_sqlite_locked']} 'database is locked' errors "
+        "(answered 503, retried by clients after 2 s, 4 s...) while this ran"
+    )
+    print(f"\n{results['elapsed_s']:.0f}s in all; every sample in {out}")
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -880,49 +718,42 @@ def source_state() -> dict[str, Any]:
 
 
 def cleanup(world: World, served: Served | None) -> None:
-    for process in world.processes:
-        stop(process)
-    if served is not None and served.name != "conveyor":
-        found = world.api.deployment("release", served.name)
-        if found:
-            world.api.maybe("DELETE", f"/deployments/{found['id']}")
-    if served is not None and served.name == "conveyor":  # the reconcile deployments it added
+    """Stop every process the world runs, delete the served deployment (or, when it served
+    the shared ones, the reconcile deployments it added) and the target concurrency limits;
+    the world deletes its namespaces when its block ends."""
+    for process in world.running:
+        stop_process(process)
+    if served is not None and served.name != SERVED_DEPLOYMENT:
+        world.api.delete_deployment(RELEASE, served.name)
+    if served is not None and served.name == SERVED_DEPLOYMENT:  # the reconcile ones it added
         for target in TARGETS:
-            found = world.api.deployment("reconcile", f"{world.app}-{target}")
-            if found:
-                world.api.maybe("DELETE", f"/deployments/{found['id']}")
+            world.api.delete_deployment(RECONCILE, f"{world.app}-{target}")
     for target in TARGETS:
-        world.api.maybe("DELETE", f"/v2/concurrency_limits/conveyor-target-{world.app}-{target}")
-        world.kube.delete("v1", "Namespace", world.namespace(target))
+        world.api.delete_concurrency_limit(limit_name(world.app, target))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="repetitions of each measurement")
+def parse_arguments() -> argparse.Namespace:
+    parser = common.argument_parser(
+        __doc__, repeat=5, repeat_help="repetitions of each measurement", results=RESULTS
+    )
     parser.add_argument(
         "--budget",
         type=float,
         default=270.0,
         help="seconds; fewer repetitions when they would not fit (the table prints N)",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument(
         "--shared-deployment",
         action="store_true",
         help="serve with `python -m deployments.serve` (release/conveyor...) instead of a "
         "release/bench-<prefix> deployment of the same flow",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    platform = LocalPlatform(PLATFORM_STATE)
-    unhealthy = [h for h in platform.status() if not h.healthy]
-    if unhealthy:
-        sys.exit(f"the local platform is not healthy: {unhealthy}; `conveyor platform up`")
-    began = time.monotonic()
-    locked_before = sqlite_locked(platform)
-    root = Path(tempfile.mkdtemp(prefix="conveyor-bench-release-"))
-    world = build_world(platform, root)
-    served: Served | None = None
+
+def measure(world: World, args: argparse.Namespace, began: float) -> dict[str, Any]:
+    """The three measurements in `world`, within the budget; the results so far."""
+    keep_only_cluster_work(world)
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "repeat": args.repeat,
@@ -931,16 +762,10 @@ def main() -> None:
         "gate_seconds": GATE_SECONDS,
         "served_deployment": None,
     }
-    log(f"world {world.app} in {root}; N={args.repeat}")
+    log(f"world {world.app} in {world.root}; N={args.repeat}")
+    served: Served | None = None
     try:
-        log("first release (builds, creates the namespaces): in a child process")
-        run_id, wall, *_ = run_child(world)
-        digest = world.desired_digest("prod-us")
-        assert digest is not None
-        first = world.api.flow_run(run_id)
-        results["first_release"] = {"flow_run_s": run_seconds(first), "child_wall_s": wall}
-        log(f"first release {digest[:19]}: flow run {run_seconds(first):.2f}s, wall {wall:.2f}s")
-
+        digest = first_release(world, results)
         # What is left of the budget goes 20 % to 1a, 25 % to 1b, the rest to 2 (unused time
         # carries over); every measurement takes at least one sample.
         end: float = began + args.budget
@@ -969,10 +794,36 @@ def main() -> None:
         )
     finally:
         log("cleaning up: processes, deployment, concurrency limits, namespaces")
-        try:
-            cleanup(world, served)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+        cleanup(world, served)
+    return results
+
+
+def first_release(world: World, results: dict[str, Any]) -> str:
+    """The first release (builds, creates the namespaces), in a child process; its digest."""
+    log("first release (builds, creates the namespaces): in a child process")
+    run_id, wall, *_ = run_child(world)
+    digest = desired_digest(world, "prod-us")
+    assert digest is not None
+    first = world.api.flow_run_record(run_id)
+    results["first_release"] = {"flow_run_s": run_seconds(first), "child_wall_s": wall}
+    log(f"first release {digest[:19]}: flow run {run_seconds(first):.2f}s, wall {wall:.2f}s")
+    return digest
+
+
+def main() -> None:
+    args = parse_arguments()
+    platform = LocalPlatform(PLATFORM_STATE)
+    unhealthy = [h for h in platform.status() if not h.healthy]
+    if unhealthy:
+        sys.exit(f"the local platform is not healthy: {unhealthy}; `conveyor platform up`")
+    began = time.monotonic()
+    locked_before = sqlite_locked(platform)
+    root = Path(tempfile.mkdtemp(prefix="conveyor-bench-release-"))
+    try:
+        with isolated_world(platform, root, prefix=f"b{uuid.uuid4().hex[:6]}") as world:
+            results = measure(world, args, began)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     results["elapsed_s"] = round(time.monotonic() - began, 1)
     results["prefect_sqlite_locked"] = sqlite_locked(platform) - locked_before
     results["source"] = source_state()
@@ -982,19 +833,8 @@ def main() -> None:
         "platform": pyplatform.platform(),
     }
     summarize(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print()
-    print(table(results))
-    print()
-    print(breakdown_table(results))
-    print()
-    print(phases_table(results))
-    print(
-        f"\nPrefect server: {results['prefect_sqlite_locked']} 'database is locked' errors "
-        "(answered 503, retried by clients after 2 s, 4 s...) while this ran"
-    )
-    print(f"\n{results['elapsed_s']:.0f}s in all; every sample in {args.out}")
+    common.write_results(args.out, results)
+    print_report(results, args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ only (import-linter checks it, see pyproject.toml):
     bundles/     source folders, schema, parameters, render, lint, compare, packing, build
     cluster/     apply order, server-side apply and prune, readiness, waiting, drift, gates
     adapters/    the only code that talks to the outside: kube, oci, gitrepo, prefect_api
-    kit/         digests, on-disk places, strict YAML
+    kit/         digests, on-disk places, strict YAML and its field reader, shared syntax
     errors.py    the one error tree, each error with its exit code
 
 `bundles` and `cluster` know nothing of each other; `promotion` is where they meet. Only

@@ -4,6 +4,8 @@ Callers catch by branch, the CLI maps the branch to an exit code, and the messag
 what failed, where (file, field, resource, component or command) and what to do about it.
 
     ConveyorError                 any failure Conveyor reports                   exit 1
+    ├── StageFailed               a gate failed on a target, or the soak did
+    ├── PromotionRefused          policy kept a digest out of a stage; no change  exit 2
     ├── InputError                the user's input is wrong; nothing was changed  exit 2
     │   ├── ConfigError           a configuration file or field
     │   ├── SourceError           a bundle source: bundle.yaml, a manifest, a tar member
@@ -35,6 +37,16 @@ class ConveyorError(Exception):
         if self.hint:
             return f"{self.message}\n  hint: {self.hint}"
         return self.message
+
+
+class StageFailed(ConveyorError):
+    """A gate failed on a target, or readiness slipped during the soak."""
+
+
+class PromotionRefused(ConveyorError):
+    """Policy refused a digest at a stage (skipped stage, freeze window, rejected approval)."""
+
+    exit_code = 2
 
 
 class InputError(ConveyorError):

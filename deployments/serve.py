@@ -15,7 +15,7 @@ from typing import Any, cast
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
-from conveyor.adapters.prefect_api import HEARTBEAT_ENVIRONMENT, PrefectAPI
+from conveyor.adapters.prefect_api import HEARTBEAT_ENVIRONMENT, SERVED_DEPLOYMENT, PrefectAPI
 from conveyor.config.model import Config
 from conveyor.config.reader import load_config
 from flows.deploy_target import deploy_target
@@ -24,25 +24,28 @@ from flows.reconcile import reconcile
 from flows.release import release
 from flows.rollback import rollback
 
-DEPLOYMENT = "conveyor"
 RECONCILE_INTERVAL = float(os.environ.get("CONVEYOR_RECONCILE_INTERVAL", "60"))
 
 
 def deployments(config: Config) -> list[RunnerDeployment]:
     served: list[Any] = [
         release.to_deployment(
-            name=DEPLOYMENT,
+            name=SERVED_DEPLOYMENT,
             tags=["conveyor"],
             description="Build an app's bundle and promote it stage by stage.",
         ),
         promote_stage.to_deployment(
-            name=DEPLOYMENT, tags=["conveyor"], description="Promote one digest into one stage."
+            name=SERVED_DEPLOYMENT,
+            tags=["conveyor"],
+            description="Promote one digest into one stage.",
         ),
         deploy_target.to_deployment(
-            name=DEPLOYMENT, tags=["conveyor"], description="Deploy one digest to one target."
+            name=SERVED_DEPLOYMENT,
+            tags=["conveyor"],
+            description="Deploy one digest to one target.",
         ),
         rollback.to_deployment(
-            name=DEPLOYMENT,
+            name=SERVED_DEPLOYMENT,
             tags=["conveyor"],
             description="Back to the previous (or a named) recorded digest.",
         ),

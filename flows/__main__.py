@@ -1,5 +1,6 @@
 """`python -m flows FLOW '{"param": ...}'`: run one flow in this process (the CLI's fallback
-when no Prefect server serves Conveyor's deployments)."""
+when no Prefect server serves Conveyor's deployments). Its exit code is the one the flow's final
+state stands for (conveyor.adapters.prefect_api.exit_code), as for a served run."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from conveyor.adapters.prefect_api import HEARTBEAT_SECONDS
+from conveyor.adapters.prefect_api import HEARTBEAT_SECONDS, exit_code
 from flows.deploy_target import deploy_target
 from flows.promote_stage import promote_stage
 from flows.reconcile import reconcile
@@ -24,11 +25,7 @@ from flows.release import release
 from flows.rollback import rollback
 
 FLOWS: dict[str, Any] = {
-    "release": release,
-    "promote-stage": promote_stage,
-    "deploy-target": deploy_target,
-    "reconcile": reconcile,
-    "rollback": rollback,
+    flow.name: flow for flow in (release, promote_stage, deploy_target, reconcile, rollback)
 }
 
 
@@ -49,7 +46,7 @@ def main(argv: list[str]) -> int:
         return 2
     with heartbeats():
         state = asyncio.run(FLOWS[argv[0]](**json.loads(argv[1]), return_state=True))
-    return 0 if state.is_completed() else 1
+    return exit_code(state.type.value, state.message or "")
 
 
 if __name__ == "__main__":

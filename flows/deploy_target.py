@@ -2,37 +2,35 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
 
 from prefect import flow
 
-from conveyor.config.reader import load_config
+from conveyor.adapters.prefect_api import DEPLOY_TARGET
+from conveyor.bundles.render import Rendered
+from conveyor.config.model import Stage
+from conveyor.errors import PromotionRefused, StageFailed
+from conveyor.promotion.context import RunContext, open_run_context
 from conveyor.records import policy
 from conveyor.records.state import StageVerdict
-from flows.steps import (
-    LOCK_WAIT,
-    PromotionRefused,
-    StageFailed,
-    deploy_to_target,
-    now,
-    record_outcomes,
-    render_stage,
-)
+from flows.approval import standing_approval
+from flows.steps import LOCK_WAIT, deploy_to_target, now, record_outcomes, render_stage
 from tasks import bundles, records
 from tasks.locks import hold_targets
 
 
-@flow(name="deploy-target", flow_run_name="deploy-{app}-{target}-{digest}")
+@flow(name=DEPLOY_TARGET, flow_run_name="deploy-{app}-{target}-{digest}")
 async def deploy_target(app: str, target: str, digest: str, config_file: str | None = None) -> None:
     """Deploy `digest` to one target; the digest must have passed the previous stage."""
-    config = load_config(Path(config_file) if config_file else None)
-    spec = config.app(app)
-    chosen = spec.pipeline.target(target)
-    stage = spec.pipeline.stage(chosen.stage)
-    previous = spec.pipeline.previous(stage.name)
-    evidence = await records.read_evidence(config, app, digest, previous.name) if previous else None
+    context = await asyncio.to_thread(open_run_context, config_file, app)
+    chosen = context.app.pipeline.target(target)
+    stage = context.app.pipeline.stage(chosen.stage)
+    previous = context.app.pipeline.previous(stage.name)
+    evidence = (
+        await records.read_evidence(context.state, app, digest, previous.name) if previous else None
+    )
     decision = policy.may_enter(
-        spec.pipeline, stage.name, digest, previous_evidence=evidence, now=now()
+        context.app.pipeline, stage.name, digest, previous_evidence=evidence, now=now()
     )
     if not decision.allowed:
         raise PromotionRefused(
@@ -40,25 +38,29 @@ async def deploy_target(app: str, target: str, digest: str, config_file: str | N
         )
     approved_by = None
     if stage.approval.required:
-        renders = await render_stage(config, spec, stage, digest)
-        rendered = renders[target]
-        bound_to = policy.stage_rendered_hash({t: r.rendered_hash for t, r in renders.items()})
-        recorded = await records.read_evidence(config, app, digest, stage.name)
-        held = policy.approval_holds(recorded, digest=digest, rendered_hash=bound_to)
-        if not held.allowed or recorded is None or recorded.approval is None:
-            raise PromotionRefused(
-                f"{app}: {stage.name} needs an approval of {digest[:19]} for these manifests "
-                f"({held.explain()}); promote the stage (`conveyor promote`) to ask for one"
-            )
-        approved_by = recorded.approval.approver
+        rendered, approved_by = await _approved_render(context, stage, target, digest)
     else:
-        rendered = await bundles.render_bundle(config, app, chosen, digest)
+        rendered = await bundles.render_bundle(context.store, app, chosen, digest)
     async with hold_targets(app, [target], wait_seconds=LOCK_WAIT):
-        outcome = await deploy_to_target(
-            config, spec, stage, chosen, rendered, approved_by=approved_by
-        )
+        outcome = await deploy_to_target(context, stage, chosen, rendered, approved_by=approved_by)
         # the stage's verdict comes when the stage is promoted as a whole
         verdict: StageVerdict = "pending" if outcome.passed else "failed"
-        await record_outcomes(config, spec, stage, digest, [outcome], verdict)
+        await record_outcomes(context, stage, digest, [outcome], verdict)
     if not outcome.passed:
         raise StageFailed(f"{app}/{target}: {digest[:19]} failed")
+
+
+async def _approved_render(
+    context: RunContext, stage: Stage, target: str, digest: str
+) -> tuple[Rendered, str]:
+    """The target's render and its approver: the stage's approval must still hold for the
+    manifests of every target of the stage (it is bound to all of them)."""
+    renders = await render_stage(context, stage, digest)
+    standing = await standing_approval(context, stage, digest, renders)
+    if standing.approver is None:
+        raise PromotionRefused(
+            f"{context.app.name}: {stage.name} needs an approval of {digest[:19]} for these "
+            f"manifests ({standing.verdict.explain()}); promote the stage (`conveyor promote`) "
+            "to ask for one"
+        )
+    return renders[target], standing.approver

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
 
 from prefect import flow
 
-from conveyor.config.reader import load_config
+from conveyor.adapters.prefect_api import PROMOTE_STAGE
+from conveyor.promotion.context import open_run_context
 from flows.steps import promote_through_stage
 
 
-@flow(name="promote-stage", flow_run_name="promote-{app}-{stage}-{digest}")
+@flow(name=PROMOTE_STAGE, flow_run_name="promote-{app}-{stage}-{digest}")
 async def promote_stage(app: str, digest: str, stage: str, config_file: str | None = None) -> None:
     """Promote `digest` into `stage` if it passed the previous stage, no freeze window is
     active, and (where required) a person approves these exact manifests."""
-    config = load_config(Path(config_file) if config_file else None)
-    await promote_through_stage(config, config.app(app), digest, stage)
+    context = await asyncio.to_thread(open_run_context, config_file, app)
+    await promote_through_stage(context, digest, stage)

@@ -8,45 +8,35 @@ hand (a revert, say) is what the next run applies.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from conveyor.config.reader import load_config
+from conveyor.adapters.prefect_api import RECONCILE
 from conveyor.errors import ConveyorError
+from conveyor.promotion.context import open_run_context
 from flows.steps import LOCK_WAIT, READINESS_TIMEOUT
 from tasks import bundles, cluster, records, reports
 from tasks.locks import hold_targets
 
 
-@flow(name="reconcile", flow_run_name="reconcile-{app}-{target}")
+@flow(name=RECONCILE, flow_run_name="reconcile-{app}-{target}")
 async def reconcile(app: str, target: str, config_file: str | None = None) -> int:
     """Return the number of drifted objects found (and corrected when self-heal is on)."""
     logger = get_run_logger()
-    config = load_config(Path(config_file) if config_file else None)
-    chosen = config.app(app).pipeline.target(target)
-    desired = await records.read_desired_state(config, app, target)
+    context = await asyncio.to_thread(open_run_context, config_file, app)
+    chosen = context.app.pipeline.target(target)
+    desired = await records.read_desired_state(context.state, app, target)
     if desired is None:
         logger.info("%s/%s: no desired state recorded yet; nothing to reconcile", app, target)
         return 0
-    rendered = await bundles.render_bundle(config, app, chosen, desired.digest, desired.parameters)
-    drifts = await cluster.detect_drift(rendered, chosen)
-    rows = [
-        {"object": str(d.ref), "field": f.path, "desired": repr(f.desired), "live": repr(f.live)}
-        for d in drifts
-        for f in d.fields
-    ]
-    rows += [
-        {
-            "object": str(d.ref),
-            "field": "(object)",
-            "desired": "present",
-            "live": "deleted out of band",
-        }
-        for d in drifts
-        if d.missing
-    ]
+    kube = context.kube(chosen)
+    rendered = await bundles.render_bundle(
+        context.store, app, chosen, desired.digest, desired.parameters
+    )
+    drifts = await cluster.detect_drift(kube, rendered, chosen)
+    rows = [row for drift in drifts for row in drift.rows()]
     if not drifts:
         logger.info("%s/%s: live matches %s", app, target, desired.digest[:19])
         return 0
@@ -67,8 +57,8 @@ async def reconcile(app: str, target: str, config_file: str | None = None) -> in
         return len(drifts)
     async with hold_targets(app, [target], wait_seconds=LOCK_WAIT):
         # Self-heal takes fields back from whoever changed them out of band.
-        await cluster.apply_bundle(rendered, replace(chosen, force_conflicts=True))
-        ready = await cluster.wait_for_readiness(rendered, chosen, READINESS_TIMEOUT)
+        await cluster.apply_bundle(kube, rendered, replace(chosen, force_conflicts=True))
+        ready = await cluster.wait_for_readiness(kube, rendered, chosen, READINESS_TIMEOUT)
     if not ready.passed:
         raise ConveyorError(f"{app}/{target}: corrected drift but not ready: {ready.reason}")
     reports.announce(

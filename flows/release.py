@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 
+from conveyor.adapters.prefect_api import RELEASE
 from conveyor.config.model import App
-from conveyor.config.reader import load_config
+from conveyor.promotion.context import open_run_context
 from flows.steps import promote_through_stage
 from tasks import bundles
 
 
-@flow(name="release", flow_run_name="release-{app}-{ref}", log_prints=False)
+@flow(name=RELEASE, flow_run_name="release-{app}-{ref}", log_prints=False)
 async def release(app: str, ref: str = "HEAD", config_file: str | None = None) -> str:
     """Build the app's bundle at `ref` (or reuse it) and promote it stage by stage.
 
@@ -22,9 +23,9 @@ async def release(app: str, ref: str = "HEAD", config_file: str | None = None) -
     `conveyor promote`), and fails where a gate fails or an approval is refused.
     """
     logger = get_run_logger()
-    config = load_config(Path(config_file) if config_file else None)
-    spec = config.app(app)
-    built = await bundles.build_bundle(config, app, ref)
+    context = await asyncio.to_thread(open_run_context, config_file, app)
+    spec = context.app
+    built = await bundles.build_bundle(context.store, spec, ref)
     logger.info("%s %s (%s)", app, built.digest, "reused" if built.reused else "built and pushed")
     run = get_run_context().flow_run  # type: ignore[union-attr]
     if run is not None:
@@ -32,7 +33,7 @@ async def release(app: str, ref: str = "HEAD", config_file: str | None = None) -
         async with get_client() as client:
             await client.update_flow_run(run.id, name=run.name)
     for stage in spec.pipeline.stages:
-        await promote_through_stage(config, spec, built.digest, stage.name)
+        await promote_through_stage(context, built.digest, stage.name)
         if not stage.auto_promote and stage is not spec.pipeline.stages[-1]:
             logger.info(
                 "%s passed %s; autoPromote is off, so the release stops here: "

@@ -9,15 +9,15 @@ The slots are taken with a lease that a background task renews, the way Prefect'
 `concurrency()` does it, but the requests are made here, without the Prefect client's retry
 policy: a SQLite-backed server answers "database is locked" (503) to a slot request whenever
 another write lands mid-transaction, and the client's answer to that is to sleep 2 s, then 4 s.
-Here a 503 is asked again after a fraction of a second, and a busy slot is asked again at least
-every second (the server suggests up to its configured maximum wait).
+Here requests follow Conveyor's one policy (conveyor.adapters.prefect_api.pause_before_retry): a
+503 is asked again after a fraction of a second, and a busy slot (423) at least every second
+(the server suggests up to its configured maximum wait).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -42,6 +42,7 @@ from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.context import get_run_context
 from prefect.exceptions import ObjectAlreadyExists
 
+from conveyor.adapters.prefect_api import pause_before_retry
 from conveyor.config.model import Budget
 from conveyor.errors import ConveyorError
 
@@ -51,12 +52,6 @@ LEASE_SECONDS = 60
 """Renewed while the run lives; a killed run frees its targets after at most this long
 (Prefect's minimum)."""
 RENEW_EVERY = LEASE_SECONDS / 4
-BUSY_POLL_CAP = 1.0
-"""A run waiting for a busy slot asks again at least this often."""
-LOCKED_FIRST_PAUSE = 0.01
-LOCKED_MAX_PAUSE = 0.2
-"""After a 503 the pause doubles from LOCKED_FIRST_PAUSE up to LOCKED_MAX_PAUSE (each drawn
-between half and all of that): the write that locked the database usually ends within ms."""
 RELEASE_PATIENCE = 10.0
 
 
@@ -66,21 +61,6 @@ class TargetBusy(ConveyorError):
 
 class SlotsLost(ConveyorError):
     """The lease on held slots could not be renewed; another run may now hold them."""
-
-
-def pause_before_retry(status: int, retry_after: str | None, attempt: int = 0) -> float | None:
-    """Seconds to wait before asking for slots again after the `attempt`-th (from 0) answer
-    with this status, or None when asking again would not help."""
-    if status == 503:  # the server's database was busy: nothing is wrong with the request
-        ceiling = min(LOCKED_MAX_PAUSE, LOCKED_FIRST_PAUSE * 2 ** min(attempt, 16))
-        return random.uniform(ceiling / 2, ceiling)
-    if status == 423:  # every slot is taken: the server suggests when to ask again
-        try:
-            suggested = float(retry_after) if retry_after is not None else BUSY_POLL_CAP
-        except ValueError:
-            suggested = BUSY_POLL_CAP
-        return max(0.05, min(suggested, BUSY_POLL_CAP))
-    return None
 
 
 async def _post_once(client: PrefectClient, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -97,17 +77,18 @@ async def _post_once(client: PrefectClient, path: str, body: dict[str, Any]) -> 
 async def send_soon_again(
     send: Callable[[], Awaitable[httpx.Response]], *, deadline: float, what: str
 ) -> httpx.Response:
-    """Send a request, asking again after 503s (and 423s) until `deadline` (monotonic)."""
-    locked = 0
+    """Send a request, asking again after busy answers (503s, 423s...) until `deadline`
+    (monotonic)."""
+    busy = 0
     while True:
         try:
             return await send()
         except httpx.HTTPStatusError as error:
             response = error.response
             pause = pause_before_retry(
-                response.status_code, response.headers.get("Retry-After"), locked
+                response.status_code, response.headers.get("Retry-After"), busy
             )
-            locked += response.status_code == 503
+            busy += response.status_code != 423
             if pause is None:
                 raise
             if time.monotonic() + pause > deadline:

@@ -10,7 +10,7 @@ A state repository (`StateRepository`) is a small, general store of text files o
 many processes write at once: each process works in its own clone, every write is one commit
 pushed as a fast-forward, and a push that loses a race is rebuilt on the new tip and retried, so
 no writer's commit is ever lost. It knows nothing of what the files mean (that is
-`conveyor.state`). GitPython's exceptions are mapped here, once, to Conveyor's errors.
+`conveyor.records.state`). GitPython's exceptions are mapped here, once, to Conveyor's errors.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from gitdb.base import IStream  # type: ignore[import-untyped]  # GitPython's ob
 
 from conveyor.errors import InfrastructureError, SourceError, StateError
 from conveyor.kit.paths import cache_root
+from conveyor.kit.syntax import is_git_url
 
 SYMLINK_MODE = 0o120000
 SUBMODULE_MODE = 0o160000
@@ -67,14 +68,10 @@ class SourceSnapshot:
     same commit gives the same digest however the path was typed."""
 
 
-def _is_remote(location: str) -> bool:
-    return "://" in location or (location.count(":") == 1 and "@" in location.split(":")[0])
-
-
 def _open(location: str) -> git.Repo:
     """The repository at a local path, or a fetched mirror of a remote one."""
     try:
-        if not _is_remote(location):
+        if not is_git_url(location):
             return git.Repo(Path(location).expanduser(), search_parent_directories=False)
         mirror = cache_root() / "git" / hashlib.sha256(location.encode()).hexdigest()[:16]
         if mirror.exists():
@@ -144,7 +141,7 @@ def read_source(location: str, ref: str, subpath: str = ".") -> SourceSnapshot:
 
 
 def _origin(repo: git.Repo, location: str) -> str:
-    if _is_remote(location):
+    if is_git_url(location):
         return location
     remote = next((r for r in repo.remotes if r.name == "origin"), None)
     url = next(iter(remote.urls), None) if remote is not None else None
@@ -446,22 +443,6 @@ class StateRepository:
         data: bytes = item.data_stream.read()
         return data
 
-    def list_files(self, folder: str) -> list[str]:
-        """The paths of the files under `folder` (recursively) at the tip of `main`, sorted."""
-        _check_path(folder)
-        with self._clone() as repo:
-            try:
-                tree = self._tip(repo).tree / folder
-            except KeyError:
-                return []
-            if tree.type != "tree":
-                return []
-            return sorted(
-                str(item.path)
-                for item in tree.traverse()
-                if not isinstance(item, tuple) and item.type == "blob"
-            )
-
     def log(self, path: str) -> list[LogEntry]:
         """`git log main -- <path>`: the commits that changed `path`, newest first."""
         _check_path(path)
@@ -576,7 +557,7 @@ def open_state_repository(
     working clone under `workdir` (default: a `conveyor-state` folder in the temp folder); a
     write that keeps losing races gives up after `push_attempts` attempts.
     """
-    if not _is_remote(location):
+    if not is_git_url(location):
         path = Path(location).expanduser().absolute()
         if path.exists():
             _check_bare(path)

@@ -27,6 +27,7 @@ from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
 from conveyor.errors import ClusterError, ConfigError, ConveyorError, InputError
+from conveyor.kit.syntax import object_path
 
 FIELD_MANAGER = "conveyor"
 
@@ -64,12 +65,10 @@ class ResourceType:
 
 
 def describe(obj: Mapping[str, Any]) -> str:
-    """`Kind/namespace/name` (or `Kind/name`) for messages."""
+    """`Kind/namespace/name` (or `Kind/name`) of an object for messages, `?` for what it lacks."""
     metadata = obj.get("metadata", {})
-    namespace = metadata.get("namespace")
-    name = metadata.get("name", "?")
-    return (
-        f"{obj.get('kind', '?')}/{namespace}/{name}" if namespace else f"{obj.get('kind')}/{name}"
+    return object_path(
+        str(obj.get("kind", "?")), metadata.get("namespace"), str(metadata.get("name", "?"))
     )
 
 
@@ -346,7 +345,7 @@ class Kube:
             return self.request(
                 "GET",
                 resource.path(namespace, name),
-                what=f"{kind}/{namespace or ''}/{name}".replace("//", "/"),
+                what=object_path(kind, namespace, name),
             )
         except NotFound:
             return None
@@ -391,7 +390,10 @@ class Kube:
         try:
             resource = self.resource_type(api_version, kind)
             self.request(
-                "DELETE", resource.path(namespace, name), body=body, what=f"delete {kind}/{name}"
+                "DELETE",
+                resource.path(namespace, name),
+                body=body,
+                what=f"delete {object_path(kind, namespace, name)}",
             )
         except NotFound:
             return False
@@ -433,8 +435,3 @@ class Kube:
             what=f"watch {kind}",
         )
         return WatchStream(response, f"watch {kind} on {self.server}")
-
-    def metrics(self) -> str:
-        """The API server's Prometheus metrics text (for request counts in benchmarks)."""
-        response = self._send("GET", "/metrics", what="metrics")
-        return response.data.decode()

@@ -63,6 +63,7 @@ import requests
 
 from conveyor.errors import InputError, IntegrityError, RegistryError
 from conveyor.kit.digests import DIGEST, canonical_json, check_digest, sha256_digest
+from conveyor.kit.syntax import REGISTRY_HOST, REPOSITORY, parse_rfc3339
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -82,11 +83,6 @@ TREE_TAG_HEX = 40
 
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _TREE_HASH = re.compile(r"(?:[a-z0-9]+:)?(?P<hex>[0-9a-f]{40,128})")
-_CREATED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
-_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?")
-_REPOSITORY = re.compile(
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-)
 _PLAIN_HTTP_HOSTS = ("127.0.0.1", "localhost")
 # Manifest types we ask for: ours, plus the others a registry may hold under a tag, so that a
 # foreign artifact is reported as "not a bundle" rather than as "not found".
@@ -116,7 +112,7 @@ class BundleAnnotations:
         for field_name in ("name", "source", "revision"):
             if not getattr(self, field_name):
                 raise InputError(f"bundle annotations: `{field_name}` is empty")
-        if not _CREATED.fullmatch(self.created):
+        if parse_rfc3339(self.created) is None:
             raise InputError(
                 f"bundle annotations: `created` is {self.created!r}, not an RFC 3339 timestamp",
                 hint="pass a fixed time such as the commit time, e.g. 2024-01-01T00:00:00Z",
@@ -211,11 +207,11 @@ def parse_location(location: str) -> RegistryLocation | LayoutLocation:
             hint=f"{example} (plain HTTP is used for 127.0.0.1 and localhost, HTTPS otherwise)",
         )
     host, _, repository = location.partition("/")
-    if not _HOST.fullmatch(host) or not repository:
+    if not REGISTRY_HOST.fullmatch(host) or not repository:
         raise InputError(
             f"bundle location {location!r} is not `host[:port]/repository`", hint=example
         )
-    if not _REPOSITORY.fullmatch(repository):
+    if not REPOSITORY.fullmatch(repository):
         raise InputError(
             f"bundle location {location!r}: repository {repository!r} is not a valid OCI "
             "repository name (lowercase letters and digits, separated by / . _ or -; no tag)",

@@ -3,12 +3,20 @@
 The CLI starts flow runs of the served deployments, follows them (state and logs), finds the run
 waiting for an approval and answers it. Parameters are validated by the caller before a run is
 created, because Prefect accepts unknown parameters and the run then crashes.
+
+It is also the one home of what Conveyor and Prefect must agree on, whichever side reads it: the
+flow and deployment names, the tag of a run waiting for an approval, when to send a request again
+after a busy answer (this client and the target locks of tasks/locks.py), and which exit code a
+run's final state stands for (the CLI following a served run, and `python -m flows`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -19,13 +27,18 @@ from typing import Any
 
 from conveyor.errors import ConveyorError, InfrastructureError, InputError
 
-FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-RETRY_CODES = {429, 502, 503}
-"""What Prefect's own client retries: a busy server (SQLite locked) answers 503 and applied
-nothing, so the same request is sent again."""
-RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+RELEASE = "release"
+PROMOTE_STAGE = "promote-stage"
+DEPLOY_TARGET = "deploy-target"
+RECONCILE = "reconcile"
+ROLLBACK = "rollback"
+CONVEYOR_FLOWS = (RELEASE, PROMOTE_STAGE, DEPLOY_TARGET, RECONCILE, ROLLBACK)
+"""The names of Conveyor's flows: the @flow decorators, the CLI, `python -m flows`, the crash
+automation and the deployments (`<flow>/conveyor`) all use these."""
+SERVED_DEPLOYMENT = "conveyor"
+"""The deployment name under which `deployments.serve` serves each flow but reconcile."""
 
-CONVEYOR_FLOWS = ("release", "promote-stage", "deploy-target", "reconcile", "rollback")
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 HEARTBEAT_SECONDS = 30
 """How often Conveyor's flow runs tell Prefect they are alive (Prefect's minimum: 30 s)."""
 SILENCE_SECONDS = 90
@@ -34,6 +47,67 @@ Crashed by the automation below, so the UI and `TargetBusy` stop naming it as ru
 CRASH_AUTOMATION = "conveyor: mark silent runs Crashed"
 HEARTBEAT_ENVIRONMENT = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
 """Set in the environment of the processes that run Conveyor's flows (unless already set)."""
+
+LOCKED_FIRST_PAUSE = 0.01
+LOCKED_MAX_PAUSE = 0.2
+"""After a busy answer (503: a SQLite-backed server's database was locked by another write) the
+pause doubles from LOCKED_FIRST_PAUSE up to LOCKED_MAX_PAUSE, each drawn between half and all of
+that: the write that locked the database usually ends within milliseconds, so sleeping 2 s, then
+4 s (the Prefect client's policy) only slows everything down."""
+BUSY_POLL_CAP = 1.0
+"""A request for a busy concurrency slot (423) is sent again at least this often, whatever
+longer wait the server suggests."""
+BUSY_RETRIES = 30
+"""How often this client sends a request again after busy answers: five seconds of them at most."""
+FAILED_RAISING = re.compile(r"Flow run encountered an exception: (?P<error>\w+): ")
+"""How Prefect (3.9) words the message of a flow run's Failed state when the flow raised: the
+exception's class name comes first."""
+
+
+def pause_before_retry(status: int, retry_after: str | None, attempt: int = 0) -> float | None:
+    """Seconds to wait before sending a request again after the `attempt`-th (from 0) busy
+    answer with this status, or None when sending it again would not help."""
+    suggested = _seconds(retry_after)
+    if status == 423:  # every slot is taken: ask again when the server suggests, or sooner
+        return max(0.05, min(BUSY_POLL_CAP if suggested is None else suggested, BUSY_POLL_CAP))
+    if status == 429 and suggested is not None:  # too many requests: as late as it asks
+        return suggested
+    if status in (429, 502, 503):  # a busy server, or its proxy: nothing was applied
+        ceiling = min(LOCKED_MAX_PAUSE, LOCKED_FIRST_PAUSE * 2 ** min(attempt, 16))
+        return random.uniform(ceiling / 2, ceiling)
+    return None
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A Retry-After header given in seconds, or None (absent, a date, nonsense)."""
+    try:
+        seconds = float(retry_after) if retry_after is not None else math.nan
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def awaiting_approval_tag(app: str, stage: str) -> str:
+    """The tag of a flow run paused for an approval of `stage` of `app`: how `conveyor
+    approve|reject` (and the tests) find the run to answer."""
+    return f"conveyor-awaiting:{app}/{stage}"
+
+
+def exit_code(state_type: str, message: str) -> int:
+    """The exit code (conveyor.errors) of a command whose flow run ended in this state: 0 when
+    it completed, the code of the Conveyor error it raised when it failed, else 1."""
+    if state_type == "COMPLETED":
+        return 0
+    raised = FAILED_RAISING.match(message) if state_type == "FAILED" else None
+    if raised is None:
+        return 1
+    codes: dict[str, int] = {}
+    pending: list[type[ConveyorError]] = [ConveyorError]
+    while pending:  # the error tree, by class name
+        error = pending.pop()
+        codes[error.__name__] = error.exit_code
+        pending += error.__subclasses__()
+    return codes.get(raised["error"], 1)
 
 
 def crash_automation() -> dict[str, Any]:
@@ -97,6 +171,10 @@ class FlowRun:
             str(state.get("message") or ""),
         )
 
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.state_type, self.message)
+
 
 class PrefectAPI:
     """A Prefect server at `url` (PREFECT_API_URL, e.g. http://127.0.0.1:4200/api)."""
@@ -120,16 +198,7 @@ class PrefectAPI:
             headers={"Content-Type": "application/json", "Accept": "application/json"},
         )
         try:
-            for delay in (*RETRY_DELAYS, None):
-                try:
-                    with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                        raw = response.read()
-                    break
-                except urllib.error.HTTPError as error:
-                    if error.code not in RETRY_CODES or delay is None:
-                        raise
-                    retry_after = error.headers.get("Retry-After", "")
-                    time.sleep(float(retry_after) if retry_after.isdigit() else delay)
+            raw = self._send(request)
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[:500]
             if error.code == 404:
@@ -143,6 +212,21 @@ class PrefectAPI:
                 hint="is it running? (`conveyor platform status` for the local one)",
             ) from None
         return json.loads(raw) if raw else None
+
+    def _send(self, request: urllib.request.Request) -> bytes:
+        """The answer's body, sending the request again after busy answers (pause_before_retry)."""
+        attempt = 0
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    body: bytes = response.read()
+                    return body
+            except urllib.error.HTTPError as error:
+                pause = pause_before_retry(error.code, error.headers.get("Retry-After"), attempt)
+                if pause is None or attempt >= BUSY_RETRIES:
+                    raise
+                attempt += 1
+                time.sleep(pause)
 
     def ensure_crash_automation(self) -> str:
         """Create Conveyor's crash automation, or bring it back to what Conveyor wants; its id."""

@@ -4,8 +4,8 @@ Why: a bundle's identity is its digest, so packing the same files must give the 
 any machine, from any checkout: members sorted by path, mtime 0, uid/gid 0, empty owner names,
 mode 0644, GNU tar format (long names use GNU long-name entries, never pax headers), gzip with
 level 9, header mtime 0 and no file name. The archive holds regular files only, no folder entries
-(a folder is implied by the paths under it). gzip output may differ between zlib versions, so the
-sha256 of the uncompressed tar is returned too: it is stable wherever Python's tarfile is.
+(a folder is implied by the paths under it). gzip output may differ between zlib versions, which
+is why a build finds an earlier bundle by its source tree hash, never by these bytes.
 
 An archive read back may come from anywhere, so `read_archive` refuses absolute paths, `..`,
 links, devices, duplicate members and anything that unpacks past a size limit, and never touches
@@ -20,11 +20,9 @@ import itertools
 import tarfile
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from conveyor.bundles.source import SourceFile, path_problem
 from conveyor.errors import SourceError
-from conveyor.kit.digests import sha256_digest
 
 DEFAULT_MAX_UNPACKED_SIZE = 32 * 1024 * 1024
 """Room for a source at its 10 MiB limit plus the 512-byte headers and padding of many files."""
@@ -42,20 +40,7 @@ _REFUSED_MEMBER_TYPES = {
 }
 
 
-@dataclass(frozen=True)
-class Archive:
-    """A packed source: the tar.gz bytes, and the digest of the tar inside them."""
-
-    data: bytes
-    tar_digest: str
-
-    @property
-    def digest(self) -> str:
-        """sha256 of the tar.gz bytes: the digest of the OCI layer that carries them."""
-        return sha256_digest(self.data)
-
-
-def pack(files: Iterable[SourceFile]) -> Archive:
+def pack(files: Iterable[SourceFile]) -> bytes:
     """The reproducible tar.gz of `files` (in any order); equal file sets give equal bytes."""
     ordered = sorted(files, key=lambda file: file.path)
     for file in ordered:
@@ -69,9 +54,7 @@ def pack(files: Iterable[SourceFile]) -> Archive:
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8") as tar:
         for file in ordered:
             tar.addfile(_member_info(file), io.BytesIO(file.content))
-    tar_bytes = buffer.getvalue()
-    data = gzip.compress(tar_bytes, compresslevel=COMPRESSION_LEVEL, mtime=0)
-    return Archive(data=data, tar_digest=sha256_digest(tar_bytes))
+    return gzip.compress(buffer.getvalue(), compresslevel=COMPRESSION_LEVEL, mtime=0)
 
 
 def _member_info(file: SourceFile) -> tarfile.TarInfo:

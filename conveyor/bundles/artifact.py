@@ -10,18 +10,17 @@ source, so nothing tampered with is ever rendered or applied.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from conveyor.adapters import gitrepo, oci
 from conveyor.bundles import archive, lint
 from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE, Source, source_from_files, tree_hash
 from conveyor.errors import InputError, IntegrityError
+from conveyor.kit.progress import ProgressNote
 
 FIXED_CREATED = "1970-01-01T00:00:00Z"
 """`org.opencontainers.image.created` of every bundle: a real time would change the digest."""
-
-Progress = Callable[[str], None]
 
 
 def open_store(location: str) -> oci.BundleStore:
@@ -59,7 +58,7 @@ def build(
     environment_names: Sequence[str] = (),
     max_size: int = DEFAULT_MAX_SOURCE_SIZE,
     tags: Sequence[str] = (),
-    progress: Progress | None = None,
+    progress: ProgressNote | None = None,
 ) -> Built:
     """The digest of the bundle for `location@ref:subpath`, pushing it only if it is new."""
     if progress:
@@ -85,7 +84,7 @@ def build(
     lint.lint_or_raise(source, environment_names)
     packed = archive.pack(source.files)
     if progress:
-        progress(f"pushing {len(packed.data)} bytes to {store}")
+        progress(f"pushing {len(packed)} bytes to {store}")
     annotations = oci.BundleAnnotations(
         name=source.spec.name,
         tree_hash=tree,
@@ -93,8 +92,8 @@ def build(
         revision=snapshot.commit,
         created=FIXED_CREATED,
     )
-    digest = store.push(packed.data, annotations, tags)
-    return Built(digest, source.spec.name, tree, snapshot.commit, False, len(packed.data))
+    digest = store.push(packed, annotations, tags)
+    return Built(digest, source.spec.name, tree, snapshot.commit, False, len(packed))
 
 
 @dataclass(frozen=True)

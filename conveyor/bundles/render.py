@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from yaml.nodes import ScalarNode
 
@@ -146,6 +146,23 @@ def render_tests(source: Source, parameters: Mapping[str, object]) -> list[KubeO
 def rendered_hash(objects: Sequence[KubeObject]) -> str:
     """sha256 of the canonical JSON of `objects` (keys sorted, no spaces, order kept)."""
     return json_digest(objects)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A bundle rendered for one target: what will be applied and how to recognise it. It
+    carries everything a later step or record needs: the digest, the resolved parameters and
+    their hash, the rendered objects and their hash, and the rendered test Jobs."""
+
+    app: str
+    target: str
+    namespace: str
+    digest: str
+    parameters: dict[str, Any]
+    parameters_hash: str
+    rendered_hash: str
+    objects: list[dict[str, Any]]
+    tests: list[dict[str, Any]]
 
 
 class _QuotedString(str):

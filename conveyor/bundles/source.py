@@ -33,7 +33,8 @@ from typing import NamedTuple, NoReturn
 
 from conveyor.bundles.schema import ParameterSchema, parse_parameter_schema, show
 from conveyor.errors import SourceError
-from conveyor.kit.strict_yaml import decode_text, load_documents
+from conveyor.kit.strict_yaml import read_yaml
+from conveyor.kit.syntax import DNS_LABEL, DNS_LABEL_RULE
 
 BUNDLE_FILE = "bundle.yaml"
 MANIFESTS_DIR = "manifests/"
@@ -43,7 +44,6 @@ KIND = "Bundle"
 DEFAULT_MAX_SOURCE_SIZE = 10 * 1024 * 1024
 TREE_HASH_FORMAT = "conveyor.dev/tree/v1"
 
-_BUNDLE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _BUNDLE_FIELDS = ("apiVersion", "kind", "name", "parameters", "tests", "allowPlaintextSecrets")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _SPECIAL_KINDS = (
@@ -245,7 +245,7 @@ def source_from_files(files: Mapping[str, bytes], label: str) -> Source:
 
 def parse_bundle_spec(data: bytes, where: str, manifest_paths: Iterable[str]) -> BundleSpec:
     """The checked content of bundle.yaml; `manifest_paths` are what `tests` may name."""
-    documents = load_documents(decode_text(data, where), where)
+    documents = read_yaml(data, where, SourceError)
     if len(documents) != 1 or not isinstance(documents[0], dict):
         raise SourceError(f"{where}: must hold exactly one YAML mapping")
     raw = documents[0]
@@ -258,11 +258,8 @@ def parse_bundle_spec(data: bytes, where: str, manifest_paths: Iterable[str]) ->
         if raw.get(field) != expected:
             raise SourceError(f"{where}: {field}: must be {expected!r}, got {show(raw.get(field))}")
     name = raw.get("name")
-    if not isinstance(name, str) or not _BUNDLE_NAME.fullmatch(name):
-        raise SourceError(
-            f"{where}: name: must be a DNS-1123 label (lowercase letters, digits and '-', "
-            f"at most 63), got {show(name)}"
-        )
+    if not isinstance(name, str) or not DNS_LABEL.fullmatch(name):
+        raise SourceError(f"{where}: name: must be {DNS_LABEL_RULE}, got {show(name)}")
     allow_plaintext_secrets = raw.get("allowPlaintextSecrets", False)
     if not isinstance(allow_plaintext_secrets, bool):
         raise SourceError(

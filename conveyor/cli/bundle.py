@@ -1,8 +1,10 @@
 """`conveyor bundle build | push | pull | inspect | render | diff | tag`: bundles by hand.
 
 A store is a registry repository (`127.0.0.1:5000/conveyor/web`) or an OCI layout folder
-(`oci:.conveyor/bundles`, the default when $CONVEYOR_STORE is unset). Credentials for a registry
-come from $CONVEYOR_REGISTRY_USERNAME and $CONVEYOR_REGISTRY_PASSWORD, never from the command line.
+(`oci:.conveyor/bundles/web`): --store, else $CONVEYOR_STORE, else the store of the app named by
+--app, which is where the pipeline keeps that app's bundles (`$CONVEYOR_REGISTRY/conveyor/APP`,
+or the layout folder `.conveyor/bundles/APP` without a registry). Credentials for a registry come
+from $CONVEYOR_REGISTRY_USERNAME and $CONVEYOR_REGISTRY_PASSWORD, never from the command line.
 """
 
 from __future__ import annotations
@@ -19,21 +21,42 @@ from rich.table import Table
 from conveyor.adapters import oci
 from conveyor.bundles import artifact, compare, render
 from conveyor.bundles.parameters import load_values, parse_assignments
-from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE, Source
+from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
+from conveyor.config.model import bundle_store_location
 from conveyor.errors import InputError, IntegrityError
-from conveyor.kit.paths import state_dir
 
 app = typer.Typer(help="Build, inspect, render and move bundles (OCI artifacts).")
 
 StoreOption = typer.Option(
-    None, "--store", "-s", help="registry repository or oci:FOLDER [env: CONVEYOR_STORE]"
+    None,
+    "--store",
+    "-s",
+    help="registry repository or oci:FOLDER [env: CONVEYOR_STORE; default: the --app's store]",
+)
+AppStoreOption = typer.Option(
+    None, "--app", help="without --store: this app's store, where the pipeline keeps its bundles"
 )
 
 
-def open_store(location: str | None) -> oci.BundleStore:
-    chosen = location or os.environ.get("CONVEYOR_STORE") or f"oci:{state_dir() / 'bundles'}"
+def open_store(location: str | None, app_name: str | None) -> oci.BundleStore:
+    """The store at `location`, else at $CONVEYOR_STORE, else the store of app `app_name` (the
+    one the pipeline uses: `bundle_store_location` with $CONVEYOR_REGISTRY)."""
+    chosen = location or os.environ.get("CONVEYOR_STORE")
+    if not chosen:
+        if app_name is None:
+            raise InputError(
+                "no bundle store given",
+                hint="pass --store, set $CONVEYOR_STORE, or name the app (--app) to use its store",
+            )
+        chosen = bundle_store_location(app_name, os.environ.get("CONVEYOR_REGISTRY", ""))
     return artifact.open_store(chosen)
+
+
+def load_reference(reference: str, store: str | None, app_name: str | None) -> artifact.Loaded:
+    """The verified bundle `reference` (a digest or a tag) names in the chosen store."""
+    opened = open_store(store, app_name)
+    return artifact.load(opened, artifact.resolve(opened, reference))
 
 
 @app.command()
@@ -42,6 +65,7 @@ def build(
     ref: str = typer.Option("HEAD", help="branch, tag or commit to build"),
     path: str = typer.Option(".", help="folder of the source inside the repository"),
     store: str | None = StoreOption,
+    app_name: str | None = AppStoreOption,
     tag: list[str] = typer.Option([], help="also tag the bundle (repeatable)"),
     env_name: list[str] = typer.Option(
         ["dev", "test", "staging", "prod"], help="environment names a manifest must not hard-code"
@@ -50,7 +74,7 @@ def build(
     output: Output = OutputOption,
 ) -> None:
     """Build the bundle of SOURCE@REF:PATH, or reuse the one built from the same source tree."""
-    target = open_store(store)
+    target = open_store(store, app_name)
     built = artifact.build(
         source,
         ref,
@@ -75,11 +99,11 @@ def build(
 def inspect(
     reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
     store: str | None = StoreOption,
+    app_name: str | None = AppStoreOption,
     output: Output = OutputOption,
 ) -> None:
     """Show a bundle's annotations, files and parameters (after verifying every byte)."""
-    opened = open_store(store)
-    loaded = artifact.load(opened, artifact.resolve(opened, reference))
+    loaded = load_reference(reference, store, app_name)
     digest, annotations, source = loaded.digest, loaded.annotations, loaded.source
     parameters = [
         {
@@ -126,10 +150,10 @@ def pull(
     reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
     out: Path = typer.Option(..., "--out", help="empty or new folder to write the source into"),
     store: str | None = StoreOption,
+    app_name: str | None = AppStoreOption,
 ) -> None:
     """Verify a bundle and write its source files into a folder."""
-    opened = open_store(store)
-    loaded = artifact.load(opened, artifact.resolve(opened, reference))
+    loaded = load_reference(reference, store, app_name)
     digest, source = loaded.digest, loaded.source
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: not an empty folder; pull writes into an empty or new folder")
@@ -148,23 +172,19 @@ def collect_values(values_file: list[Path], assignments: list[str]) -> dict[str,
     return values
 
 
-def load_reference(reference: str, store: str | None) -> tuple[str, Source]:
-    opened = open_store(store)
-    loaded = artifact.load(opened, artifact.resolve(opened, reference))
-    return loaded.digest, loaded.source
-
-
 @app.command("render")
 def render_command(
     reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
     store: str | None = StoreOption,
+    app_name: str | None = AppStoreOption,
     values: list[Path] = typer.Option([], "--values", "-f", help="parameter file (repeatable)"),
     set_: list[str] = typer.Option([], "--set", help="name=value (repeatable, wins over files)"),
     tests: bool = typer.Option(False, help="render the test Jobs instead of the app"),
     json_output: bool = typer.Option(False, "--json", help="a JSON list instead of YAML"),
 ) -> None:
     """Print the bundle's objects rendered with the given parameters (and their hash)."""
-    digest, source = load_reference(reference, store)
+    loaded = load_reference(reference, store, app_name)
+    digest, source = loaded.digest, loaded.source
     parameters = collect_values(values, set_)
     objects = (render.render_tests if tests else render.render)(source, parameters)
     if json_output:
@@ -183,10 +203,12 @@ def diff(
     a: Path = typer.Option(..., "--a", help="parameter file of the first target"),
     b: Path = typer.Option(..., "--b", help="parameter file of the second target"),
     store: str | None = StoreOption,
+    app_name: str | None = AppStoreOption,
     output: Output = OutputOption,
 ) -> None:
     """What differs between two renders of one bundle: parameters, then rendered fields."""
-    digest, source = load_reference(reference, store)
+    loaded = load_reference(reference, store, app_name)
+    digest, source = loaded.digest, loaded.source
     result = compare.compare(source, load_values(a), load_values(b), labels=(str(a), str(b)))
     show_comparison(result, digest, (str(a), str(b)), source.spec.name, output)
 
@@ -234,9 +256,10 @@ def tag(
     reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
     new_tag: str = typer.Argument(..., help="tag to point at the bundle (e.g. a stage name)"),
     store: str | None = StoreOption,
+    app_name: str | None = AppStoreOption,
 ) -> None:
     """Point a tag at a bundle: the manifest's exact bytes, nothing re-uploaded."""
-    opened = open_store(store)
+    opened = open_store(store, app_name)
     digest = artifact.resolve(opened, reference)
     opened.tag(digest, new_tag)
     say(f"{new_tag} -> {digest}")
@@ -248,14 +271,14 @@ def push(
     from_store: str | None = typer.Option(
         None, "--from", help="store to read [env: CONVEYOR_STORE]"
     ),
+    app_name: str | None = AppStoreOption,
     to_store: str = typer.Option(..., "--to", help="store to write"),
     tag_: list[str] = typer.Option([], "--tag", help="tag in the destination (repeatable)"),
 ) -> None:
     """Copy a verified bundle to another store; the digest must come out the same."""
-    source_store = open_store(from_store)
-    loaded = artifact.load(source_store, artifact.resolve(source_store, reference))
+    loaded = load_reference(reference, from_store, app_name)
     digest, annotations = loaded.digest, loaded.annotations
-    copied = open_store(to_store).push(
+    copied = artifact.open_store(to_store).push(
         loaded.data,
         oci.BundleAnnotations(
             name=annotations[oci.ANNOTATION_NAME],

@@ -35,17 +35,18 @@ TimeoutOption = typer.Option(300.0, "--timeout", help="seconds to wait for readi
 
 def _prepare(
     reference: str,
+    app: str,
     store: str | None,
     values: list[Path],
     set_: list[str],
     kubeconfig: Path | None,
     context: str | None,
 ) -> tuple[str, list[dict[str, Any]], Kube]:
-    digest, source = load_reference(reference, store)
-    objects = render.render(source, collect_values(values, set_))
+    loaded = load_reference(reference, store, app)
+    objects = render.render(loaded.source, collect_values(values, set_))
     # $KUBECONFIG may list several files; like kubectl's default, use the first.
     first = str(kubeconfig).split(os.pathsep)[0] if kubeconfig else None
-    return digest, objects, Kube(Path(first) if first else None, context)
+    return loaded.digest, objects, Kube(Path(first) if first else None, context)
 
 
 def _wait_progress(ready: int, total: int, waiting: list[str]) -> None:
@@ -94,8 +95,8 @@ def apply_command(
     output: Output = OutputOption,
 ) -> None:
     """Server-side apply a bundle to a target, prune, and wait until it is ready."""
-    digest, objects, kube = _prepare(reference, store, values, set_, kubeconfig, context)
-    spec = apply.Target(app, target, namespace, force_conflicts=force_conflicts)
+    digest, objects, kube = _prepare(reference, app, store, values, set_, kubeconfig, context)
+    spec = apply.Placement(app, target, namespace, force_conflicts=force_conflicts)
     report = apply.apply_bundle(
         kube,
         objects,
@@ -156,8 +157,8 @@ def wait_command(
     output: Output = OutputOption,
 ) -> None:
     """Wait (by watching) until the bundle's objects on a target are ready; exit 1 if not."""
-    digest, objects, kube = _prepare(reference, store, values, set_, kubeconfig, context)
-    prepared = apply.prepare(kube, objects, apply.Target(app, target, namespace), digest)
+    digest, objects, kube = _prepare(reference, app, store, values, set_, kubeconfig, context)
+    prepared = apply.prepare(kube, objects, apply.Placement(app, target, namespace), digest)
     result = _wait(kube, prepared, timeout, output)
     if output is Output.json:
         print_json(
@@ -214,39 +215,17 @@ def _live_diff(
     context: str | None,
     output: Output,
 ) -> None:
-    digest, objects, kube = _prepare(reference, store, values, set_, kubeconfig, context)
-    prepared = apply.prepare(kube, objects, apply.Target(app, target, namespace), digest)
+    digest, objects, kube = _prepare(reference, app, store, values, set_, kubeconfig, context)
+    prepared = apply.prepare(kube, objects, apply.Placement(app, target, namespace), digest)
     found = drift.detect(kube, prepared, app=app, target=target)
     if output is Output.json:
-        print_json(
-            {
-                "digest": digest,
-                "drift": [
-                    {
-                        "object": str(d.ref),
-                        "missing": d.missing,
-                        "fields": [
-                            {
-                                "path": f.path,
-                                "desired": f.desired,
-                                "live": None if f.live is drift.ABSENT else f.live,
-                            }
-                            for f in d.fields
-                        ],
-                    }
-                    for d in found
-                ],
-            }
-        )
+        print_json({"digest": digest, "drift": [d.as_dict() for d in found]})
     elif not found:
         say(f"no drift: {len(prepared)} object(s) match {digest[:19]}")
     else:
-        table = Table("object", "field", "desired", "live", title=f"drift from {digest[:19]}")
-        for d in found:
-            if d.missing:
-                add_row(table, str(d.ref), "(object)", "present", "deleted out of band")
-            for f in d.fields:
-                add_row(table, str(d.ref), f.path, repr(f.desired), repr(f.live))
+        table = Table(*drift.DRIFT_COLUMNS, title=f"drift from {digest[:19]}")
+        for row in (row for d in found for row in d.rows()):
+            add_row(table, *(row[column] for column in drift.DRIFT_COLUMNS))
         console.print(table)
     if found:
         raise typer.Exit(1)
@@ -266,9 +245,9 @@ def prune_command(
     output: Output = OutputOption,
 ) -> None:
     """Delete what a target's inventory holds that the bundle no longer has."""
-    digest, objects, kube = _prepare(reference, store, values, set_, kubeconfig, context)
+    digest, objects, kube = _prepare(reference, app, store, values, set_, kubeconfig, context)
     pruned = apply.prune(
-        kube, objects, apply.Target(app, target, namespace), digest=digest, dry_run=dry_run
+        kube, objects, apply.Placement(app, target, namespace), digest=digest, dry_run=dry_run
     )
     if output is Output.json:
         print_json({"dryRun": dry_run, "pruned": [str(r) for r in pruned]})

@@ -50,8 +50,9 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-class ProgressPrinter:
-    """Shows build and start-up progress on stderr, at most a few lines a second."""
+class PlatformProgressPrinter:
+    """A `platform.binaries.PlatformProgress` for the terminal: shows build and start-up progress
+    on stderr, at most a few lines a second."""
 
     def __init__(self) -> None:
         self._last_message = ""

@@ -15,28 +15,42 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.table import Table
 
-from conveyor.adapters.prefect_api import FlowRun, PrefectAPI
+from conveyor.adapters.prefect_api import (
+    PROMOTE_STAGE,
+    RECONCILE,
+    RELEASE,
+    ROLLBACK,
+    SERVED_DEPLOYMENT,
+    FlowRun,
+    PrefectAPI,
+    awaiting_approval_tag,
+)
 from conveyor.bundles import artifact, compare, render
 from conveyor.bundles.source import Source
 from conveyor.cli.bundle import show_comparison
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.cluster import apply, drift, health
 from conveyor.cluster.ordering import ObjectRef
-from conveyor.config.model import Config
+from conveyor.config.model import App, Target
 from conveyor.config.reader import load_config
 from conveyor.errors import ConveyorError, InputError
-from conveyor.kit.digests import DIGEST
+from conveyor.kit.digests import check_digest
 from conveyor.kit.paths import state_dir
 from conveyor.platform import process
 from conveyor.records import state
 
-DEPLOYMENT = "conveyor"
+if TYPE_CHECKING:
+    from conveyor.adapters import oci
+    from conveyor.promotion.context import Connections
+
 ConfigOption = typer.Option(
     None,
     "--config",
@@ -49,102 +63,93 @@ ApproveAsOption = typer.Option(
 )
 
 
-def _config(path: Path | None) -> Config:
-    return load_config(path)
+@dataclass(frozen=True)
+class _Following:
+    """How a command runs its flow: whether it follows the run, how it shows it, and what it
+    asks of a served run (answering approvals, a repeat-safe key)."""
+
+    wait: bool
+    output: Output
+    approve_as: str | None = None
+    idempotency_key: str | None = None
+
+    def unusable_without_a_served_run(self) -> list[str]:
+        """The options given that only a served run can honour."""
+        return [
+            option
+            for option, given in (
+                ("--approve-as", self.approve_as is not None),
+                ("--idempotency-key", self.idempotency_key is not None),
+                ("--no-wait", not self.wait),
+                ("--output json", self.output is Output.json),
+            )
+            if given
+        ]
 
 
-def _check_digest(digest: str) -> str:
-    if not DIGEST.fullmatch(digest):
-        raise InputError(f"--digest {digest!r}: expected sha256:<64 hex digits>")
-    return digest
-
-
-def _run_flow(
-    flow: str,
-    parameters: dict[str, Any],
-    *,
-    wait: bool,
-    output: Output,
-    idempotency_key: str | None = None,
-    approve_as: str | None = None,
-    config_file: Path,
-) -> None:
+def _run_flow(flow: str, parameters: dict[str, Any], config_file: Path, how: _Following) -> None:
     """Start `flow` through its served deployment, or in a child process when none is served.
 
     The run reads the same configuration file as this command, wherever it runs.
     """
     parameters = {**parameters, "config_file": str(config_file)}
-    api = None
-    if os.environ.get("PREFECT_API_URL"):
-        api = PrefectAPI()
-        if not api.healthy():
-            raise ConveyorError(
-                f"the Prefect server at {api.url} does not answer",
-                hint="`conveyor platform up` starts the local one",
-            )
-    if api is None or not api.is_served(flow, DEPLOYMENT):
-        unusable = [
-            option
-            for option, given in (
-                ("--approve-as", approve_as is not None),
-                ("--idempotency-key", idempotency_key is not None),
-                ("--no-wait", not wait),
-                ("--output json", output is Output.json),
-            )
-            if given
-        ]
-        if unusable:
-            raise InputError(
-                f"{', '.join(unusable)}: only work through a served {flow}/{DEPLOYMENT} "
-                "deployment, and none is served; without one the flow runs here, in a child "
-                "process, and its output is its log",
-                hint="start one with `conveyor serve --background`, or drop those options",
-            )
-        note(f"no served {flow}/{DEPLOYMENT} deployment: running the flow in a child process")
-        if api is not None:
-            api.ensure_crash_automation()
-        completed = subprocess.run(
-            [sys.executable, "-m", "flows", flow, json.dumps(parameters)], check=False
-        )
-        raise typer.Exit(completed.returncode)
-    run = api.create_flow_run(flow, DEPLOYMENT, parameters, idempotency_key=idempotency_key)
-    ui = api.url.removesuffix("/api")
-    if output is Output.json and not wait:
-        print_json(
-            {
-                "id": run.id,
-                "name": run.name,
-                "state": run.state_name,
-                "url": f"{ui}/runs/flow-run/{run.id}",
-            }
-        )
-        return
-    note(f"flow run {run.name}: {ui}/runs/flow-run/{run.id}")
-    if not wait:
-        return
+    api = _prefect_api()
+    if api is None or not api.is_served(flow, SERVED_DEPLOYMENT):
+        _run_in_child_process(flow, parameters, api, how)
+    else:
+        _run_served(api, flow, parameters, how)
 
-    def on_state(current: FlowRun) -> None:
-        paused = current.state_type == "PAUSED"
-        if paused and approve_as:
-            api.resume(
-                current.id,
-                {
-                    "approve": True,
-                    "approver": approve_as,
-                    "reason": "approved up front with --approve-as",
-                },
-            )
-            note(f"{current.name}: paused for approval; approved as {approve_as!r} (--approve-as)")
-            return
-        hint = " (answer with `conveyor approve` or in the UI)" if paused else ""
-        note(f"{current.name}: {current.state_name}{hint}")
 
+def _prefect_api() -> PrefectAPI | None:
+    """The Prefect server $PREFECT_API_URL names, checked to answer; None when none is named."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return None
+    api = PrefectAPI()
+    if not api.healthy():
+        raise ConveyorError(
+            f"the Prefect server at {api.url} does not answer",
+            hint="`conveyor platform up` starts the local one",
+        )
+    return api
+
+
+def _run_in_child_process(
+    flow: str, parameters: dict[str, Any], api: PrefectAPI | None, how: _Following
+) -> NoReturn:
+    unusable = how.unusable_without_a_served_run()
+    if unusable:
+        raise InputError(
+            f"{', '.join(unusable)}: only work through a served {flow}/{SERVED_DEPLOYMENT} "
+            "deployment, and none is served; without one the flow runs here, in a child "
+            "process, and its output is its log",
+            hint="start one with `conveyor serve --background`, or drop those options",
+        )
+    note(f"no served {flow}/{SERVED_DEPLOYMENT} deployment: running the flow in a child process")
+    if api is not None:
+        api.ensure_crash_automation()
+    completed = subprocess.run(
+        [sys.executable, "-m", "flows", flow, json.dumps(parameters)], check=False
+    )
+    raise typer.Exit(completed.returncode)
+
+
+def _run_served(api: PrefectAPI, flow: str, parameters: dict[str, Any], how: _Following) -> None:
+    run = api.create_flow_run(
+        flow, SERVED_DEPLOYMENT, parameters, idempotency_key=how.idempotency_key
+    )
+    url = f"{api.url.removesuffix('/api')}/runs/flow-run/{run.id}"
+    if how.output is Output.json and not how.wait:
+        print_json({"id": run.id, "name": run.name, "state": run.state_name, "url": url})
+        return
+    note(f"flow run {run.name}: {url}")
+    if not how.wait:
+        return
     final = api.follow(
         run.id,
-        on_log=_show_log if output is Output.table else None,
-        on_state=on_state,
+        on_log=_show_log if how.output is Output.table else None,
+        on_state=partial(_show_state, api, how.approve_as),
     )
-    if output is Output.json:
+    if how.output is Output.json:
         print_json(
             {
                 "id": final.id,
@@ -154,9 +159,27 @@ def _run_flow(
             }
         )
     if final.state_type != "COMPLETED":
-        if output is Output.table:
+        if how.output is Output.table:
             say(f"{final.name} ended {final.state_name}: {final.message}")
-        raise typer.Exit(1)
+        raise typer.Exit(final.exit_code)
+
+
+def _show_state(api: PrefectAPI, approve_as: str | None, current: FlowRun) -> None:
+    """Say how a followed run stands; answer its approval pause as `approve_as` if given."""
+    paused = current.state_type == "PAUSED"
+    if paused and approve_as:
+        api.resume(
+            current.id,
+            {
+                "approve": True,
+                "approver": approve_as,
+                "reason": "approved up front with --approve-as",
+            },
+        )
+        note(f"{current.name}: paused for approval; approved as {approve_as!r} (--approve-as)")
+        return
+    hint = " (answer with `conveyor approve` or in the UI)" if paused else ""
+    note(f"{current.name}: {current.state_name}{hint}")
 
 
 def _show_log(line: str) -> None:
@@ -174,17 +197,10 @@ def release(
     output: Output = OutputOption,
 ) -> None:
     """Build APP at REF once and carry its digest from the first stage to the last."""
-    loaded = _config(config)
+    loaded = load_config(config)
     loaded.app(app)
-    _run_flow(
-        "release",
-        {"app": app, "ref": ref},
-        wait=wait,
-        output=output,
-        idempotency_key=idempotency_key,
-        approve_as=approve_as,
-        config_file=loaded.path,
-    )
+    how = _Following(wait, output, approve_as, idempotency_key)
+    _run_flow(RELEASE, {"app": app, "ref": ref}, loaded.path, how)
 
 
 def promote(
@@ -197,16 +213,10 @@ def promote(
     output: Output = OutputOption,
 ) -> None:
     """Promote DIGEST into STAGE (policy, approval, targets, soak, evidence)."""
-    loaded = _config(config)
+    loaded = load_config(config)
     loaded.app(app).pipeline.stage(stage)
-    _run_flow(
-        "promote-stage",
-        {"app": app, "digest": _check_digest(digest), "stage": stage},
-        wait=wait,
-        output=output,
-        approve_as=approve_as,
-        config_file=loaded.path,
-    )
+    parameters = {"app": app, "digest": check_digest(digest, given_as="--digest"), "stage": stage}
+    _run_flow(PROMOTE_STAGE, parameters, loaded.path, _Following(wait, output, approve_as))
 
 
 def rollback(
@@ -218,15 +228,10 @@ def rollback(
     output: Output = OutputOption,
 ) -> None:
     """Put the previous (or a named) recorded digest back on TARGET."""
-    loaded = _config(config)
+    loaded = load_config(config)
     loaded.app(app).pipeline.target(target)
-    _run_flow(
-        "rollback",
-        {"app": app, "target": target, "to": to},
-        wait=wait,
-        output=output,
-        config_file=loaded.path,
-    )
+    parameters = {"app": app, "target": target, "to": to}
+    _run_flow(ROLLBACK, parameters, loaded.path, _Following(wait, output))
 
 
 def reconcile(
@@ -237,23 +242,18 @@ def reconcile(
     output: Output = OutputOption,
 ) -> None:
     """Compare TARGET with its desired state in git now; correct drift if self-heal is on."""
-    loaded = _config(config)
+    loaded = load_config(config)
     loaded.app(app).pipeline.target(target)
-    _run_flow(
-        "reconcile",
-        {"app": app, "target": target},
-        wait=wait,
-        output=output,
-        config_file=loaded.path,
-    )
+    parameters = {"app": app, "target": target}
+    _run_flow(RECONCILE, parameters, loaded.path, _Following(wait, output))
 
 
 def _answer(
     app: str, stage: str, approve: bool, approver: str, reason: str, config: Path | None
 ) -> None:
-    _config(config).app(app).pipeline.stage(stage)
+    load_config(config).app(app).pipeline.stage(stage)
     api = PrefectAPI()
-    waiting = api.flow_runs(tags=[f"conveyor-awaiting:{app}/{stage}"], states=["PAUSED"])
+    waiting = api.flow_runs(tags=[awaiting_approval_tag(app, stage)], states=["PAUSED"])
     if not waiting:
         raise InputError(
             f"no run of {app} is waiting for an approval of {stage}",
@@ -294,16 +294,15 @@ def status(
     output: Output = OutputOption,
 ) -> None:
     """Every app and target: desired digest, live health, drift, last promotion."""
-    from conveyor.adapters import gitrepo
-    from conveyor.adapters.kube import Kube
+    from conveyor.promotion.context import Connections
 
-    loaded = _config(config)
-    repo = gitrepo.open_state_repository(loaded.state_repository)
+    loaded = load_config(config)
+    connections = Connections()  # one client (and discovery) per cluster
+    repo = connections.state_repository(loaded.state_repository)
+    live = _LiveStatus(connections)
     rows: list[dict[str, str]] = []
-    kubes: dict[tuple[Path | None, str | None], Kube] = {}  # one client (and discovery) per cluster
-    sources: dict[str, Source] = {}  # each digest pulled and verified once
     for spec in [loaded.app(app)] if app else list(loaded.apps.values()):
-        store = artifact.open_store(loaded.store_location(spec.name))
+        store = connections.store(loaded.store_location(spec.name))
         for target in spec.pipeline.targets():
             desired = state.read_desired(repo, spec.name, target.name)
             row = {
@@ -316,42 +315,47 @@ def status(
                 "promoted": _promoted(desired),
             }
             if desired:
-                try:
-                    cluster = (target.cluster.kubeconfig, target.cluster.context)
-                    if cluster not in kubes:
-                        kubes[cluster] = Kube(*cluster)
-                    kube = kubes[cluster]
-                    key = f"{store}@{desired.digest}"
-                    if key not in sources:
-                        sources[key] = artifact.load(store, desired.digest).source
-                    objects = render.render(sources[key], desired.parameters)
-                    spec_target = apply.Target(spec.name, target.name, target.namespace)
-                    prepared = apply.prepare(kube, objects, spec_target, desired.digest)
-                    live = drift.read_live(kube, prepared, app=spec.name, target=target.name)
-                    row["health"] = _health(prepared, live)
-                    found = drift.detect(
-                        kube, prepared, app=spec.name, target=target.name, live=live
-                    )
-                    row["drift"] = f"{len(found)} object(s)" if found else "none"
-                except ConveyorError as error:
-                    row["health"] = f"unknown: {error.message[:60]}"
+                row.update(live.judge(store, spec, target, desired))
             rows.append(row)
     if output is Output.json:
         print_json(rows)
         return
     table = Table("app", "stage", "target", "digest", "health", "drift", "last promotion")
     for row in rows:
-        add_row(
-            table,
-            row["app"],
-            row["stage"],
-            row["target"],
-            (row["digest"] or "-")[:19],
-            row["health"],
-            row["drift"],
-            row["promoted"],
-        )
+        digest = (row["digest"] or "-")[:19]
+        cells = (row["app"], row["stage"], row["target"], digest, row["health"], row["drift"])
+        add_row(table, *cells, row["promoted"])
     console.print(table)
+
+
+class _LiveStatus:
+    """The health and drift of targets against their desired state, each digest pulled and
+    verified once."""
+
+    def __init__(self, connections: Connections) -> None:
+        self._connections = connections
+        self._sources: dict[str, Source] = {}
+
+    def judge(
+        self, store: oci.BundleStore, app: App, target: Target, desired: state.DesiredState
+    ) -> dict[str, str]:
+        """The `health` and `drift` cells of the target's status row."""
+        try:
+            kube = self._connections.kube(target.cluster)
+            key = f"{store}@{desired.digest}"
+            if key not in self._sources:
+                self._sources[key] = artifact.load(store, desired.digest).source
+            objects = render.render(self._sources[key], desired.parameters)
+            placement = apply.Placement(app.name, target.name, target.namespace)
+            prepared = apply.prepare(kube, objects, placement, desired.digest)
+            live = drift.read_live(kube, prepared, app=app.name, target=target.name)
+            found = drift.detect(kube, prepared, app=app.name, target=target.name, live=live)
+        except ConveyorError as error:
+            return {"health": f"unknown: {error.message[:60]}"}
+        return {
+            "health": _health(prepared, live),
+            "drift": f"{len(found)} object(s)" if found else "none",
+        }
 
 
 def _promoted(desired: state.DesiredState | None) -> str:
@@ -386,7 +390,7 @@ def diff_targets(
     """One digest rendered for two targets: which parameters and rendered fields differ."""
     from conveyor.adapters import gitrepo
 
-    loaded = _config(config)
+    loaded = load_config(config)
     spec = loaded.app(app)
     first, second = spec.pipeline.target(target_a), spec.pipeline.target(target_b)
     if digest is None:
@@ -431,7 +435,7 @@ def serve(
     api = PrefectAPI()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if api.is_served("release", DEPLOYMENT):
+        if api.is_served(RELEASE, SERVED_DEPLOYMENT):
             say(f"serving Conveyor's deployments (pid {started.pid}); log: {logfile}")
             return
         if not process.is_running(started):

@@ -7,7 +7,7 @@ import shlex
 import typer
 from rich.table import Table
 
-from conveyor.cli.output import Output, OutputOption, ProgressPrinter, console, print_json
+from conveyor.cli.output import Output, OutputOption, PlatformProgressPrinter, console, print_json
 from conveyor.platform.components import Health, describe
 from conveyor.platform.local import LocalPlatform
 
@@ -40,7 +40,7 @@ def _show(platform: LocalPlatform, healths: list[Health], output: Output) -> Non
 def up(output: Output = OutputOption) -> None:
     """Start every component that is not healthy (builds binaries on first use) and show status."""
     platform = LocalPlatform()
-    healths = platform.up(progress=ProgressPrinter())
+    healths = platform.up(progress=PlatformProgressPrinter())
     _show(platform, healths, output)
     if output is Output.table:
         console.print('Use it from a shell with:  eval "$(conveyor platform env)"')

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,23 +26,26 @@ from conveyor.cluster.ordering import (
     phases,
 )
 from conveyor.errors import ClusterError
+from conveyor.kit.progress import ProgressNote
+from conveyor.kit.syntax import object_path
 
 INVENTORY_LABEL = "conveyor.dev/inventory"
 CRD_ESTABLISH_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where an app's objects go: the app, the target's name, its namespace and its policy."""
+class Placement:
+    """Where an app's objects go on a cluster: the app, the target's name (labels and inventory),
+    its namespace, and whether to take over fields other managers own."""
 
     app: str
-    name: str
+    target: str
     namespace: str
     force_conflicts: bool = False
 
     @property
     def inventory_name(self) -> str:
-        return f"conveyor-inventory-{self.app}-{self.name}"
+        return f"conveyor-inventory-{self.app}-{self.target}"
 
 
 @dataclass
@@ -56,14 +59,11 @@ class ApplyReport:
     elapsed: float = 0.0
 
 
-Progress = Callable[[str], None]
-
-
 def prepare(
-    kube: Kube, objects: Sequence[Mapping[str, Any]], target: Target, digest: str
+    kube: Kube, objects: Sequence[Mapping[str, Any]], placement: Placement, digest: str
 ) -> list[dict[str, Any]]:
     """Label the objects and put namespaced ones without a namespace into the target's."""
-    prepared = label(objects, app=target.app, target=target.name, digest=digest)
+    prepared = label(objects, app=placement.app, target=placement.target, digest=digest)
     crd_kinds = _kinds_defined_by(prepared)
     for obj in prepared:
         metadata = obj["metadata"]
@@ -72,7 +72,7 @@ def prepare(
         key = (obj["apiVersion"], obj["kind"])
         namespaced = crd_kinds[key] if key in crd_kinds else kube.resource_type(*key).namespaced
         if namespaced:
-            metadata["namespace"] = target.namespace
+            metadata["namespace"] = placement.namespace
     return prepared
 
 
@@ -89,28 +89,30 @@ def _kinds_defined_by(objects: Sequence[Mapping[str, Any]]) -> dict[tuple[str, s
     return kinds
 
 
-def read_inventory(kube: Kube, target: Target) -> list[ObjectRef]:
-    found = kube.get("v1", "ConfigMap", target.inventory_name, target.namespace)
+def read_inventory(kube: Kube, placement: Placement) -> list[ObjectRef]:
+    found = kube.get("v1", "ConfigMap", placement.inventory_name, placement.namespace)
     if not found:
         return []
     entries = json.loads(found.get("data", {}).get("objects", "[]"))
     return [ObjectRef(e["apiVersion"], e["kind"], e["namespace"], e["name"]) for e in entries]
 
 
-def _write_inventory(kube: Kube, target: Target, refs: Sequence[ObjectRef], digest: str) -> None:
+def _write_inventory(
+    kube: Kube, placement: Placement, refs: Sequence[ObjectRef], digest: str
+) -> None:
     unique = sorted(set(refs), key=str)
     kube.apply(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
-                "name": target.inventory_name,
-                "namespace": target.namespace,
+                "name": placement.inventory_name,
+                "namespace": placement.namespace,
                 "labels": {MANAGED_BY: "conveyor", INVENTORY_LABEL: "true"},
             },
             "data": {
-                "app": target.app,
-                "target": target.name,
+                "app": placement.app,
+                "target": placement.target,
                 "digest": digest,
                 "objects": json.dumps([ref.as_dict() for ref in unique], indent=1),
             },
@@ -134,30 +136,30 @@ def _ensure_namespace(kube: Kube, namespace: str, dry_run: bool) -> None:
 def apply_bundle(
     kube: Kube,
     objects: Sequence[Mapping[str, Any]],
-    target: Target,
+    placement: Placement,
     *,
     digest: str,
     concurrency: int = 16,
     dry_run: bool = False,
     prune: bool = True,
-    progress: Progress | None = None,
+    progress: ProgressNote | None = None,
 ) -> ApplyReport:
-    """Apply `objects` (rendered, unlabelled) to `target`; prune what the bundle dropped."""
+    """Apply `objects` (rendered, unlabelled) to `placement`; prune what the bundle dropped."""
     started = time.monotonic()
     report = ApplyReport()
-    _ensure_namespace(kube, target.namespace, dry_run)
-    prepared = prepare(kube, objects, target, digest)
+    _ensure_namespace(kube, placement.namespace, dry_run)
+    prepared = prepare(kube, objects, placement, digest)
     new_refs = [ObjectRef.of(obj) for obj in prepared]
-    before = read_inventory(kube, target)
+    before = read_inventory(kube, placement)
     if not dry_run and not set(new_refs) <= set(before):  # already covered: no widening needed
-        _write_inventory(kube, target, [*before, *new_refs], digest)
+        _write_inventory(kube, placement, [*before, *new_refs], digest)
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for group in phases(prepared):
             if progress:
                 progress(f"applying {len(group)} object(s): {_kinds(group)}")
             results = pool.map(
-                lambda obj: kube.apply(obj, force=target.force_conflicts, dry_run=dry_run), group
+                lambda obj: kube.apply(obj, force=placement.force_conflicts, dry_run=dry_run), group
             )
             for obj, live in zip(group, results, strict=True):
                 ref = ObjectRef.of(obj)
@@ -168,9 +170,9 @@ def apply_bundle(
                 _wait_established(kube, crds, progress)
 
     if prune:
-        report.pruned = _prune(kube, _stale(before, new_refs), target, dry_run, progress)
+        report.pruned = _prune(kube, _stale(before, new_refs), placement, dry_run, progress)
         if not dry_run:
-            _write_inventory(kube, target, new_refs, digest)
+            _write_inventory(kube, placement, new_refs, digest)
     report.elapsed = time.monotonic() - started
     return report
 
@@ -178,16 +180,18 @@ def apply_bundle(
 def prune(
     kube: Kube,
     objects: Sequence[Mapping[str, Any]],
-    target: Target,
+    placement: Placement,
     *,
     digest: str,
     dry_run: bool = False,
 ) -> list[ObjectRef]:
     """Only the prune half of an apply: delete what the inventory has and `objects` lack."""
-    new_refs = [ObjectRef.of(obj) for obj in prepare(kube, objects, target, digest)]
-    pruned = _prune(kube, _stale(read_inventory(kube, target), new_refs), target, dry_run, None)
+    new_refs = [ObjectRef.of(obj) for obj in prepare(kube, objects, placement, digest)]
+    pruned = _prune(
+        kube, _stale(read_inventory(kube, placement), new_refs), placement, dry_run, None
+    )
     if not dry_run:
-        _write_inventory(kube, target, new_refs, digest)
+        _write_inventory(kube, placement, new_refs, digest)
     return pruned
 
 
@@ -204,7 +208,7 @@ def _kinds(group: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _wait_established(
-    kube: Kube, crds: Sequence[Mapping[str, Any]], progress: Progress | None
+    kube: Kube, crds: Sequence[Mapping[str, Any]], progress: ProgressNote | None
 ) -> None:
     """Block until every CRD reports Established, so its custom resources can be applied."""
     if progress:
@@ -218,7 +222,8 @@ def _wait_established(
             if verdict and verdict.state is health.State.CURRENT:
                 pending.discard(name)
             elif verdict and verdict.state is health.State.FAILED:
-                raise ClusterError(f"CustomResourceDefinition/{name}: {verdict.reason}")
+                crd = object_path("CustomResourceDefinition", None, name)
+                raise ClusterError(f"{crd}: {verdict.reason}")
         if pending and time.monotonic() > deadline:
             raise ClusterError(
                 f"CustomResourceDefinition(s) {', '.join(sorted(pending))} not established "
@@ -232,14 +237,14 @@ def _wait_established(
 def _prune(
     kube: Kube,
     stale: Sequence[ObjectRef],
-    target: Target,
+    placement: Placement,
     dry_run: bool,
-    progress: Progress | None,
+    progress: ProgressNote | None,
 ) -> list[ObjectRef]:
     pruned = []
     for ref in stale:
         live = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace)
-        if live is None or not owned_by(live, app=target.app, target=target.name):
+        if live is None or not owned_by(live, app=placement.app, target=placement.target):
             continue  # already gone, or no longer ours: never delete what we did not create
         if progress:
             progress(f"pruning {ref}")

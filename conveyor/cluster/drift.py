@@ -60,6 +60,11 @@ class FieldDrift:
     live: Any
 
 
+DRIFT_COLUMNS = ("object", "field", "desired", "live")
+"""The columns of a drift table (`ObjectDrift.rows`): the CLI and the reconcile report show it."""
+_DELETED = "deleted out of band"
+
+
 @dataclass(frozen=True)
 class ObjectDrift:
     ref: ObjectRef
@@ -68,9 +73,30 @@ class ObjectDrift:
 
     def describe(self) -> str:
         if self.missing:
-            return f"{self.ref}: deleted out of band"
+            return f"{self.ref}: {_DELETED}"
         changes = "; ".join(f"{f.path}: want {f.desired!r}, live {f.live!r}" for f in self.fields)
         return f"{self.ref}: {changes}"
+
+    def rows(self) -> list[dict[str, str]]:
+        """The drift as rows of a drift table (`DRIFT_COLUMNS`): one a field, or one row for an
+        object deleted out of band."""
+        if self.missing:
+            return [self._row("(object)", "present", _DELETED)]
+        return [self._row(f.path, repr(f.desired), repr(f.live)) for f in self.fields]
+
+    def _row(self, path: str, desired: str, live: str) -> dict[str, str]:
+        return {"object": str(self.ref), "field": path, "desired": desired, "live": live}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The drift as JSON: `live` is null where the field is absent from the live object."""
+        return {
+            "object": str(self.ref),
+            "missing": self.missing,
+            "fields": [
+                {"path": f.path, "desired": f.desired, "live": None if f.live is ABSENT else f.live}
+                for f in self.fields
+            ],
+        }
 
 
 class _Absent:

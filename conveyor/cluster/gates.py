@@ -3,8 +3,8 @@
 Each gate returns a GateResult (name, verdict, reason, duration), which becomes evidence for the
 digest at that stage. A gate that cannot run (a command that does not exist, a URL that does not
 answer) fails with the reason; it never raises, so one broken gate cannot hide the others.
-The gate that runs another Prefect deployment lives with the flows, since the core never
-imports Prefect.
+The gate that runs another Prefect deployment is run by tasks/gates.py (the one place every
+gate is dispatched), since the core never imports Prefect.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from conveyor.adapters.kube import Kube
 from conveyor.cluster import wait
 from conveyor.cluster.ordering import label
 from conveyor.errors import ConveyorError
+from conveyor.kit.syntax import object_path
 
 TEST_RUN_LABEL = "conveyor.dev/test-of"
 OUTPUT_TAIL = 2000
@@ -94,7 +95,9 @@ def _delete_and_wait_gone(kube: Kube, job: str, namespace: str, deadline: float)
         return
     while kube.get("batch/v1", "Job", job, namespace) is not None:
         if time.monotonic() > deadline:
-            raise ConveyorError(f"Job/{namespace}/{job}: the previous run was not deleted in time")
+            raise ConveyorError(
+                f"{object_path('Job', namespace, job)}: the previous run was not deleted in time"
+            )
         time.sleep(0.1)
 
 

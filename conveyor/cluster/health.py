@@ -56,6 +56,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeGuard
 
+from conveyor.kit.syntax import object_path
+
 
 class State(StrEnum):
     """Where an object stands; only CURRENT lets a promotion go on."""
@@ -164,10 +166,8 @@ def summarize(readinesses: Mapping[str, Readiness]) -> tuple[int, int, list[str]
 
 def object_key(obj: Object) -> str:
     """The key `summarize` expects: `Kind/namespace/name`, or `Kind/name` if cluster-scoped."""
-    kind = _text(obj, "kind")
-    name = _text(obj, "metadata", "name")
     namespace = _text(obj, "metadata", "namespace")
-    return f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+    return object_path(_text(obj, "kind"), namespace, _text(obj, "metadata", "name"))
 
 
 # Reading plain JSON objects, tolerating missing or mistyped fields.
@@ -250,6 +250,25 @@ def _in_progress(reason: str) -> Readiness:
     return Readiness(State.IN_PROGRESS, reason)
 
 
+def _first_shortfall(*steps: tuple[bool, str]) -> Readiness | None:
+    """InProgress for the first of a rollout's (still short, reason) steps that is short, in
+    the order given; None when none is."""
+    return next((_in_progress(reason) for short, reason in steps if short), None)
+
+
+def _count_below(
+    obj: Object, want: int, noun: str, counts: Iterable[tuple[str, str]]
+) -> Readiness | None:
+    """InProgress for the first of the status `counts` (field, what) below `want`, saying
+    `count/want <noun> <what>`; None when none is."""
+    return _first_shortfall(
+        *(
+            (count < want, f"{count}/{want} {noun} {what}")
+            for count, what in ((_int(obj, "status", field), what) for field, what in counts)
+        )
+    )
+
+
 # Generic rules, before the kind's own.
 
 
@@ -318,17 +337,16 @@ def _deployment(obj: Object, profile: Profile) -> Readiness:
     replicas = _int(obj, "status", "replicas")
     updated = _int(obj, "status", "updatedReplicas")
     available = _int(obj, "status", "availableReplicas")
-    if replicas < want:
-        return _in_progress(f"{replicas}/{want} replicas created")
-    if updated < want:
-        return _in_progress(f"{updated}/{want} replicas updated")
-    if replicas > want:
-        return _in_progress(f"{replicas - want} old replicas still terminating")
-    if available < updated:
-        return _in_progress(f"{available}/{updated} replicas available")
     ready = _int(obj, "status", "readyReplicas")
-    if ready < want:
-        return _in_progress(f"{ready}/{want} replicas ready")
+    rolling = _first_shortfall(
+        (replicas < want, f"{replicas}/{want} replicas created"),
+        (updated < want, f"{updated}/{want} replicas updated"),
+        (replicas > want, f"{replicas - want} old replicas still terminating"),
+        (available < updated, f"{available}/{updated} replicas available"),
+        (ready < want, f"{ready}/{want} replicas ready"),
+    )
+    if rolling is not None:
+        return rolling
     deadline = _int(obj, "spec", "progressDeadlineSeconds", default=_NO_PROGRESS_DEADLINE)
     rolled_out = _is_true(progressing) and progressing.get("reason") == "NewReplicaSetAvailable"
     if deadline != _NO_PROGRESS_DEADLINE and not rolled_out:
@@ -357,12 +375,13 @@ def _statefulset(obj: Object, profile: Profile) -> Readiness:
     want = _int(obj, "spec", "replicas", default=1)
     replicas = _int(obj, "status", "replicas")
     ready = _int(obj, "status", "readyReplicas")
-    if replicas < want:
-        return _in_progress(f"{replicas}/{want} replicas created")
-    if ready < want:
-        return _in_progress(f"{ready}/{want} replicas ready")
-    if replicas > want:
-        return _in_progress(f"{replicas - want} extra replicas still terminating")
+    rolling = _first_shortfall(
+        (replicas < want, f"{replicas}/{want} replicas created"),
+        (ready < want, f"{ready}/{want} replicas ready"),
+        (replicas > want, f"{replicas - want} extra replicas still terminating"),
+    )
+    if rolling is not None:
+        return rolling
     if on_delete:
         return Readiness(State.CURRENT, f"{ready}/{want} replicas ready (OnDelete updates)")
     updated = _int(obj, "status", "updatedReplicas")
@@ -389,16 +408,18 @@ def _daemonset(obj: Object, profile: Profile) -> Readiness:
     desired = _int_or_none(obj, "status", "desiredNumberScheduled")
     if desired is None:
         return _in_progress("status.desiredNumberScheduled not reported yet")
-    for field, what in (
-        ("currentNumberScheduled", "scheduled"),
-        ("updatedNumberScheduled", "updated"),
-        ("numberAvailable", "available"),
-        ("numberReady", "ready"),
-    ):
-        count = _int(obj, "status", field)
-        if count < desired:
-            return _in_progress(f"{count}/{desired} pods {what}")
-    return Readiness(State.CURRENT, f"{desired}/{desired} pods available")
+    short = _count_below(
+        obj,
+        desired,
+        "pods",
+        (
+            ("currentNumberScheduled", "scheduled"),
+            ("updatedNumberScheduled", "updated"),
+            ("numberAvailable", "available"),
+            ("numberReady", "ready"),
+        ),
+    )
+    return short or Readiness(State.CURRENT, f"{desired}/{desired} pods available")
 
 
 def _replicaset(obj: Object, profile: Profile) -> Readiness:
@@ -407,14 +428,18 @@ def _replicaset(obj: Object, profile: Profile) -> Readiness:
     if _is_true(failure):
         return _from_condition(State.IN_PROGRESS, failure)
     want = _int(obj, "spec", "replicas", default=1)
-    for field, what in (
-        ("fullyLabeledReplicas", "fully labelled"),
-        ("availableReplicas", "available"),
-        ("readyReplicas", "ready"),
-    ):
-        count = _int(obj, "status", field)
-        if count < want:
-            return _in_progress(f"{count}/{want} replicas {what}")
+    short = _count_below(
+        obj,
+        want,
+        "replicas",
+        (
+            ("fullyLabeledReplicas", "fully labelled"),
+            ("availableReplicas", "available"),
+            ("readyReplicas", "ready"),
+        ),
+    )
+    if short is not None:
+        return short
     replicas = _int(obj, "status", "replicas")
     if replicas > want:
         return _in_progress(f"{replicas - want} extra replicas still terminating")

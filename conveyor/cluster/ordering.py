@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.kit.syntax import object_path
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 APP_LABEL = "conveyor.dev/app"
 TARGET_LABEL = "conveyor.dev/target"
@@ -92,8 +94,7 @@ class ObjectRef:
         )
 
     def __str__(self) -> str:
-        where = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.kind}/{where}{self.name}"
+        return object_path(self.kind, self.namespace, self.name)
 
     def as_dict(self) -> dict[str, str | None]:
         return {

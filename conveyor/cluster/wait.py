@@ -60,12 +60,12 @@ _REVISION = "deployment.kubernetes.io/revision"
 _NOT_READ = Readiness(State.IN_PROGRESS, "not read yet")
 _NOT_FOUND = Readiness(State.IN_PROGRESS, "not found")
 
-Progress = Callable[[int, int, list[str]], None]
+ReadinessProgress = Callable[[int, int, list[str]], None]
 """on_progress(ready, total, ["Kind/namespace/name: reason" for each object not ready])."""
 
 
 class EventStream(Protocol):
-    """A watch's events; `close()` from another thread ends them (conveyor.kube.WatchStream)."""
+    """A watch's events; `close()` from another thread ends them (`kube.WatchStream`)."""
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]: ...
 
@@ -73,7 +73,7 @@ class EventStream(Protocol):
 
 
 class ListWatch(Protocol):
-    """What waiting needs from a cluster connection; `conveyor.kube.Kube` provides it."""
+    """What waiting needs from a cluster connection; `conveyor.adapters.kube.Kube` provides it."""
 
     def list(
         self,
@@ -113,7 +113,7 @@ def wait_ready(
     *,
     timeout: float,
     profile: Profile = Profile.STRICT,
-    on_progress: Progress | None = None,
+    on_progress: ReadinessProgress | None = None,
 ) -> WaitResult:
     """Watch `objects` until all are Current, one is Failed, or `timeout` seconds have passed.
 

@@ -109,7 +109,7 @@ class FreezeWindow:
 
 
 @dataclass(frozen=True)
-class Approval:
+class ApprovalRule:
     """Whether a person must approve a digest before it enters the stage, and how long to wait."""
 
     required: bool
@@ -155,7 +155,7 @@ class Stage:
     name: str
     targets: tuple[Target, ...]
     gates: tuple[Gate, ...]
-    approval: Approval
+    approval: ApprovalRule
     soak: float
     freeze_windows: tuple[FreezeWindow, ...]
     auto_promote: bool
@@ -242,12 +242,17 @@ class Config:
         )
 
     def store_location(self, app_name: str, state_dir: Path | None = None) -> str:
-        """Where the app's bundles are stored: `<registry>/conveyor/<app>` when a registry is
-        configured, else the OCI layout folder `oci:<state>/bundles/<app>`."""
-        app = self.app(app_name)
-        if self.registry:
-            return f"{self.registry}/conveyor/{app.name}"
-        return f"oci:{(state_dir or default_state_dir()) / 'bundles' / app.name}"
+        """Where the app's bundles are stored (see `bundle_store_location`)."""
+        return bundle_store_location(self.app(app_name).name, self.registry, state_dir)
+
+
+def bundle_store_location(app: str, registry: str = "", state_dir: Path | None = None) -> str:
+    """Where an app's bundles are stored: `<registry>/conveyor/<app>` when there is a registry,
+    else the OCI layout folder `oci:<state>/bundles/<app>`. The one rule for it: the pipeline
+    reads and writes there, and so do the bundle and cluster commands when given no store."""
+    if registry:
+        return f"{registry}/conveyor/{app}"
+    return f"oci:{(state_dir or default_state_dir()) / 'bundles' / app}"
 
 
 def _aware(at: datetime) -> datetime:

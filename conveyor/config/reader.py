@@ -4,7 +4,8 @@ Why: the configuration says where a bundle may go, in which order and under whic
 mistake in it is a mistake in the path to production. Every file is read strictly (strict_yaml:
 no duplicate keys, no aliases, no implicit dates), unknown keys are refused so that a typo never
 passes silently, and every error names the file and the key path at fault, e.g.
-`config/pipelines/web.yaml: stages[2].targets[0].cluster: unknown cluster 'eu-1'; known: local`.
+`config/pipelines/web.yaml: stages[2].targets[0].cluster: unknown cluster 'eu-1'; known: local`
+(the state files are read by the same field reader, `conveyor.kit.fields`, in their own words).
 Loading is pure: it reads files and the environment, and never talks to git, a registry or a
 cluster. Whether a target's parameter values fit the bundle's schema is checked later, by the
 renderer, against the bundle actually promoted.
@@ -67,15 +68,13 @@ Environment overrides:
 
 from __future__ import annotations
 
-import enum
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import ClassVar, TypeGuard
 from urllib.parse import urlsplit
 
 from conveyor.bundles.parameters import load_values
@@ -84,7 +83,7 @@ from conveyor.bundles.source import path_problem
 from conveyor.config.model import (
     WEEKDAYS,
     App,
-    Approval,
+    ApprovalRule,
     AppSource,
     Budget,
     BundleTestsGate,
@@ -100,25 +99,19 @@ from conveyor.config.model import (
     Target,
     Weekly,
 )
-from conveyor.errors import ConfigError, SourceError
+from conveyor.errors import ConfigError
+from conveyor.kit.fields import REQUIRED, Fields, Place, Required, is_mapping, is_text
 from conveyor.kit.paths import display_path
-from conveyor.kit.strict_yaml import JsonValue, load_documents
+from conveyor.kit.strict_yaml import JsonValue, read_yaml_file
+from conveyor.kit.syntax import DNS_LABEL, DNS_LABEL_RULE, REGISTRY, is_git_url, parse_rfc3339
 
 API_VERSION = "conveyor.dev/v1alpha1"
 DEFAULT_CONFIG = Path("config/conveyor.yaml")
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_REGISTRY = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-)
 _DURATION = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_SCP_LIKE_URL = re.compile(r"[^/@:]+@[^/:]+:")
 _DURATION_FORMS = '"90s", "5m", "1h", "1h30m" or a whole number of seconds'
-_LABEL_RULE = "a DNS-1123 label: lowercase letters, digits and '-', at most 63, no '-' at the ends"
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -127,7 +120,7 @@ def load_config(path: Path | None = None) -> Config:
     chosen = path or Path(os.environ.get("CONVEYOR_CONFIG") or DEFAULT_CONFIG)
     config_path = _normal(chosen)
     root = config_path.parent
-    at = _At(display_path(config_path))
+    at = _InConfigFile(display_path(config_path))
     if not config_path.is_file():
         raise at.error(
             "no such file",
@@ -145,95 +138,81 @@ def load_config(path: Path | None = None) -> Config:
         name: _cluster(name, raw, entry_at, root)
         for name, raw, entry_at in fields.named_entries("clusters", "cluster")
     }
-    pipelines: dict[Path, Pipeline] = {}
-    apps: dict[str, App] = {}
-    for name, raw, app_at in fields.named_entries("apps", "app"):
-        app = _Fields(raw, app_at, ("source", "pipeline"))
-        pipeline_path = _normal(root / app.string("pipeline"))
-        if not pipeline_path.is_file():
-            raise app.at.key("pipeline").error(
-                f"{display_path(pipeline_path)} does not exist",
-                hint=f"give a pipeline file's path, relative to the folder of {at.file}",
-            )
-        if pipeline_path not in pipelines:
-            pipelines[pipeline_path] = _PipelineReader(
-                pipeline_path, clusters, root, at.file
-            ).read()
-        apps[name] = App(
-            name,
-            _app_source(app.get("source"), app.at.key("source"), root),
-            pipelines[pipeline_path],
-        )
     return Config(
         path=config_path,
         root=root,
         registry=registry,
         state_repository=state_repository,
         clusters=MappingProxyType(clusters),
-        apps=MappingProxyType(apps),
+        apps=MappingProxyType(_apps(fields, clusters, root)),
     )
+
+
+def _apps(fields: _ConfigFields, clusters: Mapping[str, Cluster], root: Path) -> dict[str, App]:
+    """Every app of the configuration, each pipeline file read once however many apps use it."""
+    config_file = fields.at.file
+    pipelines: dict[Path, Pipeline] = {}
+    apps: dict[str, App] = {}
+    for name, raw, app_at in fields.named_entries("apps", "app"):
+        app = _ConfigFields(raw, app_at, ("source", "pipeline"))
+        pipeline_path = _normal(root / app.string("pipeline"))
+        if not pipeline_path.is_file():
+            raise app.error(
+                "pipeline",
+                f"{display_path(pipeline_path)} does not exist",
+                hint=f"give a pipeline file's path, relative to the folder of {config_file}",
+            )
+        if pipeline_path not in pipelines:
+            pipelines[pipeline_path] = _PipelineReader(
+                pipeline_path, clusters, root, config_file
+            ).read()
+        apps[name] = App(
+            name,
+            _app_source(app.get("source"), app.at.key("source"), root),
+            pipelines[pipeline_path],
+        )
+    return apps
 
 
 # --- reading ----------------------------------------------------------------------------------
 
 
-class _Required(enum.Enum):
-    REQUIRED = enum.auto()
+class _InConfigFile(Place):
+    """A place in a configuration file: errors read `file: path: problem`, and a key set to null
+    is a key left out."""
 
-
-_REQUIRED: Final = _Required.REQUIRED
-
-
-@dataclass(frozen=True)
-class _At:
-    """A place in a config file, for messages: the file as shown and a key path in it."""
-
-    file: str
-    path: str = ""
-
-    def key(self, key: str) -> _At:
-        return _At(self.file, f"{self.path}.{key}" if self.path else key)
-
-    def item(self, index: int) -> _At:
-        return _At(self.file, f"{self.path}[{index}]")
+    null_is_absent: ClassVar[bool] = True
+    missing: ClassVar[str] = "is required"
 
     def error(self, problem: str, hint: str | None = None) -> ConfigError:
         where = f"{self.file}: {self.path}" if self.path else self.file
         return ConfigError(f"{where}: {problem}", hint=hint)
 
+    def got(self, value: object) -> str:
+        return f"got {show(value)}"
 
-class _Fields:
-    """A YAML mapping read key by key: unknown keys are refused, a null is a missing key."""
+    def unknown_key(self, known: Sequence[str]) -> ConfigError:
+        return self.error(
+            f"unknown key; known: {', '.join(known)}",
+            hint="check the spelling: unknown keys are refused so typos cannot hide",
+        )
 
-    def __init__(self, raw: object, at: _At, known: Sequence[str]) -> None:
-        if not isinstance(raw, dict):
-            raise at.error(f"must be a mapping, got {show(raw)}")
-        for key in raw:
-            if key not in known:
-                raise at.key(key).error(
-                    f"unknown key; known: {', '.join(known)}",
-                    hint="check the spelling: unknown keys are refused so typos cannot hide",
-                )
-        self.values: dict[str, JsonValue] = raw
-        self.at = at
 
-    def given(self, key: str) -> bool:
-        return self.values.get(key) is not None
+def _is_boolean(value: object) -> TypeGuard[bool]:
+    return isinstance(value, bool)
 
-    def get(self, key: str, default: object = _REQUIRED) -> object:
-        value = self.values.get(key)
-        if value is not None:
-            return value
-        if default is _REQUIRED:
-            raise self.at.key(key).error("is required")
-        return default
 
-    def string(self, key: str, default: str | _Required = _REQUIRED, *, empty: bool = False) -> str:
-        value = self.get(key, default)
-        if not isinstance(value, str):
-            raise self.at.key(key).error(f"must be a string, got {show(value)}")
+def _is_whole_number(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _ConfigFields(Fields):
+    """A mapping of a configuration file, with the value types the configuration knows."""
+
+    def string(self, key: str, default: str | Required = REQUIRED, *, empty: bool = False) -> str:
+        value = self.expect(key, "a string", is_text, default)
         if not value and not empty:
-            raise self.at.key(key).error("must not be empty")
+            raise self.error(key, "must not be empty")
         return value
 
     def optional_string(self, key: str) -> str | None:
@@ -243,88 +222,56 @@ class _Fields:
         return _label(self.string(key), self.at.key(key))
 
     def boolean(self, key: str, default: bool) -> bool:
-        value = self.get(key, default)
-        if not isinstance(value, bool):
-            raise self.at.key(key).error(f"must be true or false, got {show(value)}")
-        return value
+        return self.expect(key, "true or false", _is_boolean, default)
 
     def integer(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int:
-        value = self.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self.at.key(key).error(f"must be a whole number, got {show(value)}")
+        value = self.expect(key, "a whole number", _is_whole_number, default)
         if value < minimum or (maximum is not None and value > maximum):
             bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            raise self.at.key(key).error(f"must be {bounds}, got {value}")
+            raise self.error(key, f"must be {bounds}, got {value}")
         return value
 
     def duration(self, key: str, default: str, *, zero: bool = False) -> float:
         value = self.get(key, default)
         seconds = _duration_seconds(value)
         if seconds is None:
-            raise self.at.key(key).error(
-                f"must be a duration: {_DURATION_FORMS}; got {show(value)}"
-            )
+            raise self.error(key, f"must be a duration: {_DURATION_FORMS}; got {show(value)}")
         if seconds == 0 and not zero:
-            raise self.at.key(key).error("must be longer than 0s")
+            raise self.error(key, "must be longer than 0s")
         return seconds
 
     def mapping(self, key: str) -> dict[str, JsonValue]:
-        value = self.get(key, {})
-        if not isinstance(value, dict):
-            raise self.at.key(key).error(f"must be a mapping, got {show(value)}")
-        return value
+        return self.expect(key, "a mapping", is_mapping, {})
 
-    def items(self, key: str, *, at_least_one: bool) -> Iterator[tuple[JsonValue, _At]]:
-        """Each item of the list under `key`, with its place."""
-        value = self.get(key, _REQUIRED if at_least_one else [])
-        if not isinstance(value, list):
-            raise self.at.key(key).error(f"must be a list, got {show(value)}")
-        if at_least_one and not value:
-            raise self.at.key(key).error("must list at least one")
-        return ((item, self.at.key(key).item(index)) for index, item in enumerate(value))
-
-    def named_entries(self, key: str, what: str) -> Iterator[tuple[str, JsonValue, _At]]:
+    def named_entries(self, key: str, what: str) -> Iterator[tuple[str, JsonValue, Place]]:
         """Each `name: value` entry of the mapping under `key` (at least one), names checked."""
-        entries = self.get(key)
-        if not isinstance(entries, dict):
-            raise self.at.key(key).error(
-                f"must be a mapping of {what} name: settings, got {show(entries)}"
-            )
+        entries = self.expect(key, f"a mapping of {what} name: settings", is_mapping)
         if not entries:
-            raise self.at.key(key).error(f"must name at least one {what}")
+            raise self.error(key, f"must name at least one {what}")
         for name, value in entries.items():
             entry_at = self.at.key(key).key(name)
-            if not _DNS_LABEL.fullmatch(name):
-                raise entry_at.error(f"the {what} name must be {_LABEL_RULE}")
+            if not DNS_LABEL.fullmatch(name):
+                raise entry_at.error(f"the {what} name must be {DNS_LABEL_RULE}")
             yield name, value, entry_at
 
 
-def _read_document(path: Path, at: _At, kind: str, known: Sequence[str]) -> _Fields:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise at.error(f"cannot read: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise at.error("not UTF-8 text", hint="save the file as UTF-8") from None
-    try:
-        documents = [document for document in load_documents(text, at.file) if document is not None]
-    except SourceError as error:
-        raise ConfigError(error.message) from None
+def _read_document(path: Path, at: _InConfigFile, kind: str, known: Sequence[str]) -> _ConfigFields:
+    documents = [d for d in read_yaml_file(path, at.file, ConfigError) if d is not None]
     if len(documents) != 1 or not isinstance(documents[0], dict):
         raise at.error(f"must hold exactly one YAML mapping, a {kind}")
     raw = documents[0]
     for key, expected in (("apiVersion", API_VERSION), ("kind", kind)):
         if raw.get(key) != expected:
             raise at.key(key).error(f"must be {expected!r}, got {show(raw.get(key))}")
-    return _Fields(raw, at, known)
+    return _ConfigFields(raw, at, known)
 
 
-def _registry(fields: _Fields) -> str:
+def _registry(fields: _ConfigFields) -> str:
     written = fields.string("registry", "", empty=True)
     overridden = os.environ.get("CONVEYOR_REGISTRY")
     registry = overridden or written
-    if registry and not _REGISTRY.fullmatch(registry):
-        where = _At("$CONVEYOR_REGISTRY") if overridden else fields.at.key("registry")
+    if registry and not REGISTRY.fullmatch(registry):
+        where = _InConfigFile("$CONVEYOR_REGISTRY") if overridden else fields.at.key("registry")
         raise where.error(
             f"must be host[:port], optionally followed by /prefix, got {show(registry)}",
             hint="write e.g. 127.0.0.1:5000 or registry.example.com/team, without a scheme; "
@@ -333,8 +280,8 @@ def _registry(fields: _Fields) -> str:
     return registry
 
 
-def _cluster(name: str, raw: JsonValue, at: _At, root: Path) -> Cluster:
-    fields = _Fields(raw, at, ("kubeconfig", "context"))
+def _cluster(name: str, raw: JsonValue, at: Place, root: Path) -> Cluster:
+    fields = _ConfigFields(raw, at, ("kubeconfig", "context"))
     written = fields.optional_string("kubeconfig")
     from_environment = os.environ.get("CONVEYOR_KUBECONFIG")
     if written is not None:
@@ -344,8 +291,8 @@ def _cluster(name: str, raw: JsonValue, at: _At, root: Path) -> Cluster:
     return Cluster(name, kubeconfig, fields.optional_string("context"))
 
 
-def _app_source(raw: object, at: _At, root: Path) -> AppSource:
-    fields = _Fields(raw, at, ("repository", "ref", "path"))
+def _app_source(raw: object, at: Place, root: Path) -> AppSource:
+    fields = _ConfigFields(raw, at, ("repository", "ref", "path"))
     path = fields.string("path", ".")
     problem = None if path == "." else path_problem(path)
     if problem:
@@ -360,7 +307,7 @@ def _app_source(raw: object, at: _At, root: Path) -> AppSource:
 
 def _repository(location: str, root: Path) -> str:
     """A git URL as written; a local path made absolute against the config folder."""
-    if _URL_SCHEME.match(location) or _SCP_LIKE_URL.match(location):
+    if is_git_url(location):
         return location
     return str(_normal(root / location))
 
@@ -379,10 +326,10 @@ _STAGE_KEYS = (
 _TARGET_KEYS = ("name", "cluster", "namespace", "parameters", "forceConflicts", "selfHeal")
 
 
-def _budget(raw: object, at: _At) -> Budget | None:
+def _budget(raw: object, at: Place) -> Budget | None:
     if raw is None:
         return None
-    fields = _Fields(raw, at, ("name", "limit"))
+    fields = _ConfigFields(raw, at, ("name", "limit"))
     return Budget(fields.label("name"), fields.integer("limit", 1, minimum=1))
 
 
@@ -396,14 +343,14 @@ class _PipelineReader:
         self.clusters = clusters
         self.root = root
         self.config_file = config_file
-        self.stage_names: dict[str, _At] = {}
-        self.target_names: dict[str, _At] = {}
-        self.places: dict[tuple[str, str], _At] = {}
+        self.stage_names: dict[str, Place] = {}
+        self.target_names: dict[str, Place] = {}
+        self.places: dict[tuple[str, str], Place] = {}
 
     def read(self) -> Pipeline:
         fields = _read_document(
             self.path,
-            _At(display_path(self.path)),
+            _InConfigFile(display_path(self.path)),
             "Pipeline",
             ("apiVersion", "kind", "name", "stages"),
         )
@@ -411,41 +358,41 @@ class _PipelineReader:
         stages = tuple(self.stage(raw, at) for raw, at in fields.items("stages", at_least_one=True))
         return Pipeline(name, self.path, stages)
 
-    def stage(self, raw: JsonValue, at: _At) -> Stage:
-        fields = _Fields(raw, at, _STAGE_KEYS)
+    def stage(self, raw: JsonValue, at: Place) -> Stage:
+        fields = _ConfigFields(raw, at, _STAGE_KEYS)
         name = fields.label("name")
         _unique(name, at.key("name"), self.stage_names, "stage", "in the pipeline")
         targets = tuple(
             self.target(raw_target, target_at, name)
             for raw_target, target_at in fields.items("targets", at_least_one=True)
         )
-        gate_names: dict[str, _At] = {}
+        gate_names: dict[str, Place] = {}
         gates_of_type: dict[str, int] = {}
         gates = []
-        for raw_gate, gate_at in fields.items("gates", at_least_one=False):
+        for raw_gate, gate_at in fields.items("gates", default=[]):
             gate = _gate(raw_gate, gate_at, gates_of_type)
             _unique(gate.name, gate_at.key("name"), gate_names, "gate", "in a stage")
             gates.append(gate)
-        approval = _Fields(fields.get("approval", {}), at.key("approval"), ("required", "timeout"))
+        approval = fields.section("approval", ("required", "timeout"), default={})
         return Stage(
             name=name,
             targets=targets,
             gates=tuple(gates),
-            approval=Approval(
+            approval=ApprovalRule(
                 approval.boolean("required", False), approval.duration("timeout", "1h")
             ),
             soak=fields.duration("soak", "0s", zero=True),
             freeze_windows=tuple(
                 _freeze_window(raw_window, window_at)
-                for raw_window, window_at in fields.items("freezeWindows", at_least_one=False)
+                for raw_window, window_at in fields.items("freezeWindows", default=[])
             ),
             auto_promote=fields.boolean("autoPromote", True),
             parallelism=fields.integer("parallelism", 1, minimum=1),
             budget=_budget(fields.get("budget", None), at.key("budget")),
         )
 
-    def target(self, raw: JsonValue, at: _At, stage: str) -> Target:
-        fields = _Fields(raw, at, _TARGET_KEYS)
+    def target(self, raw: JsonValue, at: Place, stage: str) -> Target:
+        fields = _ConfigFields(raw, at, _TARGET_KEYS)
         name = fields.label("name")
         _unique(name, at.key("name"), self.target_names, "target", "across the pipeline")
         cluster_name = fields.string("cluster")
@@ -497,7 +444,7 @@ _GATE_FIELDS = {  # beyond name, type and timeout
 _GATE_TIMEOUTS = {"tests": "5m", "command": "5m", "http": "1m", "deployment": "30m"}
 
 
-def _gate(raw: JsonValue, at: _At, gates_of_type: dict[str, int]) -> Gate:
+def _gate(raw: JsonValue, at: Place, gates_of_type: dict[str, int]) -> Gate:
     if not isinstance(raw, dict):
         raise at.error(f"must be a mapping with a type, got {show(raw)}")
     kind = raw.get("type")
@@ -506,7 +453,7 @@ def _gate(raw: JsonValue, at: _At, gates_of_type: dict[str, int]) -> Gate:
             f"must be one of {', '.join(_GATE_FIELDS)}, got {show(kind)}",
             hint="readiness is always checked and is not a gate to configure",
         )
-    fields = _Fields(raw, at, ("name", "type", *_GATE_FIELDS[kind], "timeout"))
+    fields = _ConfigFields(raw, at, ("name", "type", *_GATE_FIELDS[kind], "timeout"))
     gates_of_type[kind] = count = gates_of_type.get(kind, 0) + 1
     name = _label(fields.string("name", kind if count == 1 else f"{kind}-{count}"), at.key("name"))
     timeout = fields.duration("timeout", _GATE_TIMEOUTS[kind])
@@ -534,7 +481,7 @@ def _gate(raw: JsonValue, at: _At, gates_of_type: dict[str, int]) -> Gate:
     return DeploymentGate(name, timeout, deployment, MappingProxyType(fields.mapping("parameters")))
 
 
-def _argv(fields: _Fields) -> tuple[str, ...]:
+def _argv(fields: _ConfigFields) -> tuple[str, ...]:
     argv = []
     for value, at in fields.items("command", at_least_one=True):
         if not isinstance(value, str) or not value:
@@ -546,7 +493,7 @@ def _argv(fields: _Fields) -> tuple[str, ...]:
     return tuple(argv)
 
 
-def _env(fields: _Fields) -> dict[str, str]:
+def _env(fields: _ConfigFields) -> dict[str, str]:
     env: dict[str, str] = {}
     for name, value in fields.mapping("env").items():
         name_at = fields.at.key("env").key(name)
@@ -560,7 +507,7 @@ def _env(fields: _Fields) -> dict[str, str]:
     return env
 
 
-def _url(fields: _Fields) -> str:
+def _url(fields: _ConfigFields) -> str:
     url = fields.string("url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -570,8 +517,8 @@ def _url(fields: _Fields) -> str:
     return url
 
 
-def _freeze_window(raw: JsonValue, at: _At) -> FreezeWindow:
-    fields = _Fields(raw, at, ("start", "end", "weekly", "reason"))
+def _freeze_window(raw: JsonValue, at: Place) -> FreezeWindow:
+    fields = _ConfigFields(raw, at, ("start", "end", "weekly", "reason"))
     reason = fields.string("reason")
     has_period = fields.given("start") or fields.given("end")
     if not has_period and not fields.given("weekly"):
@@ -588,13 +535,10 @@ def _freeze_window(raw: JsonValue, at: _At) -> FreezeWindow:
     return FreezeWindow(reason, start, end, weekly)
 
 
-def _instant(fields: _Fields, key: str) -> datetime:
+def _instant(fields: _ConfigFields, key: str) -> datetime:
     text = fields.string(key)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
+    moment = parse_rfc3339(text)
+    if moment is None:
         raise fields.at.key(key).error(
             "must be an RFC 3339 time with an offset, like "
             f'"2025-12-24T00:00:00Z", got {show(text)}'
@@ -602,8 +546,8 @@ def _instant(fields: _Fields, key: str) -> datetime:
     return moment
 
 
-def _weekly(raw: object, at: _At) -> Weekly:
-    fields = _Fields(raw, at, ("days", "from", "to"))
+def _weekly(raw: object, at: Place) -> Weekly:
+    fields = _ConfigFields(raw, at, ("days", "from", "to"))
     days: list[int] = []
     for day, day_at in fields.items("days", at_least_one=True):
         if not isinstance(day, str) or day not in WEEKDAYS:
@@ -614,7 +558,7 @@ def _weekly(raw: object, at: _At) -> Weekly:
     return Weekly(frozenset(days), _clock(fields, "from"), _clock(fields, "to"))
 
 
-def _clock(fields: _Fields, key: str) -> time:
+def _clock(fields: _ConfigFields, key: str) -> time:
     value = fields.get(key)
     match = _CLOCK.fullmatch(value) if isinstance(value, str) else None
     if match is None:
@@ -625,7 +569,7 @@ def _clock(fields: _Fields, key: str) -> time:
     return time(int(match[1]), int(match[2]))
 
 
-def _unique(name: str, at: _At, seen: dict[str, _At], what: str, scope: str) -> None:
+def _unique(name: str, at: Place, seen: dict[str, Place], what: str, scope: str) -> None:
     first = seen.setdefault(name, at)
     if first != at:
         raise at.error(
@@ -634,9 +578,9 @@ def _unique(name: str, at: _At, seen: dict[str, _At], what: str, scope: str) -> 
         )
 
 
-def _label(value: str, at: _At) -> str:
-    if not _DNS_LABEL.fullmatch(value):
-        raise at.error(f"must be {_LABEL_RULE}, got {show(value)}")
+def _label(value: str, at: Place) -> str:
+    if not DNS_LABEL.fullmatch(value):
+        raise at.error(f"must be {DNS_LABEL_RULE}, got {show(value)}")
     return value
 
 

@@ -18,10 +18,11 @@ DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 """What a digest looks like wherever one is given: `sha256:` and 64 lowercase hex digits."""
 
 
-def check_digest(value: str) -> str:
-    """`value` if it is a digest; InputError otherwise."""
+def check_digest(value: str, given_as: str = "") -> str:
+    """`value` if it is a digest; InputError otherwise, naming where it was given (`--digest`)."""
     if not DIGEST.fullmatch(value):
-        raise InputError(f"{value!r} is not a sha256 digest (sha256:<64 lowercase hex>)")
+        where = f"{given_as}: " if given_as else ""
+        raise InputError(f"{where}{value!r} is not a sha256 digest (sha256:<64 lowercase hex>)")
     return value
 
 

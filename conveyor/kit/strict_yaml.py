@@ -5,24 +5,36 @@ surface far from their cause: a duplicate key silently keeps the last value, `20
 a `date`, `!!binary` a `bytes`, `.nan` a float JSON cannot encode, and aliases can expand a small
 file into a huge document ("billion laughs"). `StrictLoader` refuses all of these at the line
 where they are written, so bundle.yaml, lint and render see the same, JSON-compatible data.
+`read_yaml_file` and `read_yaml` are the one way every reader (bundle sources, configuration,
+parameter files, state files) turns a file into documents: each reader says which error it raises.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any, TypeAlias
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
 
 import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from conveyor.errors import SourceError
+from conveyor.errors import ConveyorError, SourceError
 
 JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
 
 STR_TAG = "tag:yaml.org,2002:str"
+
+
+class ErrorFactory(Protocol):
+    """Makes the error a reader raises for a file it cannot use: an error class of the tree, or
+    a function that gives every such error the same hint."""
+
+    def __call__(self, message: str, *, hint: str | None = None) -> ConveyorError: ...
+
+
 _TAGS_WITHOUT_JSON_FORM = ("binary", "set", "omap", "pairs", "timestamp")
 
 
@@ -90,12 +102,12 @@ StrictLoader.yaml_implicit_resolvers = {
 }
 
 
-def decode_text(data: bytes, where: str) -> str:
-    """The UTF-8 text of a file, or a SourceError naming it."""
+def decode_text(data: bytes, where: str, fail: ErrorFactory = SourceError) -> str:
+    """The UTF-8 text of a file, or an error (a SourceError unless `fail` says) naming it."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise SourceError(
+        raise fail(
             f"{where}: not UTF-8 text (byte {error.start})", hint="save the file as UTF-8"
         ) from None
 
@@ -133,12 +145,32 @@ def iter_documents(
 
 
 def load_documents(
-    text: str, where: str, loader_class: type[StrictLoader] = StrictLoader
+    text: str,
+    where: str,
+    loader_class: type[StrictLoader] = StrictLoader,
+    fail: ErrorFactory = SourceError,
 ) -> list[JsonValue]:
-    """Every document of a YAML stream, or a SourceError naming the file and line at fault."""
+    """Every document of a YAML stream, or an error (a SourceError unless `fail` says) naming
+    the file and line at fault."""
     try:
         return [value for _, value in iter_documents(text, loader_class)]
     except yaml.YAMLError as error:
-        raise SourceError(
+        raise fail(
             f"{where}:{yaml_error_line(error)}: invalid YAML: {yaml_error_problem(error)}"
         ) from None
+
+
+def read_yaml(data: bytes, where: str, fail: ErrorFactory) -> list[JsonValue]:
+    """Every document of a YAML file's bytes; `fail` makes the error, naming `where`, when they
+    are not UTF-8 or not valid (strict) YAML."""
+    return load_documents(decode_text(data, where, fail), where, fail=fail)
+
+
+def read_yaml_file(path: Path, where: str, fail: ErrorFactory) -> list[JsonValue]:
+    """Every document of the YAML file at `path`; `fail` makes the error, naming `where`, when it
+    cannot be read, is not UTF-8 or is not valid (strict) YAML."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise fail(f"{where}: cannot read: {error.strerror}") from None
+    return read_yaml(data, where, fail)

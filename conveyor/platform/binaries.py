@@ -24,8 +24,9 @@ from conveyor.kit.paths import cache_root
 
 RECIPES = Path(__file__).parent / "gomod"
 
-Progress = Callable[[str, int, int], None]
-"""Called as progress(message, done, total) while a build runs; total 0 means unknown."""
+PlatformProgress = Callable[[str, int, int], None]
+"""Called as progress(message, done, total) while the platform builds its binaries or starts its
+components; total 0 means unknown (`cli.output.PlatformProgressPrinter` shows it)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ def is_built(binary_set: BinarySet) -> bool:
     return all((folder / exe).is_file() for exe in binary_set.executables)
 
 
-def ensure_built(binary_set: BinarySet, progress: Progress | None = None) -> dict[str, Path]:
+def ensure_built(
+    binary_set: BinarySet, progress: PlatformProgress | None = None
+) -> dict[str, Path]:
     """Paths of the set's executables, building them first if the cache lacks them."""
     folder = set_folder(binary_set)
     if not is_built(binary_set):
@@ -126,7 +129,7 @@ def _ldflags(binary_set: BinarySet) -> str:
     return " ".join(flags)
 
 
-def _build(binary_set: BinarySet, folder: Path, progress: Progress | None) -> None:
+def _build(binary_set: BinarySet, folder: Path, progress: PlatformProgress | None) -> None:
     go = _go()
     env = dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local", GOFLAGS="-mod=readonly")
     staging = folder.with_name(folder.name + f".partial-{os.getpid()}")

@@ -6,6 +6,9 @@
 - Registry: Debian's `docker-registry` (CNCF distribution) with filesystem storage.
 - Prefect: `prefect server start` with SQLite under the state folder, analytics off.
 
+The registry and Prefect are each one process of ours, started, probed and stopped the same way
+(`_ServiceProcess`).
+
 Everything binds 127.0.0.1. A component never signals a process it did not record itself.
 """
 
@@ -18,17 +21,19 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from conveyor.adapters.prefect_api import PrefectAPI
 from conveyor.errors import PlatformError
 from conveyor.platform import binaries, process
-from conveyor.platform.binaries import Progress
+from conveyor.platform.binaries import PlatformProgress
 
 CLUSTER_NAME = "conveyor"
 NODE_COUNT = 2
@@ -92,13 +97,13 @@ class Kubernetes:
             os.environ, KWOK_WORKDIR=str(self.workdir), PATH=path, KUBECONFIG=str(self.kubeconfig)
         )
 
-    def _kwokctl(self, progress: Progress | None) -> Path:
+    def _kwokctl(self, progress: PlatformProgress | None) -> Path:
         return binaries.ensure_built(binaries.KWOK, progress)["kwokctl"]
 
-    def kubectl(self, progress: Progress | None = None) -> Path:
+    def kubectl(self, progress: PlatformProgress | None = None) -> Path:
         return binaries.ensure_built(binaries.KUBERNETES, progress)["kubectl"]
 
-    def _write_config(self, progress: Progress | None) -> Path:
+    def _write_config(self, progress: PlatformProgress | None) -> Path:
         kube = binaries.ensure_built(binaries.KUBERNETES, progress)
         etcd = binaries.ensure_built(binaries.ETCD, progress)
         kwok = binaries.ensure_built(binaries.KWOK, progress)
@@ -129,7 +134,7 @@ class Kubernetes:
     def exists(self) -> bool:
         return (self.cluster_dir / "kwok.yaml").is_file()
 
-    def up(self, progress: Progress | None = None) -> None:
+    def up(self, progress: PlatformProgress | None = None) -> None:
         config = self._write_config(progress)
         kwokctl = str(self._kwokctl(progress))
         if self.exists():
@@ -171,7 +176,7 @@ class Kubernetes:
                 hint=f"component logs are in {self.cluster_dir / 'logs'}",
             )
 
-    def _ensure_nodes(self, kwokctl: str, progress: Progress | None) -> None:
+    def _ensure_nodes(self, kwokctl: str, progress: PlatformProgress | None) -> None:
         if progress:
             progress(f"ensuring {NODE_COUNT} simulated nodes", 0, 0)
         _run(
@@ -254,20 +259,109 @@ class Kubernetes:
         return Health(self.name, True, server, f"{binaries.KUBERNETES.version}, kwok", pids)
 
 
-class Registry:
+class _ServiceProcess(ABC):
+    """A component that is one process of ours: started detached and recorded in a pid file,
+    healthy while that process runs and its HTTP health endpoint answers, its data in one folder.
+    Subclasses say what runs, where it keeps its data and where it answers."""
+
+    name: ClassVar[str]
+    process_name: ClassVar[str]
+    """The process's name in `platform status`."""
+    stop_grace_seconds: ClassVar[float] = 10.0
+    healthy_detail: ClassVar[str]
+
+    def __init__(self, state: Path, port: int) -> None:
+        self.port = port
+        self.pidfile = state / "run" / f"{self.name}.pid"
+        self.log = state / "logs" / f"{self.name}.log"
+
+    @property
+    @abstractmethod
+    def data_folder(self) -> Path:
+        """What `down(purge=True)` deletes."""
+
+    @property
+    @abstractmethod
+    def shown_address(self) -> str:
+        """Where people reach it, as `platform status` shows it."""
+
+    @property
+    @abstractmethod
+    def health_url(self) -> str:
+        """What answers 2xx while it is healthy."""
+
+    def down(self, *, purge: bool = False) -> None:
+        record = process.read_pidfile(self.pidfile)
+        if record:
+            process.stop(record, grace_seconds=self.stop_grace_seconds)
+        self.pidfile.unlink(missing_ok=True)
+        if purge:
+            shutil.rmtree(self.data_folder, ignore_errors=True)
+
+    def health(self) -> Health:
+        record = process.read_pidfile(self.pidfile)
+        alive = record is not None and process.is_running(record)
+        pids = {self.process_name: record.pid if alive and record else None} if record else {}
+        if not alive:
+            return Health(self.name, False, self.shown_address, "not running", pids)
+        if not _http_ok(self.health_url):
+            path = urllib.parse.urlsplit(self.health_url).path
+            return Health(self.name, False, self.shown_address, f"not answering {path}", pids)
+        return Health(self.name, True, self.shown_address, self.healthy_detail, pids)
+
+    def _start(
+        self,
+        command: list[str],
+        *,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        """Start the process (stopping a dead one first) and wait until it is healthy."""
+        self.down()
+        process.spawn(self.name, command, pidfile=self.pidfile, logfile=self.log, env=env, cwd=cwd)
+        deadline = time.monotonic() + timeout
+        outcome = f"did not become healthy within {timeout:.0f}s"
+        while time.monotonic() < deadline:
+            if self.health().healthy:
+                return
+            record = process.read_pidfile(self.pidfile)
+            if record is None or not process.is_running(record):
+                outcome = "exited before becoming healthy"
+                break
+            time.sleep(0.25)
+        raise PlatformError(
+            f"{self.name}: {outcome} ({self.health().detail}); "
+            f"last lines of {self.log}:\n{process.log_tail(self.log)}",
+        )
+
+
+class Registry(_ServiceProcess):
     """CNCF distribution (`docker-registry`) serving OCI artifacts from `<state>/registry`."""
 
     name = "registry"
+    process_name = "docker-registry"
+    healthy_detail = "distribution (docker-registry)"
 
     def __init__(self, state: Path, port: int) -> None:
+        super().__init__(state, port)
         self.root = state / "registry"
-        self.port = port
-        self.pidfile = state / "run" / "registry.pid"
-        self.log = state / "logs" / "registry.log"
+
+    @property
+    def data_folder(self) -> Path:
+        return self.root
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def shown_address(self) -> str:
+        return self.address
+
+    @property
+    def health_url(self) -> str:
+        return f"http://{self.address}/v2/"
 
     def _binary(self) -> str:
         found = shutil.which("docker-registry")
@@ -278,10 +372,9 @@ class Registry:
             )
         return found
 
-    def up(self, progress: Progress | None = None) -> None:
+    def up(self, progress: PlatformProgress | None = None) -> None:
         if self.health().healthy:
             return
-        self.down()
         config = self.root / "config.yml"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(
@@ -299,43 +392,24 @@ class Registry:
         )
         if progress:
             progress(f"starting registry on {self.address}", 0, 0)
-        process.spawn(
-            self.name,
-            [self._binary(), "serve", str(config)],
-            pidfile=self.pidfile,
-            logfile=self.log,
-        )
-        _wait_healthy(self, timeout=15)
-
-    def down(self, *, purge: bool = False) -> None:
-        record = process.read_pidfile(self.pidfile)
-        if record:
-            process.stop(record)
-        self.pidfile.unlink(missing_ok=True)
-        if purge:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def health(self) -> Health:
-        record = process.read_pidfile(self.pidfile)
-        alive = record is not None and process.is_running(record)
-        pids = {"docker-registry": record.pid if alive and record else None} if record else {}
-        if not alive:
-            return Health(self.name, False, self.address, "not running", pids)
-        if not _http_ok(f"http://{self.address}/v2/"):
-            return Health(self.name, False, self.address, "not answering /v2/", pids)
-        return Health(self.name, True, self.address, "distribution (docker-registry)", pids)
+        self._start([self._binary(), "serve", str(config)], timeout=15)
 
 
-class PrefectServer:
+class PrefectServer(_ServiceProcess):
     """`prefect server start` with its SQLite database under `<state>/prefect`."""
 
     name = "prefect"
+    process_name = "prefect-server"
+    stop_grace_seconds = 15.0
+    healthy_detail = "API at /api, UI at /"
 
     def __init__(self, state: Path, port: int) -> None:
+        super().__init__(state, port)
         self.home = state / "prefect"
-        self.port = port
-        self.pidfile = state / "run" / "prefect.pid"
-        self.log = state / "logs" / "prefect.log"
+
+    @property
+    def data_folder(self) -> Path:
+        return self.home
 
     @property
     def api_url(self) -> str:
@@ -344,6 +418,14 @@ class PrefectServer:
     @property
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def shown_address(self) -> str:
+        return self.ui_url
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.api_url}/health"
 
     def environment(self) -> dict[str, str]:
         return {
@@ -365,58 +447,19 @@ class PrefectServer:
             )
         return found
 
-    def up(self, progress: Progress | None = None) -> None:
+    def up(self, progress: PlatformProgress | None = None) -> None:
         if not self.health().healthy:
-            self.down()
             self.home.mkdir(parents=True, exist_ok=True)
             if progress:
                 progress(f"starting prefect server on {self.ui_url}", 0, 0)
             command = [self._binary(), "server", "start", "--host", "127.0.0.1"]
-            process.spawn(
-                self.name,
+            self._start(
                 [*command, "--port", str(self.port)],
-                pidfile=self.pidfile,
-                logfile=self.log,
+                timeout=90,
                 env=self.environment(),
                 cwd=self.home,
             )
-            _wait_healthy(self, timeout=90)
         PrefectAPI(self.api_url).ensure_crash_automation()
-
-    def down(self, *, purge: bool = False) -> None:
-        record = process.read_pidfile(self.pidfile)
-        if record:
-            process.stop(record, grace_seconds=15)
-        self.pidfile.unlink(missing_ok=True)
-        if purge:
-            shutil.rmtree(self.home, ignore_errors=True)
-
-    def health(self) -> Health:
-        record = process.read_pidfile(self.pidfile)
-        alive = record is not None and process.is_running(record)
-        pids = {"prefect-server": record.pid if alive and record else None} if record else {}
-        if not alive:
-            return Health(self.name, False, self.ui_url, "not running", pids)
-        if not _http_ok(f"{self.api_url}/health"):
-            return Health(self.name, False, self.ui_url, "not answering /api/health", pids)
-        return Health(self.name, True, self.ui_url, "API at /api, UI at /", pids)
-
-
-def _wait_healthy(component: Registry | PrefectServer, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    outcome = f"did not become healthy within {timeout:.0f}s"
-    while time.monotonic() < deadline:
-        if component.health().healthy:
-            return
-        record = process.read_pidfile(component.pidfile)
-        if record is None or not process.is_running(record):
-            outcome = "exited before becoming healthy"
-            break
-        time.sleep(0.25)
-    raise PlatformError(
-        f"{component.name}: {outcome} ({component.health().detail}); "
-        f"last lines of {component.log}:\n{process.log_tail(component.log)}",
-    )
 
 
 def describe(health: Health) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conveyor.kit.paths import state_dir
 from conveyor.platform import process
-from conveyor.platform.binaries import Progress
+from conveyor.platform.binaries import PlatformProgress
 from conveyor.platform.components import Health, Kubernetes, PrefectServer, Registry
 
 PREFERRED_PREFECT_PORT = 4200
@@ -61,7 +61,7 @@ class LocalPlatform:
         )
         return ports
 
-    def up(self, progress: Progress | None = None) -> list[Health]:
+    def up(self, progress: PlatformProgress | None = None) -> list[Health]:
         """Start whatever is not healthy; return every component's health afterwards."""
         for component in self.components:
             component.up(progress)

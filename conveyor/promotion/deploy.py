@@ -2,38 +2,23 @@
 
 The flows compose these steps with Prefect (retries, logs, artifacts, locks); this module holds
 what they do, so each step is testable, and usable from the CLI, without an orchestrator.
-A Rendered value carries everything a later step or record needs: the digest, the resolved
-parameters and their hash, the rendered objects and their hash.
+Each step after the render takes its `render.Rendered`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from conveyor.adapters import oci
 from conveyor.adapters.kube import Kube
 from conveyor.bundles import artifact, render
-from conveyor.cluster import apply, gates, wait
+from conveyor.bundles.render import Rendered
+from conveyor.cluster import apply, drift, gates, wait
 from conveyor.kit.digests import json_digest
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """A bundle rendered for one target: what will be applied and how to recognise it."""
-
-    app: str
-    target: str
-    namespace: str
-    digest: str
-    parameters: dict[str, Any]
-    parameters_hash: str
-    rendered_hash: str
-    objects: list[dict[str, Any]]
-    tests: list[dict[str, Any]]
+from conveyor.kit.progress import ProgressNote
 
 
 def parameters_hash(parameters: Mapping[str, Any]) -> str:
@@ -68,17 +53,26 @@ def render_target(
     )
 
 
+def placement(rendered: Rendered, *, force_conflicts: bool = False) -> apply.Placement:
+    """Where `rendered` goes: its app, target and namespace."""
+    return apply.Placement(rendered.app, rendered.target, rendered.namespace, force_conflicts)
+
+
 def apply_target(
     kube: Kube,
     rendered: Rendered,
     *,
     force_conflicts: bool = False,
     dry_run: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressNote | None = None,
 ) -> apply.ApplyReport:
-    target = apply.Target(rendered.app, rendered.target, rendered.namespace, force_conflicts)
     return apply.apply_bundle(
-        kube, rendered.objects, target, digest=rendered.digest, dry_run=dry_run, progress=progress
+        kube,
+        rendered.objects,
+        placement(rendered, force_conflicts=force_conflicts),
+        digest=rendered.digest,
+        dry_run=dry_run,
+        progress=progress,
     )
 
 
@@ -87,11 +81,17 @@ def wait_target(
     rendered: Rendered,
     *,
     timeout: float,
-    progress: Callable[[int, int, list[str]], None] | None = None,
+    progress: wait.ReadinessProgress | None = None,
 ) -> wait.WaitResult:
-    target = apply.Target(rendered.app, rendered.target, rendered.namespace)
-    prepared = apply.prepare(kube, rendered.objects, target, rendered.digest)
+    prepared = apply.prepare(kube, rendered.objects, placement(rendered), rendered.digest)
     return wait.wait_ready(kube, prepared, timeout=timeout, on_progress=progress)
+
+
+def drift_target(kube: Kube, rendered: Rendered) -> list[drift.ObjectDrift]:
+    """Fields Conveyor set whose live value differs from `rendered`, and objects deleted out
+    of band."""
+    prepared = apply.prepare(kube, rendered.objects, placement(rendered), rendered.digest)
+    return drift.detect(kube, prepared, app=rendered.app, target=rendered.target)
 
 
 def soak(
@@ -103,8 +103,7 @@ def soak(
 ) -> gates.GateResult:
     """Readiness must stay green for `seconds`; the first object to slip fails the soak."""
     started = time.monotonic()
-    target = apply.Target(rendered.app, rendered.target, rendered.namespace)
-    prepared = apply.prepare(kube, rendered.objects, target, rendered.digest)
+    prepared = apply.prepare(kube, rendered.objects, placement(rendered), rendered.digest)
     while True:
         result = wait.wait_ready(kube, prepared, timeout=interval)
         if not result.ready:

@@ -18,7 +18,10 @@ from conveyor.records.state import Evidence
 
 
 @dataclass(frozen=True)
-class Decision:
+class Admission:
+    """Whether a digest may go on (enter a stage, count as approved), and the reasons why not
+    (or, when it may, what allowed it)."""
+
     allowed: bool
     reasons: tuple[str, ...]
 
@@ -39,7 +42,7 @@ def may_enter(
     *,
     previous_evidence: Evidence | None,
     now: datetime,
-) -> Decision:
+) -> Admission:
     """Policy before anything is applied: the path to production and the freeze windows."""
     reasons = []
     current = pipeline.stage(stage)
@@ -63,20 +66,20 @@ def may_enter(
     window = current.frozen(now)
     if window is not None:
         reasons.append(f"stage {stage!r} is frozen: {window.reason}")
-    return Decision(not reasons, tuple(reasons))
+    return Admission(not reasons, tuple(reasons))
 
 
-def approval_holds(evidence: Evidence | None, *, digest: str, rendered_hash: str) -> Decision:
+def approval_holds(evidence: Evidence | None, *, digest: str, rendered_hash: str) -> Admission:
     """Whether recorded evidence holds an approval still valid for these manifests."""
     if evidence is None or evidence.approval is None:
-        return Decision(False, ("no approval recorded",))
+        return Admission(False, ("no approval recorded",))
     approval = evidence.approval
     if evidence.digest != digest:
-        return Decision(False, (f"the approval is for {evidence.digest[:19]}",))
+        return Admission(False, (f"the approval is for {evidence.digest[:19]}",))
     if approval.decision != "approved":
-        return Decision(False, (f"{approval.approver} rejected it: {approval.reason}",))
+        return Admission(False, (f"{approval.approver} rejected it: {approval.reason}",))
     if approval.rendered_hash != rendered_hash:
-        return Decision(
+        return Admission(
             False,
             (
                 f"{approval.approver}'s approval was given for other manifests "
@@ -84,4 +87,4 @@ def approval_holds(evidence: Evidence | None, *, digest: str, rendered_hash: str
                 "so it no longer counts",
             ),
         )
-    return Decision(True, (f"approved by {approval.approver}",))
+    return Admission(True, (f"approved by {approval.approver}",))

@@ -16,25 +16,26 @@ Files (YAML, camelCase keys, times in RFC 3339, UTC):
   write it concurrently, so a write merges into what is there (see `merge_evidence`).
 
 Serialization (`*_to_dict`, `*_from_dict`, `*_to_yaml`, `*_from_yaml`) is pure; the functions at
-the end do the I/O through `conveyor.gitrepo.StateRepository`. Timestamps are fields the caller
-sets from its own clock; nothing here reads the wall clock.
+the end do the I/O through `conveyor.adapters.gitrepo.StateRepository`. Timestamps are fields the
+caller sets from its own clock; nothing here reads the wall clock.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal, cast, get_args
+from typing import Any, ClassVar, Literal, TypeGuard, cast, get_args
 
 import yaml
 
 from conveyor.adapters.gitrepo import Author, Change, StateRepository
 from conveyor.errors import InputError, StateError
 from conveyor.kit.digests import DIGEST, check_digest
-from conveyor.kit.strict_yaml import iter_documents, yaml_error_line, yaml_error_problem
+from conveyor.kit.fields import Fields, Place, is_text
+from conveyor.kit.strict_yaml import read_yaml
+from conveyor.kit.syntax import DNS_LABEL, DNS_LABEL_RULE, parse_rfc3339
 
 GateVerdict = Literal["passed", "failed"]
 StageVerdict = Literal["pending", "passed", "failed"]
@@ -44,11 +45,6 @@ CONVEYOR_AUTHOR = Author("Conveyor", "conveyor@localhost")
 DESIRED_ROOT = "apps"
 EVIDENCE_ROOT = "evidence"
 
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_NAME_RULE = "lowercase letters, digits and '-', starting and ending with a letter or digit, 1-63"
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
-)
 _FIX_HINT = "fix the file in the state repository, or revert the commit that broke it"
 
 
@@ -70,8 +66,8 @@ class DesiredState:
 
 
 @dataclass(frozen=True)
-class GateResult:
-    """One gate's outcome on one target."""
+class GateRecord:
+    """One gate's outcome on one target, as the evidence file records it."""
 
     name: str
     verdict: GateVerdict
@@ -99,7 +95,7 @@ class Evidence:
     digest: str
     stage: str
     verdict: StageVerdict
-    gates: Mapping[str, tuple[GateResult, ...]]  # target -> its gate results
+    gates: Mapping[str, tuple[GateRecord, ...]]  # target -> its gate results
     approval: Approval | None
 
 
@@ -122,8 +118,8 @@ class HistoryEntry:
 
 
 def _check_name(value: str, what: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise InputError(f"{what} {value!r} is not a valid name", hint=_NAME_RULE)
+    if not DNS_LABEL.fullmatch(value):
+        raise InputError(f"{what} {value!r} is not a valid name", hint=DNS_LABEL_RULE)
     return value
 
 
@@ -152,48 +148,48 @@ def _rfc3339(value: datetime, key: str) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-class _Fields:
-    """Typed reads of one YAML mapping from file `where`; each error names the file and key."""
+class _InStateFile(Place):
+    """A place in a state file: errors read `file: key 'path' problem` (`file: the file ...` of
+    the whole file) and say how to repair it; every key is written, so null is a value."""
 
-    def __init__(self, data: object, where: str, prefix: str = "") -> None:
-        if not isinstance(data, dict):
-            what = f"key {prefix.rstrip('.')!r}" if prefix else "the file"
-            raise StateError(
-                f"{where}: {what} must be a mapping, not {_kind(data)}", hint=_FIX_HINT
-            )
-        self._data: dict[str, object] = data
-        self._where = where
-        self._prefix = prefix
-        self._read: set[str] = set()
+    null_is_absent: ClassVar[bool] = False
+    missing: ClassVar[str] = "is missing"
 
-    def error(self, key: str, problem: str) -> StateError:
-        return StateError(f"{self._where}: key {self._prefix + key!r} {problem}", hint=_FIX_HINT)
+    def error(self, problem: str, hint: str | None = None) -> StateError:
+        what = f"key {self.path!r}" if self.path else "the file"
+        return StateError(f"{self.file}: {what} {problem}", hint=hint or _FIX_HINT)
 
-    def take(self, key: str) -> object:
-        if key not in self._data:
-            raise self.error(key, "is missing")
-        self._read.add(key)
-        return self._data[key]
+    def got(self, value: object) -> str:
+        return f"not {_kind(value)}"
+
+    def unknown_key(self, known: Sequence[str]) -> StateError:
+        return self.error("is not a known key (a typo?)")
+
+
+def _is_filled_text(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _is_parameter_mapping(value: object) -> TypeGuard[dict[str, Any]]:
+    return isinstance(value, dict) and all(isinstance(key, str) for key in value)
+
+
+class _StateFields(Fields):
+    """A mapping of a state file, with the value types state files hold."""
 
     def string(self, key: str) -> str:
-        value = self.take(key)
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"must be a non-empty string, not {_kind(value)}")
-        return value
+        return self.expect(key, "a non-empty string", _is_filled_text)
 
     def text(self, key: str) -> str:
-        value = self.take(key)
-        if not isinstance(value, str):
-            raise self.error(key, f"must be a string, not {_kind(value)}")
-        return value
+        return self.expect(key, "a string", is_text)
 
     def optional_string(self, key: str) -> str | None:
-        return None if self.take(key) is None else self.string(key)
+        return None if self.get(key) is None else self.string(key)
 
     def name(self, key: str) -> str:
         value = self.string(key)
-        if not _NAME.fullmatch(value):
-            raise self.error(key, f"is {value!r}, not a valid name ({_NAME_RULE})")
+        if not DNS_LABEL.fullmatch(value):
+            raise self.error(key, f"is {value!r}, not a valid name ({DNS_LABEL_RULE})")
         return value
 
     def digest(self, key: str) -> str:
@@ -204,15 +200,13 @@ class _Fields:
 
     def time(self, key: str) -> datetime:
         value = self.string(key)
-        try:
-            if _RFC3339.fullmatch(value):
-                return datetime.fromisoformat(value.upper())
-        except ValueError:
-            pass
-        raise self.error(key, f"is {value!r}, not an RFC 3339 time (2024-05-01T12:00:00Z)")
+        moment = parse_rfc3339(value)
+        if moment is None:
+            raise self.error(key, f"is {value!r}, not an RFC 3339 time (2024-05-01T12:00:00Z)")
+        return moment
 
     def seconds(self, key: str) -> float:
-        value = self.take(key)
+        value = self.get(key)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise self.error(key, f"must be a number of seconds >= 0, not {value!r}")
         return float(value)
@@ -224,35 +218,28 @@ class _Fields:
         return value
 
     def parameters(self, key: str) -> dict[str, Any]:
-        value = self.take(key)
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise self.error(key, f"must be a mapping of parameter names, not {_kind(value)}")
-        return dict(value)
+        return dict(self.expect(key, "a mapping of parameter names", _is_parameter_mapping))
 
-    def mapping(self, key: str) -> _Fields:
-        return _Fields(self.take(key), self._where, f"{self._prefix}{key}.")
+    def optional_section(self, key: str, known: Sequence[str]) -> _StateFields | None:
+        return None if self.get(key) is None else self.section(key, known)
 
-    def optional_mapping(self, key: str) -> _Fields | None:
-        return None if self.take(key) is None else self.mapping(key)
 
-    def items(self, key: str) -> list[_Fields]:
-        value = self.take(key)
-        if not isinstance(value, list):
-            raise self.error(key, f"must be a list, not {_kind(value)}")
-        return [
-            _Fields(item, self._where, f"{self._prefix}{key}[{i}].") for i, item in enumerate(value)
-        ]
-
-    def names(self) -> list[str]:
-        """Every key, for mappings keyed by name (all count as read)."""
-        self._read.update(self._data)
-        return list(self._data)
-
-    def done(self) -> None:
-        """Refuse keys nobody read: a typo (`digets`) must not pass as a missing optional key."""
-        unknown = sorted(set(self._data) - self._read)
-        if unknown:
-            raise self.error(unknown[0], "is not a known key (a typo?)")
+_DESIRED_KEYS = (
+    "app",
+    "target",
+    "stage",
+    "digest",
+    "parameters",
+    "parametersHash",
+    "renderedHash",
+    "promotedBy",
+    "flowRunId",
+    "approvedBy",
+    "updatedAt",
+)
+_EVIDENCE_KEYS = ("app", "digest", "stage", "verdict", "gates", "approval")
+_GATE_KEYS = ("name", "verdict", "reason", "durationSeconds", "finishedAt")
+_APPROVAL_KEYS = ("decision", "approver", "reason", "renderedHash", "at")
 
 
 def _kind(value: object) -> str:
@@ -276,8 +263,8 @@ def desired_to_dict(desired: DesiredState) -> dict[str, Any]:
 
 
 def desired_from_dict(data: object, where: str) -> DesiredState:
-    fields = _Fields(data, where)
-    desired = DesiredState(
+    fields = _StateFields(data, _InStateFile(where), _DESIRED_KEYS)
+    return DesiredState(
         app=fields.name("app"),
         target=fields.name("target"),
         stage=fields.name("stage"),
@@ -290,11 +277,9 @@ def desired_from_dict(data: object, where: str) -> DesiredState:
         approved_by=fields.optional_string("approvedBy"),
         updated_at=fields.time("updatedAt"),
     )
-    fields.done()
-    return desired
 
 
-def _gate_to_dict(gate: GateResult) -> dict[str, Any]:
+def _gate_to_dict(gate: GateRecord) -> dict[str, Any]:
     return {
         "name": gate.name,
         "verdict": gate.verdict,
@@ -304,16 +289,14 @@ def _gate_to_dict(gate: GateResult) -> dict[str, Any]:
     }
 
 
-def _gate_from_fields(fields: _Fields) -> GateResult:
-    gate = GateResult(
+def _gate_from_fields(fields: _StateFields) -> GateRecord:
+    return GateRecord(
         name=fields.string("name"),
         verdict=cast(GateVerdict, fields.choice("verdict", get_args(GateVerdict))),
         reason=fields.text("reason"),
         duration_seconds=fields.seconds("durationSeconds"),
         finished_at=fields.time("finishedAt"),
     )
-    fields.done()
-    return gate
 
 
 def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:
@@ -340,18 +323,21 @@ def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:
 
 
 def evidence_from_dict(data: object, where: str) -> Evidence:
-    fields = _Fields(data, where)
+    fields = _StateFields(data, _InStateFile(where), _EVIDENCE_KEYS)
     app = fields.name("app")
     digest = fields.digest("digest")
     stage = fields.name("stage")
     verdict = cast(StageVerdict, fields.choice("verdict", get_args(StageVerdict)))
-    by_target = fields.mapping("gates")
-    gates: dict[str, tuple[GateResult, ...]] = {}
-    for target in by_target.names():
-        if not _NAME.fullmatch(target):
-            raise by_target.error(target, f"is not a valid target name ({_NAME_RULE})")
-        gates[target] = tuple(_gate_from_fields(item) for item in by_target.items(target))
-    approval_fields = fields.optional_mapping("approval")
+    by_target = fields.section("gates", known=None)
+    gates: dict[str, tuple[GateRecord, ...]] = {}
+    for target in by_target.values:
+        if not DNS_LABEL.fullmatch(target):
+            raise by_target.error(target, f"is not a valid target name ({DNS_LABEL_RULE})")
+        gates[target] = tuple(
+            _gate_from_fields(_StateFields(item, at, _GATE_KEYS))
+            for item, at in by_target.items(target)
+        )
+    approval_fields = fields.optional_section("approval", _APPROVAL_KEYS)
     approval = None
     if approval_fields is not None:
         approval = Approval(
@@ -361,8 +347,6 @@ def evidence_from_dict(data: object, where: str) -> Evidence:
             rendered_hash=approval_fields.digest("renderedHash"),
             at=approval_fields.time("at"),
         )
-        approval_fields.done()
-    fields.done()
     return Evidence(app, digest, stage, verdict, gates, approval)
 
 
@@ -370,18 +354,13 @@ def _dump(data: dict[str, Any]) -> bytes:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8")
 
 
+def _unreadable(message: str, *, hint: str | None = None) -> StateError:
+    """A state file that is not UTF-8 or not YAML: fixing or reverting it is what to do."""
+    return StateError(message, hint=_FIX_HINT)
+
+
 def _load(content: bytes, where: str) -> object:
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise StateError(f"{where}: not UTF-8 text (byte {error.start})", hint=_FIX_HINT) from None
-    try:
-        documents = [value for _, value in iter_documents(text)]
-    except yaml.YAMLError as error:
-        raise StateError(
-            f"{where}:{yaml_error_line(error)}: invalid YAML: {yaml_error_problem(error)}",
-            hint=_FIX_HINT,
-        ) from None
+    documents = read_yaml(content, where, _unreadable)
     if len(documents) != 1:
         raise StateError(
             f"{where}: holds {len(documents)} YAML documents; expected one mapping", hint=_FIX_HINT
@@ -524,25 +503,6 @@ def record(
     return repo.commit_files(changes, "\n\n".join(messages), author)
 
 
-def record_desired(
-    repo: StateRepository,
-    desired: DesiredState,
-    *,
-    action: str = "promote",
-    reason: str | None = None,
-    author: Author = CONVEYOR_AUTHOR,
-) -> str:
-    """Commit one target's desired state; the message says `action`, the digest and `reason`."""
-    return record(repo, desired=desired, action=action, reason=reason, author=author)
-
-
-def record_evidence(
-    repo: StateRepository, evidence: Evidence, *, author: Author = CONVEYOR_AUTHOR
-) -> str:
-    """Commit evidence, merged into what the stage's file already holds (see merge_evidence)."""
-    return record(repo, evidence=evidence, author=author)
-
-
 def read_desired(repo: StateRepository, app: str, target: str) -> DesiredState | None:
     """The desired state at the tip of `main`, or None when the target has none."""
     path = desired_path(app, target)
@@ -588,13 +548,19 @@ def history(repo: StateRepository, app: str, target: str) -> list[HistoryEntry]:
     return entries
 
 
-def previous_digest(repo: StateRepository, app: str, target: str) -> str | None:
-    """The digest the target had before its current one (what a rollback returns to), skipping
-    commits that kept the same digest and unreadable versions; None when there is none."""
-    current = read_desired(repo, app, target)
-    if current is None:
-        return None
-    for entry in history(repo, app, target):
-        if entry.desired is not None and entry.desired.digest != current.digest:
-            return entry.desired.digest
+def previous_desired(
+    current: DesiredState, entries: Sequence[HistoryEntry], to: str | None = None
+) -> DesiredState | None:
+    """What a rollback from `current` returns to, from the target's history (newest first, as
+    `history` lists it), skipping versions that cannot be read: the newest whose digest is `to`
+    (or starts with it), else the newest with a digest other than the current one (commits that
+    kept the same digest are skipped). None when there is none."""
+    for entry in entries:
+        found = entry.desired
+        if found is None:
+            continue
+        if to is not None and found.digest.startswith(to):
+            return found
+        if to is None and found.digest != current.digest:
+            return found
     return None

@@ -1,254 +1,31 @@
 """An isolated world per test for end-to-end releases on the real platform.
 
-Each `world` is a fresh git repository holding a copy of examples/web, a configuration whose four
-stages use namespaces of their own, its own state repository, and the platform's registry,
-cluster and Prefect server. Flows run the way the CLI runs them without served deployments
-(`python -m flows ...`, a child process talking to the Prefect server), and approvals are
-answered through Prefect's REST API, as `conveyor approve` does.
+The world itself is tests/support/world.py (the release benchmark builds the same one); here its
+prod stage also asks for an approval (within 120 s) and soaks for 1 s, as a team's pipeline does.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from conveyor.adapters import gitrepo
-from conveyor.adapters.kube import Kube
-from conveyor.adapters.prefect_api import FlowRun, PrefectAPI
 from conveyor.platform.local import LocalPlatform
-from conveyor.records import state
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-}
+from tests.support.world import World, isolated_world
 
 
-@dataclass
-class World:
-    root: Path
-    platform: LocalPlatform
-    prefix: str
-    env: dict[str, str]
-    kube: Kube
-    api: PrefectAPI
-    running: list[subprocess.Popen[str]] = field(default_factory=list)
-
-    @property
-    def source(self) -> Path:
-        return self.root / "apps"
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / "config" / "conveyor.yaml"
-
-    @property
-    def state_repository(self) -> str:
-        return str(self.root / "state.git")
-
-    @property
-    def app(self) -> str:
-        return f"web-{self.prefix}"
-
-    def namespace(self, target: str) -> str:
-        return f"{self.prefix}-{target}"
-
-    def git(self, *args: str, cwd: Path | None = None) -> str:
-        result = subprocess.run(
-            ["git", "-C", str(cwd or self.source), *args],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **GIT_IDENTITY},
-        )
-        return result.stdout.strip()
-
-    def commit_change(self, path: str, old: str, new: str, message: str) -> None:
-        file = self.source / "web" / path
-        text = file.read_text()
-        assert old in text, f"{old!r} not in {file}"
-        file.write_text(text.replace(old, new))
-        self.git("commit", "-qam", message)
-
-    def set_parameter(self, target: str, name: str, value: Any) -> None:
-        path = self.root / "config" / "environments" / f"{target}.yaml"
-        values = yaml.safe_load(path.read_text()) or {}
-        values[name] = value
-        path.write_text(yaml.safe_dump(values))
-
-    def edit_pipeline(self, change: Any) -> None:
-        path = self.root / "config" / "pipelines" / "web.yaml"
-        pipeline = yaml.safe_load(path.read_text())
-        change(pipeline)
-        path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
-
-    def start(self, flow: str, **parameters: Any) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flows", flow, json.dumps(parameters)],
-            env=self.env,
-            cwd=self.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.running.append(process)
-        return process
-
-    def finish(self, process: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str]:
-        output, _ = process.communicate(timeout=timeout)
-        self.running.remove(process)  # waiting_run only looks at runs still under way
-        return process.returncode, output
-
-    def run(self, flow: str, timeout: float = 240, **parameters: Any) -> tuple[int, str]:
-        return self.finish(self.start(flow, **parameters), timeout)
-
-    def conveyor(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", "from conveyor.cli import main; main()", *args],
-            env=self.env,
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def waiting_run(self, stage: str, timeout: float = 120) -> FlowRun:
-        """The run paused for an approval of `stage` in this world."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            runs = self.api.flow_runs(
-                tags=[f"conveyor-awaiting:{self.app}/{stage}"], states=["PAUSED"]
-            )
-            if runs:
-                return runs[0]
-            for process in self.running:
-                if process.poll() is not None and process.returncode != 0:
-                    raise AssertionError(
-                        f"a flow ended before pausing:\n{process.stdout.read()}"
-                        if process.stdout
-                        else "a flow ended before pausing"
-                    )
-            time.sleep(0.5)
-        raise AssertionError(f"no run paused for an approval of {stage} in {timeout}s")
-
-    def answer(
-        self, stage: str, *, approve: bool, approver: str = "alice", reason: str = ""
-    ) -> None:
-        run = self.waiting_run(stage)
-        verdict = self.api.resume(
-            run.id, {"approve": approve, "approver": approver, "reason": reason}
-        )
-        assert verdict == "ACCEPT", verdict
-
-    def repository(self) -> gitrepo.StateRepository:
-        return gitrepo.open_state_repository(self.state_repository)
-
-    def desired(self, target: str) -> state.DesiredState | None:
-        return state.read_desired(self.repository(), self.app, target)
-
-    def evidence(self, digest: str, stage: str) -> state.Evidence | None:
-        return state.read_evidence(self.repository(), self.app, digest, stage)
-
-    def live(self, kind: str, name: str, target: str) -> dict[str, Any] | None:
-        api_version = {"Deployment": "apps/v1", "Job": "batch/v1"}.get(kind, "v1")
-        return self.kube.get(api_version, kind, name, self.namespace(target))
-
-    def live_digest(self, target: str) -> str | None:
-        deployment = self.live("Deployment", "web", target)
-        if deployment is None:
-            return None
-        return str(deployment["metadata"]["annotations"]["conveyor.dev/bundle-digest"])
-
-    def state_log(self) -> list[str]:
-        """Every line of every commit message, newest commit first (a commit that records a
-        stage's targets has one line per target)."""
-        log = self.git("log", "--format=%B", cwd=Path(self.state_repository))
-        return [line for line in log.splitlines() if line.strip()]
-
-
-TARGETS = ("dev", "test", "staging", "prod-eu", "prod-us")
-LOG_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \| \w+ *\| (.*)$", re.MULTILINE)
-
-
-def log_times(output: str, start: str) -> list[float]:
-    """When a flow's log lines starting (after time and level) with `start` were written, in
-    seconds of the day: `log_times(output, "Task run 'apply-dev'")`."""
-    return [
-        int(hours) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1000
-        for hours, minutes, seconds, millis, rest in LOG_LINE.findall(output)
-        if rest.startswith(start)
-    ]
-
-
-def _write_config(world: World) -> None:
-    config = world.root / "config"
-    shutil.copytree(REPO_ROOT / "config", config)
-    conveyor = yaml.safe_load((config / "conveyor.yaml").read_text())
-    conveyor["stateRepository"] = world.state_repository
-    conveyor["registry"] = f"{world.platform.registry.address}/{world.prefix}"
-    conveyor["clusters"]["local"]["kubeconfig"] = str(world.platform.kubernetes.kubeconfig)
-    web = conveyor["apps"].pop("web")
-    web["source"] = {"repository": str(world.source), "ref": "HEAD", "path": "web"}
-    conveyor["apps"] = {world.app: web}
-    (config / "conveyor.yaml").write_text(yaml.safe_dump(conveyor, sort_keys=False))
-
-    def isolate(pipeline: dict[str, Any]) -> None:
-        for stage in pipeline["stages"]:
-            for target in stage["targets"]:
-                target["namespace"] = world.namespace(target["name"])
-            if stage["name"] == "prod":
-                stage["soak"] = "1s"
-                stage["approval"] = {"required": True, "timeout": "120s"}
-
-    world.edit_pipeline(isolate)
+def _approval_and_soak_in_prod(pipeline: dict[str, Any]) -> None:
+    for stage in pipeline["stages"]:
+        if stage["name"] == "prod":
+            stage["soak"] = "1s"
+            stage["approval"] = {"required": True, "timeout": "120s"}
 
 
 @pytest.fixture
 def world(platform: LocalPlatform, tmp_path: Path) -> Iterator[World]:
-    prefix = f"e{uuid.uuid4().hex[:6]}"
-    environment = {
-        **os.environ,
-        **platform.environment(),
-        **platform.prefect.environment(),
-        "CONVEYOR_CONFIG": str(tmp_path / "config" / "conveyor.yaml"),
-        "CONVEYOR_STATE": str(tmp_path / "conveyor-state"),
-        "CONVEYOR_REGISTRY": "",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-    }
-    world = World(
-        tmp_path,
-        platform,
-        prefix,
-        environment,
-        Kube(platform.kubernetes.kubeconfig),
-        PrefectAPI(platform.prefect.api_url),
-    )
-    (world.source / "web").parent.mkdir(parents=True)
-    shutil.copytree(REPO_ROOT / "examples" / "web", world.source / "web")
-    world.git("init", "-q", "-b", "main")
-    world.git("add", "-A")
-    world.git("commit", "-qm", "web v1")
-    _write_config(world)
-    yield world
-    for process in world.running:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    for target in TARGETS:
-        world.kube.delete("v1", "Namespace", world.namespace(target))
+    with isolated_world(platform, tmp_path, prefix=f"e{uuid.uuid4().hex[:6]}") as world:
+        world.edit_pipeline(_approval_and_soak_in_prod)
+        yield world

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.adapters.prefect_api import HEARTBEAT_SECONDS, SILENCE_SECONDS
-from tests.e2e.conftest import World, log_times
+from tests.support.world import World, log_times
 
 
 def _dev_only(pipeline: dict[str, Any]) -> None:

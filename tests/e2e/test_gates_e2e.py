@@ -4,18 +4,15 @@ nobody answers (a timeout rejects)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from tests.e2e.conftest import World
+from tests.support.world import World
 
 SMOKE_FLOW = "smoke-suite"
 SMOKE_MODULE = """\
@@ -35,22 +32,14 @@ def _stage(pipeline: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _deployment_status(world: World, deployment: str) -> str | None:
-    url = f"{world.env['PREFECT_API_URL']}/deployments/name/{SMOKE_FLOW}/{deployment}"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(json.load(response).get("status"))
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return None
-        raise
+    found = world.api.deployment_record(SMOKE_FLOW, deployment)
+    return None if found is None else str(found.get("status"))
 
 
 def _delete_deployment(world: World, deployment: str) -> None:
     """Served deployments outlive their runner; this test's should not outlive the test."""
     found = world.api.deployment(SMOKE_FLOW, deployment)
-    url = f"{world.env['PREFECT_API_URL']}/deployments/{found['id']}"
-    with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10):
-        pass
+    assert world.api.delete(f"/deployments/{found['id']}")
     assert _deployment_status(world, deployment) is None
 
 

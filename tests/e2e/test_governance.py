@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import World, log_times
+from tests.support.world import World, log_times
 
 PROD = ("prod-eu", "prod-us")
 

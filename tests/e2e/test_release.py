@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import TARGETS, World
+from tests.support.world import TARGETS, World
 
 BLOCK_GATE = [
     sys.executable,

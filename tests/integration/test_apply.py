@@ -15,6 +15,7 @@ from conveyor.cluster import apply, drift
 from conveyor.cluster.ordering import APP_LABEL, DIGEST_ANNOTATION, MANAGED_BY
 from conveyor.errors import InputError
 from conveyor.platform.local import LocalPlatform
+from tests.support.manifests import deployment
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -45,33 +46,31 @@ def _configmap(name: str, **data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
 
 
-def _deployment(name: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": name}
+def _crd(group: str, kind: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A namespaced CustomResourceDefinition of `kind` in `group`, served and stored as v1."""
+    singular = kind.lower()
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{singular}s.{group}"},
         "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": "example.invalid/app:1",
-                            "resources": {"requests": {"cpu": "100m"}},
-                        }
-                    ]
-                },
-            },
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": f"{singular}s", "singular": singular, "kind": kind},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
         },
     }
 
 
-def _target(namespace: str, **kwargs: Any) -> apply.Target:
-    return apply.Target(app="web", name="dev", namespace=namespace, **kwargs)
+def _target(namespace: str, **kwargs: Any) -> apply.Placement:
+    return apply.Placement(app="web", target="dev", namespace=namespace, **kwargs)
 
 
 def test_objects_are_applied_labelled_and_recorded(kube: Kube, namespace: str) -> None:
@@ -81,7 +80,7 @@ def test_objects_are_applied_labelled_and_recorded(kube: Kube, namespace: str) -
         "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
     }
-    objects = [_deployment("web", 2), service, _configmap("web-config", greeting="hi")]
+    objects = [deployment("web", 2), service, _configmap("web-config", greeting="hi")]
 
     report = apply.apply_bundle(kube, objects, _target(namespace), digest=DIGEST)
 
@@ -103,34 +102,14 @@ def test_objects_are_applied_labelled_and_recorded(kube: Kube, namespace: str) -
 
 def test_a_crd_and_its_custom_resource_apply_in_one_bundle(kube: Kube, namespace: str) -> None:
     group = f"t{uuid.uuid4().hex[:8]}.conveyor.dev"
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {
-                                    "type": "object",
-                                    "properties": {"size": {"type": "integer"}},
-                                }
-                            },
-                        }
-                    },
-                }
-            ],
+    crd = _crd(
+        group,
+        "Widget",
+        {
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}},
         },
-    }
+    )
     widget = {
         "apiVersion": f"{group}/v1",
         "kind": "Widget",
@@ -151,29 +130,7 @@ def test_prune_skips_a_custom_resource_whose_crd_was_deleted_out_of_band(
     kube: Kube, namespace: str, platform: LocalPlatform
 ) -> None:
     group = f"t{uuid.uuid4().hex[:8]}.conveyor.dev"
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gadgets.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    crd = _crd(group, "Gadget", {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
     gadget = {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"}}
     target = _target(namespace)
     apply.apply_bundle(kube, [crd, gadget, _configmap("keep")], target, digest=DIGEST)
@@ -243,7 +200,7 @@ def test_out_of_band_changes_are_reported_as_drift_and_corrected(
     platform: LocalPlatform, kube: Kube, namespace: str
 ) -> None:
     target = _target(namespace)
-    objects = [_deployment("web", 2), _configmap("web-config", greeting="hi")]
+    objects = [deployment("web", 2), _configmap("web-config", greeting="hi")]
     apply.apply_bundle(kube, objects, target, digest=DIGEST)
     desired = apply.prepare(kube, objects, target, DIGEST)
     assert drift.detect(kube, desired, app="web", target="dev") == []
@@ -257,7 +214,7 @@ def test_out_of_band_changes_are_reported_as_drift_and_corrected(
     assert [(f.path, f.desired, f.live) for f in scaled.fields] == [("spec.replicas", 2, 5)]
 
     apply.apply_bundle(
-        kube, objects, apply.Target("web", "dev", namespace, force_conflicts=True), digest=DIGEST
+        kube, objects, apply.Placement("web", "dev", namespace, force_conflicts=True), digest=DIGEST
     )
     assert drift.detect(kube, desired, app="web", target="dev") == []
     live = kube.get("apps/v1", "Deployment", "web", namespace)

@@ -27,6 +27,7 @@ import yaml
 
 from conveyor.platform.local import LocalPlatform
 from conveyor.platform.process import free_port
+from tests.support.git import git
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "web"
@@ -66,17 +67,6 @@ def conveyor(*args: str, cwd: Path | None = None, store_env: str | None = None) 
 def ok(run: Run) -> Run:
     assert run.code == 0, f"exit {run.code}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"
     return run
-
-
-def git(repo: Path, *args: str, umask: int = -1) -> str:
-    result = subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        umask=umask,
-    )
-    return result.stdout.strip()
 
 
 def commit_all(repo: Path, message: str) -> str:

@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from conveyor.adapters import gitrepo
 from conveyor.errors import SourceError
-
-
-def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(
-            os.environ,
-            GIT_AUTHOR_NAME="t",
-            GIT_AUTHOR_EMAIL="t@example.com",
-            GIT_COMMITTER_NAME="t",
-            GIT_COMMITTER_EMAIL="t@example.com",
-        ),
-    )
-    return result.stdout.strip()
+from tests.support.git import git, init_repository
 
 
 @pytest.fixture
@@ -38,12 +21,10 @@ def repo(tmp_path: Path) -> Path:
     (root / "web" / "run.sh").write_text("#!/bin/sh\n")
     (root / "web" / "run.sh").chmod(0o755)
     (root / "other.txt").write_text("not in the source\n")
-    _git(root, "init", "-q", "-b", "main")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-qm", "first")
-    _git(root, "tag", "v1")
+    init_repository(root, "first")
+    git(root, "tag", "v1")
     (root / "web" / "manifests" / "cm.yaml").write_text("kind: ConfigMap # changed\n")
-    _git(root, "commit", "-qam", "second")
+    git(root, "commit", "-qam", "second")
     return root
 
 
@@ -53,7 +34,7 @@ def test_reads_a_subfolder_at_a_ref_from_the_commit_not_the_work_tree(repo: Path
     first = gitrepo.read_source(str(repo), "v1", "web")
     latest = gitrepo.read_source(str(repo), "main", "web")
 
-    assert first.commit == _git(repo, "rev-parse", "v1")
+    assert first.commit == git(repo, "rev-parse", "v1")
     assert [f.path for f in first.files] == ["bundle.yaml", "manifests/cm.yaml", "run.sh"]
     contents = {f.path: f.content for f in first.files}
     assert contents["manifests/cm.yaml"] == b"kind: ConfigMap\n"
@@ -72,13 +53,13 @@ def test_reads_a_remote_repository_through_a_cached_mirror(
 ) -> None:
     monkeypatch.setenv("CONVEYOR_CACHE", str(tmp_path / "cache"))
     snapshot = gitrepo.read_source(f"file://{repo}", "main", "web")
-    assert snapshot.commit == _git(repo, "rev-parse", "main")
+    assert snapshot.commit == git(repo, "rev-parse", "main")
     assert len(list((tmp_path / "cache" / "git").iterdir())) == 1
 
     (repo / "web" / "bundle.yaml").write_text("name: web2\n")
-    _git(repo, "commit", "-qam", "third")
+    git(repo, "commit", "-qam", "third")
     again = gitrepo.read_source(f"file://{repo}", "main", "web")
-    assert again.commit == _git(repo, "rev-parse", "main"), "the mirror is fetched on each read"
+    assert again.commit == git(repo, "rev-parse", "main"), "the mirror is fetched on each read"
 
 
 @pytest.mark.parametrize(
@@ -101,8 +82,8 @@ def test_bad_references_name_what_is_wrong(
 
 def test_symlinks_in_a_source_are_refused(repo: Path) -> None:
     os.symlink("/etc/passwd", repo / "web" / "manifests" / "link.yaml")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "symlink")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "symlink")
     with pytest.raises(SourceError, match=r"manifests/link.yaml is a symlink"):
         gitrepo.read_source(str(repo), "main", "web")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -15,8 +14,9 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from conveyor.adapters.prefect_api import CRASH_AUTOMATION, SILENCE_SECONDS, PrefectAPI
+from conveyor.adapters.prefect_api import CRASH_AUTOMATION, SILENCE_SECONDS
 from conveyor.platform.local import LocalPlatform
+from tests.support.prefect import PrefectREST
 
 
 def _deployment(name: str, replicas: int, node_selector: dict[str, str] | None = None) -> Any:
@@ -174,23 +174,16 @@ def test_flow_run_completes_on_the_prefect_server(platform: LocalPlatform, tmp_p
     )
     assert run.returncode == 0, run.stderr[-2000:]
 
-    query = json.dumps({"flow_runs": {"name": {"any_": [f"check-{marker}"]}}}).encode()
-    request = urllib.request.Request(
-        f"{platform.prefect.api_url}/flow_runs/filter",
-        data=query,
-        method="POST",
-        headers={"Content-Type": "application/json"},
+    runs = PrefectREST(platform.prefect.api_url).post(
+        "/flow_runs/filter", {"flow_runs": {"name": {"any_": [f"check-{marker}"]}}}
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        runs = json.load(response)
     assert [r["state_type"] for r in runs] == ["COMPLETED"]
 
 
 def test_the_prefect_server_has_conveyors_crash_automation_once(platform: LocalPlatform) -> None:
     platform.prefect.up()  # again: the automation is brought back to shape, not duplicated
-    api = PrefectAPI(platform.prefect.api_url)
-    query = {"automations": {"name": {"any_": [CRASH_AUTOMATION]}}}
-    found = api._call("POST", "/automations/filter", query)
+    api = PrefectREST(platform.prefect.api_url)
+    found = api.post("/automations/filter", {"automations": {"name": {"any_": [CRASH_AUTOMATION]}}})
     assert len(found) == 1
     trigger = found[0]["trigger"]
     assert (trigger["posture"], trigger["within"]) == ("Proactive", SILENCE_SECONDS)

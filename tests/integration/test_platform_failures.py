@@ -21,25 +21,31 @@ def busy_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
+def _start_refused(component: Registry | PrefectServer) -> str:
+    """What `component.up()` raised: the PlatformError's message."""
+    with pytest.raises(PlatformError) as caught:
+        component.up()
+    return str(caught.value)
+
+
+def _assert_not_running(component: Registry | PrefectServer) -> None:
+    record = process.read_pidfile(component.pidfile)
+    assert record is None or not process.is_running(record)
+
+
 def test_registry_on_a_busy_port_fails_with_its_log(tmp_path: Path, busy_port: int) -> None:
     registry = Registry(tmp_path, busy_port)
-    with pytest.raises(PlatformError) as caught:
-        registry.up()
-    message = str(caught.value)
+    message = _start_refused(registry)
     assert message.startswith("registry: exited before becoming healthy")
     assert "address already in use" in message
     assert str(registry.log) in message
-    record = process.read_pidfile(registry.pidfile)
-    assert record is None or not process.is_running(record)
+    _assert_not_running(registry)
 
 
 def test_prefect_on_a_busy_port_fails_with_its_log(tmp_path: Path, busy_port: int) -> None:
     prefect = PrefectServer(tmp_path, busy_port)
-    with pytest.raises(PlatformError) as caught:
-        prefect.up()
-    message = str(caught.value)
+    message = _start_refused(prefect)
     assert message.startswith("prefect: exited before becoming healthy")
     assert str(busy_port) in message
     prefect.down()
-    record = process.read_pidfile(prefect.pidfile)
-    assert record is None or not process.is_running(record)
+    _assert_not_running(prefect)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import statistics
-import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -25,10 +23,12 @@ from conveyor.adapters import gitrepo
 from conveyor.adapters.gitrepo import Author, StateRepository
 from conveyor.errors import InputError, StateError
 from conveyor.records import state
-from conveyor.records.state import Approval, DesiredState, Evidence, GateResult
+from conveyor.records.state import Approval, DesiredState, Evidence, GateRecord
+from tests.support.git import Identity, git
 
 WHEN = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ALICE = Author("Alice", "alice@example.com")
+BOB = Identity("Bob", "bob@example.com")
 
 
 def digest(n: int) -> str:
@@ -58,31 +58,32 @@ def evidence(target: str, n: int = 1, **changes: Any) -> Evidence:
         digest=digest(n),
         stage="staging",
         verdict="pending",
-        gates={target: (GateResult("smoke", "passed", "job completed", 3.5, WHEN),)},
+        gates={target: (GateRecord("smoke", "passed", "job completed", 3.5, WHEN),)},
         approval=None,
     )
     return replace(base, **changes)
 
 
 def _git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-C", str(cwd), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(
-            os.environ,
-            GIT_AUTHOR_NAME="Bob",
-            GIT_AUTHOR_EMAIL="bob@example.com",
-            GIT_COMMITTER_NAME="Bob",
-            GIT_COMMITTER_EMAIL="bob@example.com",
-        ),
-    )
-    return result.stdout.strip()
+    return git(cwd, *args, identity=BOB)
+
+
+def previous_digest(repo: StateRepository, app: str, target: str) -> str | None:
+    """The digest a rollback of the target returns to (as the rollback flow finds it)."""
+    current = state.read_desired(repo, app, target)
+    if current is None:
+        return None
+    goal = state.previous_desired(current, state.history(repo, app, target))
+    return None if goal is None else goal.digest
 
 
 def _subjects(bare: Path) -> list[str]:
     return _git(bare, "log", "--format=%s", "main").splitlines()
+
+
+def _files(bare: Path, folder: str) -> list[str]:
+    """The paths of the files under `folder` on `main`, sorted, as git lists them."""
+    return sorted(_git(bare, "ls-tree", "-r", "--name-only", "main", "--", folder).splitlines())
 
 
 @pytest.fixture
@@ -128,8 +129,8 @@ def test_files_are_written_listed_logged_and_deleted(repo: StateRepository, bare
     first = repo.commit_files({"a/x.yaml": b"1\n", "a/b/y.yaml": b"2\n", "z": b"3"}, "add", ALICE)
     assert repo.read("a/x.yaml") == b"1\n"
     assert repo.read("a/missing.yaml") is None
-    assert repo.list_files("a") == ["a/b/y.yaml", "a/x.yaml"]
-    assert repo.list_files("nothing") == []
+    assert _files(bare, "a") == ["a/b/y.yaml", "a/x.yaml"]
+    assert _files(bare, "nothing") == []
     second = repo.commit_files(
         {"a/x.yaml": None, "z": lambda old: (old or b"") + b"4"}, "edit", ALICE
     )
@@ -170,12 +171,12 @@ def test_bad_paths_are_refused(
 def test_record_read_history_and_previous_digest(repo: StateRepository, bare: Path) -> None:
     assert state.read_desired(repo, "web", "prod-eu") is None
     assert state.history(repo, "web", "prod-eu") == []
-    assert state.previous_digest(repo, "web", "prod-eu") is None
+    assert previous_digest(repo, "web", "prod-eu") is None
 
-    one = state.record_desired(repo, desired(n=1), reason="staging passed")
-    two = state.record_desired(repo, desired(n=2, approved_by="alice"), reason="staging passed")
-    again = state.record_desired(repo, desired(n=2, updated_at=WHEN + timedelta(hours=1)))
-    state.record_desired(repo, desired("prod-us", n=9))
+    one = state.record(repo, desired=desired(n=1), reason="staging passed")
+    two = state.record(repo, desired=desired(n=2, approved_by="alice"), reason="staging passed")
+    again = state.record(repo, desired=desired(n=2, updated_at=WHEN + timedelta(hours=1)))
+    state.record(repo, desired=desired("prod-us", n=9))
 
     assert state.read_desired(repo, "web", "prod-eu") == desired(
         n=2, updated_at=WHEN + timedelta(hours=1)
@@ -188,8 +189,8 @@ def test_record_read_history_and_previous_digest(repo: StateRepository, bare: Pa
     ]
     assert entries[1].desired == desired(n=2, approved_by="alice")
     assert entries[0].author == "Conveyor <conveyor@localhost>"
-    assert state.previous_digest(repo, "web", "prod-eu") == digest(1), "same digest is skipped"
-    assert state.previous_digest(repo, "web", "prod-us") is None
+    assert previous_digest(repo, "web", "prod-eu") == digest(1), "same digest is skipped"
+    assert previous_digest(repo, "web", "prod-us") is None
     assert _subjects(bare) == [
         "web/prod-us: promote sha256:000000000000…",
         "web/prod-eu: promote sha256:000000000000…",
@@ -202,19 +203,19 @@ def test_record_read_history_and_previous_digest(repo: StateRepository, bare: Pa
 
 
 def test_recording_the_same_state_again_makes_no_commit(repo: StateRepository, bare: Path) -> None:
-    first = state.record_desired(repo, desired())
-    assert state.record_desired(repo, desired()) == first
-    assert state.record_evidence(repo, evidence("staging-eu")) != first
+    first = state.record(repo, desired=desired())
+    assert state.record(repo, desired=desired()) == first
+    assert state.record(repo, evidence=evidence("staging-eu")) != first
     tip = _git(bare, "rev-parse", "main")
-    assert state.record_evidence(repo, evidence("staging-eu")) == tip
+    assert state.record(repo, evidence=evidence("staging-eu")) == tip
     assert len(_subjects(bare)) == 3
 
 
 def test_a_revert_made_by_hand_is_what_is_read_afterwards(
     repo: StateRepository, bare: Path, tmp_path: Path
 ) -> None:
-    state.record_desired(repo, desired(n=1))
-    state.record_desired(repo, desired(n=2))
+    state.record(repo, desired=desired(n=1))
+    state.record(repo, desired=desired(n=2))
     _git(tmp_path, "clone", "-q", str(bare), "hand")
     _git(tmp_path / "hand", "revert", "--no-edit", "HEAD")
     _git(tmp_path / "hand", "push", "-q", "origin", "main")
@@ -224,13 +225,13 @@ def test_a_revert_made_by_hand_is_what_is_read_afterwards(
     assert newest.author == "Bob <bob@example.com>"
     assert newest.message.startswith('Revert "web/prod-eu: promote sha256:000000000000…"')
     assert newest.desired == desired(n=1)
-    assert state.previous_digest(repo, "web", "prod-eu") == digest(2)
+    assert previous_digest(repo, "web", "prod-eu") == digest(2)
 
 
 def test_a_file_broken_by_hand_is_an_error_naming_file_and_key(
     repo: StateRepository, bare: Path, tmp_path: Path
 ) -> None:
-    state.record_desired(repo, desired(n=1))
+    state.record(repo, desired=desired(n=1))
     _git(tmp_path, "clone", "-q", str(bare), "hand")
     path = tmp_path / "hand" / "apps" / "web" / "prod-eu.yaml"
     path.write_text(path.read_text().replace(digest(1), "sha256:oops"))
@@ -244,8 +245,8 @@ def test_a_file_broken_by_hand_is_an_error_naming_file_and_key(
     assert entries[0].desired is None
     assert entries[0].problem and message in entries[0].problem
     assert entries[1].desired == desired(n=1)
-    state.record_desired(repo, desired(n=3))
-    assert state.previous_digest(repo, "web", "prod-eu") == digest(1), "broken versions skipped"
+    state.record(repo, desired=desired(n=3))
+    assert previous_digest(repo, "web", "prod-eu") == digest(1), "broken versions skipped"
 
 
 def test_desired_state_and_evidence_in_one_commit(repo: StateRepository, bare: Path) -> None:
@@ -269,9 +270,9 @@ def test_desired_state_and_evidence_in_one_commit(repo: StateRepository, bare: P
 def test_a_stage_with_two_targets_is_recorded_in_one_commit_that_reverts_cleanly(
     repo: StateRepository, bare: Path, tmp_path: Path
 ) -> None:
-    before = state.record_desired(repo, desired(n=1, target="prod-us"))
+    before = state.record(repo, desired=desired(n=1, target="prod-us"))
     eu, us = desired(n=5, target="prod-eu"), desired(n=5, target="prod-us", approved_by="alice")
-    ready = (GateResult("readiness", "passed", "ready", 1.0, WHEN),)
+    ready = (GateRecord("readiness", "passed", "ready", 1.0, WHEN),)
     proof = Evidence("web", digest(5), "prod", "passed", {"prod-eu": ready, "prod-us": ready}, None)
     sha = state.record(repo, desired=[eu, us], evidence=proof, reason="prod gates passed")
     assert _git(bare, "show", "--format=", "--name-only", sha).splitlines() == [
@@ -323,9 +324,9 @@ def test_one_commit_records_each_target_once_and_one_app(repo: StateRepository) 
 
 def test_evidence_from_several_targets_and_an_approval_accumulate(repo: StateRepository) -> None:
     approval = Approval("approved", "alice", "ok", digest(7), WHEN)
-    state.record_evidence(repo, evidence("staging-eu"))
-    state.record_evidence(repo, evidence("staging-us", approval=approval))
-    state.record_evidence(repo, evidence("staging-eu", verdict="passed", gates={}))
+    state.record(repo, evidence=evidence("staging-eu"))
+    state.record(repo, evidence=evidence("staging-us", approval=approval))
+    state.record(repo, evidence=evidence("staging-eu", verdict="passed", gates={}))
     read = state.read_evidence(repo, "web", digest(1), "staging")
     assert read is not None
     assert sorted(read.gates) == ["staging-eu", "staging-us"]
@@ -342,10 +343,10 @@ def test_a_file_url_remote_works_the_same_and_gets_main_when_empty(tmp_path: Pat
     reader = gitrepo.open_state_repository(url, tmp_path / "reader")
     assert _subjects(remote) == ["Start the state repository"]
 
-    state.record_desired(writer, desired(n=1))
-    state.record_desired(reader, desired(n=2))
+    state.record(writer, desired=desired(n=1))
+    state.record(reader, desired=desired(n=2))
     assert state.read_desired(writer, "web", "prod-eu") == desired(n=2)
-    assert state.previous_digest(reader, "web", "prod-eu") == digest(1)
+    assert previous_digest(reader, "web", "prod-eu") == digest(1)
     assert len(_subjects(remote)) == 3
 
 
@@ -353,14 +354,14 @@ def test_one_record_takes_a_few_tens_of_milliseconds(repo: StateRepository) -> N
     timings = []
     for n in range(1, 21):
         start = time.perf_counter()
-        state.record_desired(repo, desired(n=n))
+        state.record(repo, desired=desired(n=n))
         timings.append(time.perf_counter() - start)
     start = time.perf_counter()
     state.read_desired(repo, "web", "prod-eu")
     read = time.perf_counter() - start
     median = statistics.median(timings)
     print(
-        f"\none record_desired: median {median * 1000:.0f} ms, max {max(timings) * 1000:.0f} ms;"
+        f"\none state.record: median {median * 1000:.0f} ms, max {max(timings) * 1000:.0f} ms;"
         f" read_desired {read * 1000:.0f} ms"
     )
     assert median < 1.0
@@ -392,7 +393,7 @@ def _writer(
         start.wait()
         began = time.time()
         for i in range(TARGETS_EACH):
-            state.record_desired(repo, desired(f"w{writer}-t{i}", n=writer * 100 + i))
+            state.record(repo, desired=desired(f"w{writer}-t{i}", n=writer * 100 + i))
         results.put((counter.count, began, time.time(), None))
     except Exception as error:
         results.put((counter.count, 0.0, 0.0, repr(error)))
@@ -509,7 +510,7 @@ def test_threads_sharing_one_process_take_turns_on_its_clone(bare: Path, tmp_pat
         try:
             for i in range(3):
                 which = shared if i % 2 else own
-                state.record_desired(which, desired(f"t{thread}-{i}", n=thread * 10 + i))
+                state.record(which, desired=desired(f"t{thread}-{i}", n=thread * 10 + i))
         except BaseException as error:  # reported below
             errors.append(error)
 
@@ -519,5 +520,5 @@ def test_threads_sharing_one_process_take_turns_on_its_clone(bare: Path, tmp_pat
     for thread in threads:
         thread.join()
     assert errors == []
-    assert len(shared.list_files("apps/web")) == 12
+    assert len(_files(bare, "apps/web")) == 12
     assert int(_git(bare, "rev-list", "--count", "main")) == 13

@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
+from conveyor.bundles import artifact
 from conveyor.bundles.lint import lint
 from conveyor.bundles.render import resolve_parameters
 from conveyor.bundles.source import load_source
+from conveyor.cli import bundle as bundle_commands
 from conveyor.config.model import (
     BundleTestsGate,
     CommandGate,
@@ -989,6 +991,19 @@ def test_the_layout_folder_defaults_to_the_state_folder(
     monkeypatch.setenv("CONVEYOR_STATE", str(isolated / "elsewhere"))
 
     assert load(Tree(), isolated).store_location("web") == f"oci:{isolated}/elsewhere/bundles/web"
+
+
+@pytest.mark.parametrize("registry", ["", "127.0.0.1:5000", "[::1]:5000"])
+def test_the_bundle_and_cluster_commands_default_to_the_store_the_pipeline_uses(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, registry: str
+) -> None:
+    """`conveyor bundle build --app web` without --store writes where the pipeline reads."""
+    monkeypatch.delenv("CONVEYOR_STORE", raising=False)
+    monkeypatch.setenv("CONVEYOR_STATE", str(isolated / "state"))
+    monkeypatch.setenv("CONVEYOR_REGISTRY", registry)
+    pipeline_store = artifact.open_store(load(Tree(), isolated).store_location("web"))
+
+    assert str(bundle_commands.open_store(None, "web")) == str(pipeline_store)
 
 
 def test_a_bad_registry_override_names_the_variable(

@@ -1,5 +1,6 @@
-"""How the target locks ask the Prefect server again: soon after a locked database (503), at
-most every BUSY_POLL_CAP seconds for a busy slot (423), never for other answers."""
+"""How Conveyor asks the Prefect server again (the target locks, and the CLI's client): soon
+after a locked database (503), at most every BUSY_POLL_CAP seconds for a busy slot (423), never
+for other answers."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import time
 import httpx
 import pytest
 
-from tasks.locks import (
+from conveyor.adapters.prefect_api import (
     BUSY_POLL_CAP,
     LOCKED_FIRST_PAUSE,
     LOCKED_MAX_PAUSE,
     pause_before_retry,
-    send_soon_again,
 )
+from tasks.locks import send_soon_again
 
 
 @pytest.mark.parametrize(

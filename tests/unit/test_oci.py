@@ -141,6 +141,7 @@ def test_tree_tag_uses_the_first_40_hex_digits() -> None:
             False,
         ),
         ("ghcr.io:443/org/app", oci.RegistryLocation("ghcr.io:443", "org/app"), False),
+        ("[::1]:5000/conveyor/web", oci.RegistryLocation("[::1]:5000", "conveyor/web"), False),
     ],
 )
 def test_registry_locations(text: str, expected: oci.RegistryLocation, plain_http: bool) -> None:

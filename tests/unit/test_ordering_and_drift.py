@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from conveyor.cluster import drift
-from conveyor.cluster.ordering import PHASES, label, owned_by, phase_of, phases
+from conveyor.cluster.ordering import PHASES, ObjectRef, label, owned_by, phase_of, phases
 
 
 @pytest.mark.parametrize(
@@ -223,3 +223,38 @@ def test_quantities_are_compared_as_such_only_where_kubernetes_keeps_them(
     desired: dict[str, Any], live: dict[str, Any], equal: bool
 ) -> None:
     assert (drift.compare(desired, live) == []) is equal
+
+
+def test_a_drift_is_a_table_row_per_field_or_one_row_for_a_deleted_object() -> None:
+    changed = drift.ObjectDrift(
+        ObjectRef("apps/v1", "Deployment", "shop", "web"),
+        fields=(
+            drift.FieldDrift("spec.replicas", 3, 1),
+            drift.FieldDrift("metadata.labels.tier", "web", drift.ABSENT),
+        ),
+    )
+    deleted = drift.ObjectDrift(ObjectRef("v1", "Namespace", None, "shop"), missing=True)
+
+    assert changed.rows() == [
+        {"object": "Deployment/shop/web", "field": "spec.replicas", "desired": "3", "live": "1"},
+        {
+            "object": "Deployment/shop/web",
+            "field": "metadata.labels.tier",
+            "desired": "'web'",
+            "live": "<absent>",
+        },
+    ]
+    assert deleted.rows() == [
+        {
+            "object": "Namespace/shop",
+            "field": "(object)",
+            "desired": "present",
+            "live": "deleted out of band",
+        }
+    ]
+    assert all(tuple(row) == drift.DRIFT_COLUMNS for row in changed.rows() + deleted.rows())
+    assert changed.as_dict()["fields"][1] == {
+        "path": "metadata.labels.tier",
+        "desired": "web",
+        "live": None,
+    }

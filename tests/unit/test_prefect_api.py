@@ -1,5 +1,5 @@
-"""The CLI's Prefect client retries what Prefect's own client retries (a busy server's 503),
-and reports other errors at once."""
+"""The CLI's Prefect client asks a busy server again (a 503, a proxy's 502) a bounded number of
+times and reports other errors at once; a run's final state becomes the command's exit code."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from collections.abc import Iterator
 import pytest
 
 from conveyor.adapters import prefect_api
-from conveyor.adapters.prefect_api import PrefectAPI
+from conveyor.adapters.prefect_api import PrefectAPI, exit_code
 from conveyor.errors import InfrastructureError
 
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[int]]]:
     """A server answering POSTs with the status codes queued in the list, then 200 `{}`."""
-    monkeypatch.setattr(prefect_api, "RETRY_DELAYS", (0.0, 0.0))
+    monkeypatch.setattr(prefect_api, "BUSY_RETRIES", 2)
     answers: list[int] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -57,3 +57,26 @@ def test_retries_run_out_and_other_errors_are_not_retried(server: tuple[str, lis
     with pytest.raises(InfrastructureError, match="answered 500"):
         PrefectAPI(url).resume("run", {"approve": True})
     assert answers == [503]
+
+
+RAISED = "Flow run encountered an exception: "
+
+
+@pytest.mark.parametrize(
+    ("state_type", "message", "code"),
+    [
+        ("COMPLETED", "All states completed.", 0),
+        ("FAILED", RAISED + "PromotionRefused: web: sha256:1 may not enter prod: ...", 2),
+        ("FAILED", RAISED + "ConfigError: config/conveyor.yaml: apps: unknown app 'x'", 2),
+        ("FAILED", RAISED + "IntegrityError: layer does not match its digest", 3),
+        ("FAILED", RAISED + "ClusterError: cannot reach the API server", 4),
+        ("FAILED", RAISED + "StageFailed: web: sha256:1 failed in dev", 1),
+        ("FAILED", RAISED + "ConveyorError: something we report", 1),
+        ("FAILED", RAISED + "TypeError: unexpected keyword argument 'x'", 1),
+        ("FAILED", "PromotionRefused: not how Prefect words a raised exception", 1),
+        ("CRASHED", "no heartbeat for 90s: the run's process is gone", 1),
+        ("CANCELLED", "Cancelled by the user", 1),
+    ],
+)
+def test_a_runs_final_state_is_an_exit_code(state_type: str, message: str, code: int) -> None:
+    assert exit_code(state_type, message) == code

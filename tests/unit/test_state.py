@@ -13,7 +13,7 @@ import yaml
 
 from conveyor.errors import InputError, StateError
 from conveyor.records import state
-from conveyor.records.state import Approval, DesiredState, Evidence, GateResult
+from conveyor.records.state import Approval, DesiredState, Evidence, GateRecord
 
 DIGEST = "sha256:" + "3f2a1c" + "0" * 58
 OTHER = "sha256:" + "b" * 64
@@ -41,8 +41,8 @@ def desired(**changes: Any) -> DesiredState:
     return replace(base, **changes)
 
 
-def gate(name: str, verdict: state.GateVerdict = "passed") -> GateResult:
-    return GateResult(name, verdict, f"{name} {verdict}", 12.5, WHEN + timedelta(minutes=1))
+def gate(name: str, verdict: state.GateVerdict = "passed") -> GateRecord:
+    return GateRecord(name, verdict, f"{name} {verdict}", 12.5, WHEN + timedelta(minutes=1))
 
 
 def evidence(**changes: Any) -> Evidence:
@@ -135,6 +135,16 @@ def _yaml(data: dict[str, Any]) -> bytes:
     return yaml.safe_dump(data, sort_keys=False).encode()
 
 
+def _read_error(
+    read: Callable[[bytes, str], object], data: dict[str, Any], path: str
+) -> StateError:
+    """The StateError `read` raises for `data` as the file at `path`, whose message starts with
+    that path."""
+    with pytest.raises(StateError, match=f"^{path}: ") as raised:
+        read(_yaml(data), path)
+    return raised.value
+
+
 def _desired_dict() -> dict[str, Any]:
     return state.desired_to_dict(desired())
 
@@ -197,10 +207,9 @@ def test_bad_desired_state_files_name_the_file_and_key(
 ) -> None:
     data = _desired_dict()
     edit(data)
-    with pytest.raises(StateError, match=f"^{DESIRED_PATH}: ") as raised:
-        state.desired_from_yaml(_yaml(data), DESIRED_PATH)
-    assert message in raised.value.message
-    assert raised.value.hint, "every error says what to do"
+    error = _read_error(state.desired_from_yaml, data, DESIRED_PATH)
+    assert message in error.message
+    assert error.hint, "every error says what to do"
 
 
 @pytest.mark.parametrize(
@@ -300,9 +309,8 @@ def test_bad_evidence_files_name_the_file_and_key(
 ) -> None:
     data = _evidence_dict()
     edit(data)
-    with pytest.raises(StateError, match=f"^{EVIDENCE_PATH}: ") as raised:
-        state.evidence_from_yaml(_yaml(data), EVIDENCE_PATH)
-    assert message in raised.value.message
+    error = _read_error(state.evidence_from_yaml, data, EVIDENCE_PATH)
+    assert message in error.message
 
 
 @pytest.mark.parametrize(

@@ -67,11 +67,7 @@ class FakeCluster:
     def put(self, obj: dict[str, Any], *, expire: bool = False) -> None:
         """Create or replace `obj`; with `expire`, open watches get 410 before they see it."""
         with self._cond:
-            if expire:
-                self._control("EXPIRE")
-            self.version += 1
-            if expire:
-                self.compacted = self.version
+            self._advance(expire)
             stored = copy.deepcopy(obj)
             stored["metadata"]["resourceVersion"] = str(self.version)
             key = _key(stored)
@@ -82,11 +78,7 @@ class FakeCluster:
 
     def delete(self, kind: str, name: str, *, expire: bool = False) -> None:
         with self._cond:
-            if expire:
-                self._control("EXPIRE")
-            self.version += 1
-            if expire:
-                self.compacted = self.version
+            self._advance(expire)
             gone = self.objects.pop((kind, NS, name))
             gone = copy.deepcopy(gone)
             gone["metadata"]["resourceVersion"] = str(self.version)
@@ -110,6 +102,15 @@ class FakeCluster:
         with self._cond:
             self.outage_until = time.monotonic() + seconds
             self._control("BREAK")
+
+    def _advance(self, expire: bool) -> None:
+        """The next resourceVersion; with `expire`, open watches get 410 and the log before it
+        is compacted away."""
+        if expire:
+            self._control("EXPIRE")
+        self.version += 1
+        if expire:
+            self.compacted = self.version
 
     def _control(self, action: str) -> None:
         for watch in self._open:

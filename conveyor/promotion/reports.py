@@ -1,0 +1,89 @@
+"""What people read about a promotion, as markdown: the approval form and the promotion report.
+
+Why a module of its own: the text is the part of a promotion people judge it by, so it is made by
+pure functions of what the promotion found (renders, drift, outcomes), testable without Prefect
+or a cluster; the flows only gather those values and publish the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from conveyor.bundles.render import Rendered
+from conveyor.cluster.drift import ObjectDrift
+from conveyor.config.model import Target
+from conveyor.promotion.outcome import TargetOutcome
+
+REASON_WIDTH = 200
+"""A gate's reason is cut to this many characters in the report's table."""
+
+
+def approval_form(
+    app: str,
+    stage: str,
+    digest: str,
+    renders: Mapping[str, Rendered],
+    *,
+    baseline: Target | None,
+    changes: Mapping[str, Sequence[ObjectDrift]],
+) -> str:
+    """What the approver sees: the digest, and for each target the parameters that differ from
+    `baseline` (the previous stage's first target, None for the first stage) and `changes`, the
+    drift of the live objects from these manifests (what the promotion will change)."""
+    lines = [f"## Promote `{app}` to **{stage}**", "", f"Digest: `{digest}`", ""]
+    for target, rendered in renders.items():
+        lines.append(f"### {target} (namespace `{rendered.namespace}`)")
+        if baseline is not None:
+            lines.append(
+                f"Parameters that differ from {baseline.name}: "
+                + _differences(baseline.parameters, rendered.parameters)
+            )
+        lines.append("Changes on the cluster (fields Conveyor sets):")
+        lines += [
+            f"- {d.describe()}".replace("deleted out of band", "will be created")
+            for d in changes[target]
+        ] or ["- none: the target already runs these manifests"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _differences(base: Mapping[str, object], values: Mapping[str, object]) -> str:
+    changed = sorted(k for k in {*base, *values} if base.get(k) != values.get(k))
+    return ", ".join(f"`{k}`: {base.get(k)!r} → {values.get(k)!r}" for k in changed) or "none"
+
+
+def promotion_report(
+    app: str,
+    stage: str,
+    digest: str,
+    outcomes: Sequence[TargetOutcome],
+    *,
+    approved_by: str | None,
+    passed: bool,
+) -> str:
+    """The stage's verdict, its approver, every target's results, and what each target was
+    rendered with (parameters and rendered hashes)."""
+    lines = [
+        f"# {app} → {stage}: {'passed' if passed else 'FAILED'}",
+        "",
+        f"Digest: `{digest}`",
+        f"Approved by: {approved_by or 'not required'}",
+        "",
+        "| target | gate | verdict | seconds | reason |",
+        "|---|---|---|---|---|",
+    ]
+    for outcome in outcomes:
+        for result in outcome.results:
+            reason = result.reason.replace("|", "\\|").replace("\n", " ")[:REASON_WIDTH]
+            lines.append(
+                f"| {outcome.target} | {result.name} | "
+                f"{'passed' if result.passed else 'FAILED'} | {result.duration:.1f} | "
+                f"{reason} |"
+            )
+    lines += ["", "| target | namespace | parameters hash | rendered hash |", "|---|---|---|---|"]
+    lines += [
+        f"| {o.target} | {o.rendered.namespace} | `{o.rendered.parameters_hash[:19]}` | "
+        f"`{o.rendered.rendered_hash[:19]}` |"
+        for o in outcomes
+    ]
+    return "\n".join(lines)
