@@ -9,7 +9,8 @@ what failed, where (file, field, resource, component or command) and what to do 
     ├── InputError                the user's input is wrong; nothing was changed  exit 2
     │   ├── ConfigError           a configuration file or field
     │   ├── SourceError           a bundle source: bundle.yaml, a manifest, a tar member
-    │   └── RenderError           parameters that do not fit the bundle's schema
+    │   ├── RenderError           parameters that do not fit the bundle's schema
+    │   └── ConflictError         an apply would take or delete what others own
     ├── IntegrityError            stored content does not match its digest       exit 3
     └── InfrastructureError       something we depend on failed or is unreachable exit 4
         ├── PlatformError         a local platform component (build, start, health)
@@ -65,6 +66,11 @@ class SourceError(InputError):
 
 class RenderError(InputError):
     """Parameters do not satisfy the bundle's parameter schema."""
+
+
+class ConflictError(InputError):
+    """An apply would take over or delete what others own (another app's cluster-scoped object,
+    custom resources of a definition to prune); refused before anything changed."""
 
 
 class IntegrityError(ConveyorError):

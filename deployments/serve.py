@@ -18,6 +18,7 @@ from prefect.deployments.runner import RunnerDeployment
 from conveyor.adapters.prefect_api import HEARTBEAT_ENVIRONMENT, SERVED_DEPLOYMENT, PrefectAPI
 from conveyor.config.model import Config
 from conveyor.config.reader import load_config
+from flows.console import use_plain_console
 from flows.deploy_target import deploy_target
 from flows.promote_stage import promote_stage
 from flows.reconcile import reconcile
@@ -67,6 +68,7 @@ def deployments(config: Config) -> list[RunnerDeployment]:
 def main() -> None:
     for name, value in HEARTBEAT_ENVIRONMENT.items():
         os.environ.setdefault(name, value)  # the runs started from here send heartbeats
+    use_plain_console()  # and print user text in their logs as written
     PrefectAPI().ensure_crash_automation()  # which mark them Crashed if they fall silent
     serve(*deployments(load_config()), pause_on_shutdown=False)
 

@@ -18,6 +18,7 @@ from prefect.settings import (
 )
 
 from conveyor.adapters.prefect_api import HEARTBEAT_SECONDS, exit_code
+from flows.console import use_plain_console
 from flows.deploy_target import deploy_target
 from flows.promote_stage import promote_stage
 from flows.reconcile import reconcile
@@ -44,6 +45,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in FLOWS:
         print(f"usage: python -m flows {{{','.join(FLOWS)}}} '<json parameters>'", file=sys.stderr)
         return 2
+    use_plain_console()  # user text in the log is printed as written
     with heartbeats():
         state = asyncio.run(FLOWS[argv[0]](**json.loads(argv[1]), return_state=True))
     return exit_code(state.type.value, state.message or "")

@@ -38,7 +38,14 @@ async def reconcile(app: str, target: str, config_file: str | None = None) -> in
     drifts = await cluster.detect_drift(kube, rendered, chosen)
     rows = [row for drift in drifts for row in drift.rows()]
     if not drifts:
-        logger.info("%s/%s: live matches %s", app, target, desired.digest[:19])
+        logger.info(
+            "%s/%s: live matches %s (%d API request(s), %d write(s))",
+            app,
+            target,
+            desired.digest[:19],
+            kube.requests,
+            kube.writes,
+        )
         return 0
     await reports.publish_table(
         f"drift-{app}-{target}",

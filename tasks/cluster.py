@@ -23,6 +23,7 @@ async def apply_bundle(kube: Kube, rendered: Rendered, target: Target) -> apply.
         kube,
         rendered,
         force_conflicts=target.force_conflicts,
+        prune_definitions=target.prune_custom_resource_definitions,
         progress=logger.info,
     )
     logger.info(
@@ -31,6 +32,8 @@ async def apply_bundle(kube: Kube, rendered: Rendered, target: Target) -> apply.
         len(report.pruned),
         report.elapsed,
     )
+    for kept in report.kept:
+        logger.info("kept %s: the bundle dropped it, but it is shared or protected", kept)
     return report
 
 
@@ -45,7 +48,12 @@ async def wait_for_readiness(
         logger.info("ready %d/%d%s", ready, total, f"; waiting for {waiting[0]}" if waiting else "")
 
     result = await asyncio.to_thread(
-        deploy.wait_target, kube, rendered, timeout=timeout, progress=progress
+        deploy.wait_target,
+        kube,
+        rendered,
+        timeout=timeout,
+        rules=target.health_checks,
+        progress=progress,
     )
     return gates.readiness(result)
 
@@ -55,7 +63,9 @@ async def soak_target(
     kube: Kube, rendered: Rendered, target: Target, seconds: float
 ) -> gates.GateResult:
     """Readiness must stay green for the stage's soak time."""
-    return await asyncio.to_thread(deploy.soak, kube, rendered, seconds=seconds)
+    return await asyncio.to_thread(
+        deploy.soak, kube, rendered, seconds=seconds, rules=target.health_checks
+    )
 
 
 @task(name="detect-drift", cache_policy=NO_CACHE, task_run_name="drift-{target.name}")

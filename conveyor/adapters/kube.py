@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ from conveyor.errors import ClusterError, ConfigError, ConveyorError, InputError
 from conveyor.kit.syntax import object_path
 
 FIELD_MANAGER = "conveyor"
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_TOO_MANY_REQUESTS_ATTEMPTS = 5
+"""A 429 answer (the request was not processed) is asked again, after its Retry-After (at most
+1 s), up to this many times in all."""
 
 
 class ApplyConflict(ConveyorError):
@@ -62,6 +67,14 @@ class ResourceType:
         if name:
             parts.append(name)
         return "/".join(parts)
+
+
+def _retry_after(header: str | None) -> float:
+    """Seconds to wait before asking again: the header's (seconds), at most 1, else 1."""
+    try:
+        return min(max(float(header or 1), 0.0), 1.0)
+    except ValueError:  # an HTTP date: not worth parsing for at most a second
+        return 1.0
 
 
 def describe(obj: Mapping[str, Any]) -> str:
@@ -141,6 +154,8 @@ class Kube:
         self._lock = threading.Lock()
         self.requests = 0
         """Requests sent so far (benchmarks and tests read it)."""
+        self.writes = 0
+        """Of those, the ones that may change the cluster (POST, PUT, PATCH, DELETE)."""
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -176,24 +191,32 @@ class Kube:
         stream: bool = False,
         what: str = "",
     ) -> urllib3.BaseHTTPResponse:
-        with self._lock:
-            self.requests += 1
-        try:
-            response = self._pool.request(
-                method,
-                self._url(path, query),
-                body=body,
-                headers=self._headers(content_type),
-                preload_content=not stream,
-                timeout=urllib3.Timeout(connect=5.0, read=timeout),
-                retries=False,
-            )
-        except urllib3.exceptions.HTTPError as error:
-            raise ClusterError(
-                f"cannot reach the Kubernetes API server at {self.server} ({method} {what or path})"
-                f": {error.__class__.__name__}",
-                hint="is the cluster running? (`conveyor platform status` for the local one)",
-            ) from error
+        for attempt in range(_TOO_MANY_REQUESTS_ATTEMPTS):
+            with self._lock:
+                self.requests += 1
+                if method in _WRITE_METHODS:
+                    self.writes += 1
+            try:
+                response = self._pool.request(
+                    method,
+                    self._url(path, query),
+                    body=body,
+                    headers=self._headers(content_type),
+                    preload_content=not stream,
+                    timeout=urllib3.Timeout(connect=5.0, read=timeout),
+                    retries=False,
+                )
+            except urllib3.exceptions.HTTPError as error:
+                raise ClusterError(
+                    f"cannot reach the Kubernetes API server at {self.server} "
+                    f"({method} {what or path}): {error.__class__.__name__}",
+                    hint="is the cluster running? (`conveyor platform status` for the local one)",
+                ) from error
+            if response.status != 429 or attempt == _TOO_MANY_REQUESTS_ATTEMPTS - 1:
+                break
+            # Not processed, come back later: a new CRD's storage starting, or flow control.
+            response.drain_conn()
+            time.sleep(_retry_after(response.headers.get("Retry-After")))
         if response.status >= 400:
             data = response.data if not stream else response.read()
             raise self._error(response.status, data, method, what or path)

@@ -14,6 +14,16 @@ bundle.yaml (apiVersion, kind and name are required; unknown fields are refused)
     parameters: {type: object, properties: {...}, required: [...]}   # see schema.py
     tests: [manifests/smoke-job.yaml]   # manifests run as gate Jobs, not applied with the app
     allowPlaintextSecrets: false
+    lint:
+      accept:                       # lint findings a person judged fine, each with its reason
+        - rule: environment-name    # environment-name or plaintext-secret
+          file: manifests/issuer.yaml
+          path: spec.acme.server    # the field path the finding names
+          reason: Let's Encrypt's staging CA, the same for every target
+
+An acceptance hides exactly the findings of its rule, file and field path (in every document of
+that file). Only judgement calls can be accepted: the other rules find manifests that would not
+apply or render. An acceptance that matches no finding fails the build (lint.py says why).
 
 Every file under `manifests/` is a `.yaml` or `.yml` manifest. Other files of the folder (a README)
 are carried along in the bundle. Empty folders are not: a bundle is a set of files.
@@ -44,7 +54,19 @@ KIND = "Bundle"
 DEFAULT_MAX_SOURCE_SIZE = 10 * 1024 * 1024
 TREE_HASH_FORMAT = "conveyor.dev/tree/v1"
 
-_BUNDLE_FIELDS = ("apiVersion", "kind", "name", "parameters", "tests", "allowPlaintextSecrets")
+_BUNDLE_FIELDS = (
+    "apiVersion",
+    "kind",
+    "name",
+    "parameters",
+    "tests",
+    "allowPlaintextSecrets",
+    "lint",
+)
+_LINT_FIELDS = ("accept",)
+_ACCEPT_FIELDS = ("rule", "file", "path", "reason")
+ACCEPTABLE_RULES = ("environment-name", "plaintext-secret")
+"""Lint rules a person may overrule in bundle.yaml; the others find what cannot be applied."""
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _SPECIAL_KINDS = (
     (stat.S_ISFIFO, "a FIFO"),
@@ -62,6 +84,16 @@ class SourceFile(NamedTuple):
 
 
 @dataclass(frozen=True)
+class AcceptedFinding:
+    """A lint finding a person judged fine (bundle.yaml `lint.accept`): rule, file, path, why."""
+
+    rule: str
+    file: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class BundleSpec:
     """The validated content of bundle.yaml."""
 
@@ -69,6 +101,7 @@ class BundleSpec:
     parameters: ParameterSchema
     tests: tuple[str, ...]
     allow_plaintext_secrets: bool
+    accepted_findings: tuple[AcceptedFinding, ...]
 
 
 @dataclass(frozen=True)
@@ -249,11 +282,7 @@ def parse_bundle_spec(data: bytes, where: str, manifest_paths: Iterable[str]) ->
     if len(documents) != 1 or not isinstance(documents[0], dict):
         raise SourceError(f"{where}: must hold exactly one YAML mapping")
     raw = documents[0]
-    for field in raw:
-        if field not in _BUNDLE_FIELDS:
-            raise SourceError(
-                f"{where}: {field}: unknown field; known: {', '.join(_BUNDLE_FIELDS)}"
-            )
+    _refuse_unknown_fields(raw, _BUNDLE_FIELDS, where, "")
     for field, expected in (("apiVersion", API_VERSION), ("kind", KIND)):
         if raw.get(field) != expected:
             raise SourceError(f"{where}: {field}: must be {expected!r}, got {show(raw.get(field))}")
@@ -266,11 +295,13 @@ def parse_bundle_spec(data: bytes, where: str, manifest_paths: Iterable[str]) ->
             f"{where}: allowPlaintextSecrets: must be true or false, "
             f"got {show(allow_plaintext_secrets)}"
         )
+    manifests = frozenset(manifest_paths)
     return BundleSpec(
         name=name,
         parameters=parse_parameter_schema(raw.get("parameters"), where),
-        tests=_tests(raw.get("tests", []), where, frozenset(manifest_paths)),
+        tests=_tests(raw.get("tests", []), where, manifests),
         allow_plaintext_secrets=allow_plaintext_secrets,
+        accepted_findings=_accepted_findings(raw.get("lint", {}), where, manifests),
     )
 
 
@@ -292,3 +323,75 @@ def _tests(raw: object, where: str, manifest_paths: frozenset[str]) -> tuple[str
         if raw.index(path) != index:
             raise SourceError(f"{where}: {field}: {path!r} is listed twice")
     return tuple(sorted(raw))
+
+
+def _accepted_findings(
+    raw: object, where: str, manifest_paths: frozenset[str]
+) -> tuple[AcceptedFinding, ...]:
+    if not isinstance(raw, dict):
+        raise SourceError(f"{where}: lint: must be a mapping (accept: [...]), got {show(raw)}")
+    _refuse_unknown_fields(raw, _LINT_FIELDS, where, "lint.")
+    accepts = raw.get("accept", [])
+    if not isinstance(accepts, list):
+        raise SourceError(
+            f"{where}: lint.accept: must be a list of {{{', '.join(_ACCEPT_FIELDS)}}}, "
+            f"got {show(accepts)}"
+        )
+    accepted: list[AcceptedFinding] = []
+    for index, entry in enumerate(accepts):
+        field = f"lint.accept[{index}]"
+        finding = _accepted_finding(entry, where, field, manifest_paths)
+        if any(
+            (earlier.rule, earlier.file, earlier.path) == (finding.rule, finding.file, finding.path)
+            for earlier in accepted
+        ):
+            raise SourceError(
+                f"{where}: {field}: {finding.rule} at {finding.file} {finding.path} is "
+                "accepted twice",
+                hint="keep one entry, with one reason",
+            )
+        accepted.append(finding)
+    return tuple(accepted)
+
+
+def _accepted_finding(
+    entry: object, where: str, field: str, manifest_paths: frozenset[str]
+) -> AcceptedFinding:
+    if not isinstance(entry, dict):
+        raise SourceError(
+            f"{where}: {field}: must be a mapping of {', '.join(_ACCEPT_FIELDS)}, got {show(entry)}"
+        )
+    _refuse_unknown_fields(entry, _ACCEPT_FIELDS, where, f"{field}.")
+    for key in _ACCEPT_FIELDS:
+        value = entry.get(key)
+        if not isinstance(value, str) or not value.strip():
+            problem = (
+                "is missing"
+                if key not in entry
+                else f"must be a non-empty string, got {show(value)}"
+            )
+            raise SourceError(
+                f"{where}: {field}.{key}: {problem}",
+                hint="an acceptance names the rule, the file, the field path and the reason",
+            )
+    rule, file, path, reason = (str(entry[key]) for key in _ACCEPT_FIELDS)
+    if rule not in ACCEPTABLE_RULES:
+        raise SourceError(
+            f"{where}: {field}.rule: {rule!r} cannot be accepted; "
+            f"acceptable: {', '.join(ACCEPTABLE_RULES)}",
+            hint="the other rules find manifests that would not render or apply: fix them",
+        )
+    if file not in manifest_paths:
+        raise SourceError(
+            f"{where}: {field}.file: {file!r} is not a manifest of this source",
+            hint="name the file as lint reports it, e.g. manifests/ingress.yaml",
+        )
+    return AcceptedFinding(rule=rule, file=file, path=path, reason=reason.strip())
+
+
+def _refuse_unknown_fields(
+    raw: Mapping[str, object], known: tuple[str, ...], where: str, prefix: str
+) -> None:
+    for key in raw:
+        if key not in known:
+            raise SourceError(f"{where}: {prefix}{key}: unknown field; known: {', '.join(known)}")

@@ -102,7 +102,8 @@ def inspect(
     app_name: str | None = AppStoreOption,
     output: Output = OutputOption,
 ) -> None:
-    """Show a bundle's annotations, files and parameters (after verifying every byte)."""
+    """Show a bundle's annotations, files, parameters and accepted lint findings (after
+    verifying every byte)."""
     loaded = load_reference(reference, store, app_name)
     digest, annotations, source = loaded.digest, loaded.annotations, loaded.source
     parameters = [
@@ -116,6 +117,7 @@ def inspect(
         for p in source.spec.parameters.parameters
     ]
     files = [{"path": f.path, "size": len(f.content)} for f in source.files]
+    accepted = [finding.__dict__ for finding in source.spec.accepted_findings]
     total = sum(len(f.content) for f in source.files)
     if output is Output.json:
         print_json(
@@ -125,6 +127,7 @@ def inspect(
                 "parameters": parameters,
                 "files": files,
                 "tests": list(source.spec.tests),
+                "accepted_findings": accepted,
             }
         )
         return
@@ -142,6 +145,11 @@ def inspect(
             str(p["description"]),
         )
     console.print(table)
+    if accepted:
+        findings = Table("accepted rule", "file", "path", "reason")
+        for finding in accepted:
+            add_row(findings, finding["rule"], finding["file"], finding["path"], finding["reason"])
+        console.print(findings)
     say(f"{len(files)} files, {total} bytes; tests: {', '.join(source.spec.tests) or 'none'}")
 
 

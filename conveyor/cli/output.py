@@ -1,4 +1,10 @@
-"""Shared output helpers for CLI commands: one `--output` option, tables or JSON, and progress."""
+"""Shared output helpers for CLI commands: one `--output` option, tables or JSON, and progress.
+
+What the CLI prints is mostly user text (app, target and folder names, YAML values, messages
+that quote them), so both consoles read no Rich markup (`[bold]`), no emoji codes (`:rocket:`)
+and highlight nothing: a string, a table title or a column header is printed as written. Style
+comes only from `Text` objects built here.
+"""
 
 from __future__ import annotations
 
@@ -22,27 +28,27 @@ OutputOption = typer.Option(
     Output.table, "--output", "-o", help="table for people, json for scripts"
 )
 
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+console = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
+errors = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 
 def say(text: str) -> None:
-    """A line of plain text on stdout: never read as markup (it may hold user data)."""
-    console.print(text, markup=False, highlight=False)
+    """A line of plain text on stdout, printed as written."""
+    console.print(text)
 
 
 def note(text: str) -> None:
     """A progress line on stderr."""
-    errors.print(Text("• ", style="cyan") + Text(text), highlight=False)
+    errors.print(Text("• ", style="cyan") + Text(text))
 
 
 def fail(text: str) -> None:
     """An error line on stderr."""
-    errors.print(Text("error: ", style="bold red") + Text(text), highlight=False)
+    errors.print(Text("error: ", style="bold red") + Text(text))
 
 
 def add_row(table: Table, *cells: str) -> None:
-    """A table row of plain text (user data is never read as markup)."""
+    """A table row of plain text, printed as written."""
     table.add_row(*(Text(cell) for cell in cells))
 
 

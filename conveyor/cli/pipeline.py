@@ -38,6 +38,7 @@ from conveyor.bundles.source import Source
 from conveyor.cli.bundle import show_comparison
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.cluster import apply, drift, health
+from conveyor.cluster.health_rules import HealthRules
 from conveyor.cluster.ordering import ObjectRef
 from conveyor.config.model import App, Target
 from conveyor.config.reader import load_config
@@ -353,7 +354,7 @@ class _LiveStatus:
         except ConveyorError as error:
             return {"health": f"unknown: {error.message[:60]}"}
         return {
-            "health": _health(prepared, live),
+            "health": _health(prepared, live, target.health_checks),
             "drift": f"{len(found)} object(s)" if found else "none",
         }
 
@@ -365,13 +366,15 @@ def _promoted(desired: state.DesiredState | None) -> str:
 
 
 def _health(
-    prepared: list[dict[str, Any]], live: Mapping[ObjectRef, Mapping[str, Any] | None]
+    prepared: list[dict[str, Any]],
+    live: Mapping[ObjectRef, Mapping[str, Any] | None],
+    rules: HealthRules,
 ) -> str:
     states = {}
     for obj in prepared:
         found = live.get(ObjectRef.of(obj))
         states[health.object_key(obj)] = (
-            health.status(found)
+            health.status(found, rules=rules)
             if found
             else health.Readiness(health.State.IN_PROGRESS, "not found")
         )

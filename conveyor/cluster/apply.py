@@ -5,10 +5,26 @@ Before applying, the inventory is widened to old + new, so a run killed half-way
 object it may have created; after applying, objects of the old set that the new bundle no longer
 has are deleted (only if they still carry Conveyor's labels for this app and target: an object
 somebody else created is never touched), and the inventory is narrowed to the new set.
+
+Cluster-scoped objects (CRDs, ClusterRoles, Namespaces) have one owner per cluster: the app,
+whichever of its targets applies them (see `ordering`). So, before anything is applied:
+- a cluster-scoped object that another app's bundle put there is a ConflictError naming both
+  apps, never a silent takeover;
+- a cluster-scoped object the bundle dropped is pruned only when no other target of the app on
+  this cluster still ships it (their inventories, read with one labelled LIST, say);
+- a CustomResourceDefinition is kept unless the pipeline opts in (`pruneCustomResourceDefinitions`),
+  because deleting it deletes every custom resource of its kind in the cluster; even then,
+  pruning it while custom resources of it exist (other than the ones this prune removes) is a
+  ConflictError naming the definition and how many there are.
+
+The target's namespace: apply creates it when it is missing, labelled as Conveyor's
+(`app.kubernetes.io/managed-by: conveyor`), and prune never deletes it, even when a bundle that
+shipped it drops it: it may hold what others put there. Delete it by hand when the target goes.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -16,32 +32,37 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.adapters.kube import Kube
+from conveyor.adapters.kube import Kube, NotFound
 from conveyor.cluster import health
 from conveyor.cluster.ordering import (
     MANAGED_BY,
     ObjectRef,
+    is_cluster_scoped,
     label,
     owned_by,
+    owner_app,
     phases,
 )
-from conveyor.errors import ClusterError
+from conveyor.errors import ClusterError, ConflictError
 from conveyor.kit.progress import ProgressNote
 from conveyor.kit.syntax import object_path
 
 INVENTORY_LABEL = "conveyor.dev/inventory"
 CRD_ESTABLISH_TIMEOUT = 60.0
+_CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 
 
 @dataclass(frozen=True)
 class Placement:
     """Where an app's objects go on a cluster: the app, the target's name (labels and inventory),
-    its namespace, and whether to take over fields other managers own."""
+    its namespace, whether to take over fields other managers own, and whether prune may delete
+    CustomResourceDefinitions the bundle dropped."""
 
     app: str
     target: str
     namespace: str
     force_conflicts: bool = False
+    prune_definitions: bool = False
 
     @property
     def inventory_name(self) -> str:
@@ -54,6 +75,8 @@ class ApplyReport:
 
     applied: list[ObjectRef] = field(default_factory=list)
     pruned: list[ObjectRef] = field(default_factory=list)
+    kept: list[ObjectRef] = field(default_factory=list)
+    """Objects the bundle dropped that prune left in place: shared, or a protected kind."""
     live: dict[ObjectRef, dict[str, Any]] = field(default_factory=dict)
     """The objects as the server returned them from the apply (dry-run: as they would be)."""
     elapsed: float = 0.0
@@ -62,18 +85,21 @@ class ApplyReport:
 def prepare(
     kube: Kube, objects: Sequence[Mapping[str, Any]], placement: Placement, digest: str
 ) -> list[dict[str, Any]]:
-    """Label the objects and put namespaced ones without a namespace into the target's."""
-    prepared = label(objects, app=placement.app, target=placement.target, digest=digest)
-    crd_kinds = _kinds_defined_by(prepared)
-    for obj in prepared:
-        metadata = obj["metadata"]
-        if metadata.get("namespace"):
-            continue
-        key = (obj["apiVersion"], obj["kind"])
+    """Put namespaced objects without a namespace into the target's, take the namespace off
+    cluster-scoped ones, and label them (`ordering.label`)."""
+    crd_kinds = _kinds_defined_by(objects)
+    scoped = []
+    for obj in objects:
+        copied = copy.deepcopy(dict(obj))
+        metadata = copied.setdefault("metadata", {})
+        key = (copied["apiVersion"], copied["kind"])
         namespaced = crd_kinds[key] if key in crd_kinds else kube.resource_type(*key).namespaced
-        if namespaced:
+        if not namespaced:
+            metadata.pop("namespace", None)
+        elif not metadata.get("namespace"):
             metadata["namespace"] = placement.namespace
-    return prepared
+        scoped.append(copied)
+    return label(scoped, app=placement.app, target=placement.target, digest=digest)
 
 
 def _kinds_defined_by(objects: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], bool]:
@@ -144,16 +170,39 @@ def apply_bundle(
     prune: bool = True,
     progress: ProgressNote | None = None,
 ) -> ApplyReport:
-    """Apply `objects` (rendered, unlabelled) to `placement`; prune what the bundle dropped."""
+    """Apply `objects` (rendered, unlabelled) to `placement`; prune what the bundle dropped.
+
+    Conflicts (another app's cluster-scoped object, a definition whose custom resources exist)
+    are raised before anything is written."""
     started = time.monotonic()
     report = ApplyReport()
-    _ensure_namespace(kube, placement.namespace, dry_run)
     prepared = prepare(kube, objects, placement, digest)
     new_refs = [ObjectRef.of(obj) for obj in prepared]
     before = read_inventory(kube, placement)
+    refuse_other_apps_objects(kube, prepared, placement.app)
+    plan = plan_prune(kube, _stale(before, new_refs), placement) if prune else None
+    _ensure_namespace(kube, placement.namespace, dry_run)
     if not dry_run and not set(new_refs) <= set(before):  # already covered: no widening needed
         _write_inventory(kube, placement, [*before, *new_refs], digest)
+    _apply_in_phases(kube, prepared, placement, report, concurrency, dry_run, progress)
+    if plan is not None:
+        report.pruned = _delete(kube, plan.delete, dry_run, progress)
+        report.kept = plan.kept
+        if not dry_run:
+            _write_inventory(kube, placement, new_refs, digest)
+    report.elapsed = time.monotonic() - started
+    return report
 
+
+def _apply_in_phases(
+    kube: Kube,
+    prepared: Sequence[Mapping[str, Any]],
+    placement: Placement,
+    report: ApplyReport,
+    concurrency: int,
+    dry_run: bool,
+    progress: ProgressNote | None,
+) -> None:
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for group in phases(prepared):
             if progress:
@@ -169,13 +218,6 @@ def apply_bundle(
             if crds and not dry_run:
                 _wait_established(kube, crds, progress)
 
-    if prune:
-        report.pruned = _prune(kube, _stale(before, new_refs), placement, dry_run, progress)
-        if not dry_run:
-            _write_inventory(kube, placement, new_refs, digest)
-    report.elapsed = time.monotonic() - started
-    return report
-
 
 def prune(
     kube: Kube,
@@ -187,12 +229,131 @@ def prune(
 ) -> list[ObjectRef]:
     """Only the prune half of an apply: delete what the inventory has and `objects` lack."""
     new_refs = [ObjectRef.of(obj) for obj in prepare(kube, objects, placement, digest)]
-    pruned = _prune(
-        kube, _stale(read_inventory(kube, placement), new_refs), placement, dry_run, None
-    )
+    plan = plan_prune(kube, _stale(read_inventory(kube, placement), new_refs), placement)
+    pruned = _delete(kube, plan.delete, dry_run, None)
     if not dry_run:
         _write_inventory(kube, placement, new_refs, digest)
     return pruned
+
+
+def refuse_other_apps_objects(kube: Kube, prepared: Sequence[Mapping[str, Any]], app: str) -> None:
+    """Raise ConflictError when a cluster-scoped object of the bundle was applied by Conveyor
+    for another app: one object has one owner per cluster."""
+    taken = []
+    for obj in prepared:
+        if not is_cluster_scoped(obj):
+            continue
+        live = kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+        owner = owner_app(live) if live else None
+        if owner and owner != app:
+            taken.append(f"{ObjectRef.of(obj)} (owned by app {owner!r})")
+    if taken:
+        raise ConflictError(
+            f"app {app!r} ships cluster-scoped object(s) another app already owns on this "
+            f"cluster: {', '.join(taken)}; nothing was applied",
+            hint="ship each cluster-scoped object from one app only: drop it from one of the "
+            "bundles (the other app keeps it), or move it to an app both depend on",
+        )
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What prune will delete, and which dropped objects it keeps (shared or protected)."""
+
+    delete: list[ObjectRef]
+    kept: list[ObjectRef]
+
+
+def plan_prune(kube: Kube, stale: Sequence[ObjectRef], placement: Placement) -> PrunePlan:
+    """Decide, before anything is applied, what to do with each object the bundle dropped.
+
+    Raises ConflictError when the plan would delete a CustomResourceDefinition whose custom
+    resources (others than those this prune deletes) exist anywhere in the cluster."""
+    shared = (
+        _shipped_by_other_targets(kube, placement)
+        if any(ref.namespace is None for ref in stale)
+        else set()
+    )
+    delete: list[ObjectRef] = []
+    kept: list[ObjectRef] = []
+    definitions: list[tuple[ObjectRef, Mapping[str, Any]]] = []
+    for ref in stale:
+        live = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace)
+        if live is None or not owned_by(live, app=placement.app, target=placement.target):
+            continue  # already gone, or no longer ours: never delete what we did not create
+        if ref.namespace is None and (
+            _protected(ref, placement) or (ref.group_kind, ref.name) in shared
+        ):
+            kept.append(ref)
+        elif _is_definition(ref):
+            definitions.append((ref, live))
+        else:
+            delete.append(ref)
+    refused = []
+    for ref, definition in definitions:
+        left = _custom_resources_left(kube, definition, delete)
+        if left:
+            refused.append(f"{ref}: {len(left)} custom resource(s) exist, e.g. {left[0]}")
+        delete.append(ref)
+    if refused:
+        raise ConflictError(
+            f"{placement.app}/{placement.target}: the bundle dropped definition(s) whose custom "
+            f"resources still exist in the cluster: {'; '.join(refused)}; deleting a definition "
+            "deletes all of them, so nothing was applied or deleted",
+            hint="delete those custom resources first, keep the definition in the bundle, or "
+            "set `pruneCustomResourceDefinitions: false` in the pipeline to leave it in place",
+        )
+    return PrunePlan(delete, kept)
+
+
+def _is_definition(ref: ObjectRef) -> bool:
+    return ref.group_kind == ("apiextensions.k8s.io", "CustomResourceDefinition")
+
+
+def _protected(ref: ObjectRef, placement: Placement) -> bool:
+    """The target's namespace, and definitions unless the pipeline opted in: never pruned."""
+    if ref.group_kind == ("", "Namespace"):
+        return ref.name == placement.namespace
+    return _is_definition(ref) and not placement.prune_definitions
+
+
+def _shipped_by_other_targets(kube: Kube, placement: Placement) -> set[tuple[tuple[str, str], str]]:
+    """(group_kind, name) of the cluster-scoped objects in the inventories of the app's other
+    targets on this cluster: one labelled LIST of ConfigMaps across namespaces."""
+    inventories, _ = kube.list("v1", "ConfigMap", label_selector=f"{INVENTORY_LABEL}=true")
+    shipped = set()
+    for inventory in inventories:
+        data = inventory.get("data") or {}
+        metadata = inventory["metadata"]
+        own = (metadata.get("namespace"), metadata["name"]) == (
+            placement.namespace,
+            placement.inventory_name,
+        )
+        if own or data.get("app") != placement.app:
+            continue
+        for entry in json.loads(data.get("objects", "[]")):
+            ref = ObjectRef(entry["apiVersion"], entry["kind"], entry["namespace"], entry["name"])
+            if ref.namespace is None:
+                shipped.add((ref.group_kind, ref.name))
+    return shipped
+
+
+def _custom_resources_left(
+    kube: Kube, definition: Mapping[str, Any], pruned_with_it: Sequence[ObjectRef]
+) -> list[ObjectRef]:
+    """Custom resources of `definition` anywhere in the cluster, but for those in
+    `pruned_with_it` (this prune deletes them anyway)."""
+    spec = definition.get("spec", {})
+    served = [v["name"] for v in spec.get("versions", []) if v.get("served")]
+    if not served:
+        return []  # no version served: nothing can be listed, nor exist to be lost
+    try:
+        items, _ = kube.list(f"{spec['group']}/{served[0]}", spec["names"]["kind"])
+    except NotFound:
+        return []
+    leaving = {(ref.group_kind, ref.namespace, ref.name) for ref in pruned_with_it}
+    left = [ObjectRef.of(item) for item in items]
+    return [ref for ref in left if (ref.group_kind, ref.namespace, ref.name) not in leaving]
 
 
 def _stale(before: Sequence[ObjectRef], new_refs: Sequence[ObjectRef]) -> list[ObjectRef]:
@@ -234,20 +395,13 @@ def _wait_established(
             time.sleep(0.05)
 
 
-def _prune(
-    kube: Kube,
-    stale: Sequence[ObjectRef],
-    placement: Placement,
-    dry_run: bool,
-    progress: ProgressNote | None,
+def _delete(
+    kube: Kube, refs: Sequence[ObjectRef], dry_run: bool, progress: ProgressNote | None
 ) -> list[ObjectRef]:
-    pruned = []
-    for ref in stale:
-        live = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace)
-        if live is None or not owned_by(live, app=placement.app, target=placement.target):
-            continue  # already gone, or no longer ours: never delete what we did not create
+    deleted = []
+    for ref in refs:
         if progress:
             progress(f"pruning {ref}")
-        kube.delete(ref.api_version, ref.kind, ref.name, ref.namespace, dry_run=dry_run)
-        pruned.append(ref)
-    return pruned
+        if kube.delete(ref.api_version, ref.kind, ref.name, ref.namespace, dry_run=dry_run):
+            deleted.append(ref)
+    return deleted

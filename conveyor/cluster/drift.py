@@ -2,9 +2,10 @@
 
 Under server-side apply Conveyor owns exactly the fields it sets, so drift is a field we set whose
 live value differs (somebody ran `kubectl scale`), or an object we applied that is gone. Fields
-we do not set (defaults, status, other managers' labels) are not drift. The comparison is a pure
-function: every field of the desired object must be present in the live one with an equal value;
-lists compare item by item, and Kubernetes quantities compare by value ("1000m" equals "1").
+we do not set (defaults, status, other managers' labels) are not drift, nor is an empty map or
+list we set that the server leaves out. The comparison is a pure function: every field of the
+desired object must be present in the live one with an equal value; lists compare item by item,
+and Kubernetes quantities compare by value ("1000m" equals "1").
 
 Detection reads each (kind, namespace) once with a label selector: the number of API requests
 grows with the kinds and namespaces of a bundle, not with its objects.
@@ -175,7 +176,8 @@ def compare(
             if path == "metadata" and key in _SERVER_OWNED_METADATA:
                 continue
             if key not in live:
-                drifts.append(FieldDrift(child, value, ABSENT))
+                if value != {} and value != []:  # the server omits empty maps and lists
+                    drifts.append(FieldDrift(child, value, ABSENT))
             else:
                 below = quantities or _holds_quantities(path, str(key))
                 drifts.extend(compare(value, live[key], child, quantities=below))
@@ -197,10 +199,11 @@ def read_live(
 ) -> dict[ObjectRef, Mapping[str, Any] | None]:
     """The live object of every desired one (prepared: labelled and namespaced), or None when
     the cluster has no such object carrying Conveyor's labels: one labelled LIST per kind and
-    namespace, whatever the number of objects."""
-    labels = selector(app=app, target=target)
+    namespace, whatever the number of objects. Cluster-scoped objects are matched by app alone:
+    every target of the app on the cluster shares them."""
     live: dict[ObjectRef, Mapping[str, Any] | None] = {}
     for (api_version, kind, namespace), objects in _by_kind_and_namespace(desired):
+        labels = selector(app=app, target=target if namespace else None)
         items, _ = kube.list(api_version, kind, namespace, label_selector=labels)
         by_name = {item["metadata"]["name"]: item for item in items}
         live.update((ref, by_name.get(ref.name)) for ref in map(ObjectRef.of, objects))

@@ -70,10 +70,12 @@ def run_test_jobs(
     started = time.monotonic()
     if not jobs:
         return GateResult(name, True, "the bundle has no test Jobs", 0.0)
-    labelled = label(jobs, app=f"{app}-tests", target=target, digest=digest)
+    placed = [
+        {**job, "metadata": {**job.get("metadata", {}), "namespace": namespace}} for job in jobs
+    ]
+    labelled = label(placed, app=f"{app}-tests", target=target, digest=digest)
     try:
         for job in labelled:
-            job["metadata"]["namespace"] = namespace
             job["metadata"]["labels"][TEST_RUN_LABEL] = digest.removeprefix("sha256:")[:63]
             _delete_and_wait_gone(kube, job["metadata"]["name"], namespace, started + timeout)
             kube.apply(job, force=True)

@@ -10,13 +10,18 @@ The rules follow kstatus (sigs.k8s.io/cli-utils/pkg/kstatus/status), first match
 
 1. metadata.deletionTimestamp set: Terminating.
 2. status.observedGeneration present and different from metadata.generation: InProgress.
-   DaemonSets must report observedGeneration at all (in STRICT, every kind in
+3. A health rule the pipeline gives for the object's group and kind (CEL, in the shape of Flux's
+   `healthCheckExprs`; see `conveyor.cluster.health_rules`) decides, in place of what follows.
+4. DaemonSets must report observedGeneration at all (in STRICT, every kind in
    `_REPORTS_OBSERVED_GENERATION` must).
-3. The first condition Reconciling=True (InProgress) or Stalled=True (Failed).
-4. The kind's own rule: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, Pod,
+5. The first condition Reconciling=True (InProgress) or Stalled=True (Failed).
+6. The kind's own rule: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, Pod,
    PersistentVolumeClaim, Service, CustomResourceDefinition, Namespace (see `_RULES`).
-5. Any other kind with a Ready condition: True is Current, False or Unknown is InProgress.
-6. Anything else (ConfigMap, Secret, ServiceAccount, RBAC, ...) has nothing to wait for: Current.
+7. Any other kind with a Ready condition: True is Current, False or Unknown is InProgress.
+8. Anything else (ConfigMap, Secret, ServiceAccount, RBAC, a custom resource that reports no
+   conditions: no status at all, or a status without conditions) has nothing to wait for:
+   Current. A custom resource that reports conditions but no Ready one is Current to kstatus
+   and InProgress in STRICT.
 
 Profiles. KSTATUS gives kstatus's verdicts. STRICT, the default, is what a promotion gate needs:
 it refuses kstatus's false positives and fails fast where waiting can only end in a timeout.
@@ -25,7 +30,7 @@ it refuses kstatus's false positives and fails fast where waiting can only end i
     Job started, no Complete condition yet          Current       InProgress
     Pod in phase Failed                             Current       Failed
     LoadBalancer Service without ingress            Current       InProgress
-    custom resource reporting no Ready condition    Current       InProgress
+    custom resource reporting conditions, no Ready  Current       InProgress
     Ready condition older than metadata.generation  Current       InProgress
     PodDisruptionBudget without status yet (any
       kind whose controller always reports
@@ -42,7 +47,11 @@ here (phase Active, or Terminating) agrees with it on every namespace the API se
 A custom resource is a kind whose API group follows the naming convention for add-ons: it has a
 dot and does not end in `.k8s.io` (or ends in `.x-k8s.io`). So the few add-on APIs published under
 `.k8s.io` (the Gateway API, volume snapshots) count as built-in: without a Ready condition they
-are Current, as kstatus has it.
+are Current, as kstatus has it. STRICT asks a custom resource for a Ready condition only when it
+reports conditions at all (a `status.conditions` list, even empty): many custom resources have no
+controller writing their status (Prometheus' ServiceMonitor, Istio's VirtualService, operators'
+configuration resources), and waiting for one would only end at the timeout. A controller that
+reports status.observedGeneration is still waited for until it has seen the latest generation.
 
 A Deployment's status does not show why its pods do not become available; for that, give its pods
 to `deployment_failure_from_pods`.
@@ -56,6 +65,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeGuard
 
+from conveyor.cluster.health_rules import NO_RULES, HealthRule, HealthRules, Outcome
 from conveyor.kit.syntax import object_path
 
 
@@ -106,15 +116,29 @@ _REPORTS_OBSERVED_GENERATION = frozenset(
 _FAILURE_REASON = re.compile(r"Fail|Error")
 # The progressDeadlineSeconds value the Deployment controller reads as "no deadline".
 _NO_PROGRESS_DEADLINE = 2**31 - 1
+_RULE_STATES = {
+    Outcome.CURRENT: State.CURRENT,
+    Outcome.IN_PROGRESS: State.IN_PROGRESS,
+    Outcome.FAILED: State.FAILED,
+}
 
 
-def status(obj: Object, profile: Profile = Profile.STRICT) -> Readiness:
-    """The readiness of `obj`, an object as the API server returns it, under `profile`."""
+def status(
+    obj: Object, profile: Profile = Profile.STRICT, rules: HealthRules = NO_RULES
+) -> Readiness:
+    """The readiness of `obj`, an object as the API server returns it, under `profile`; a rule
+    of `rules` for the object's group and kind decides in place of the built-in rules."""
     group, kind = _group_kind(obj)
     deleted = _field(obj, "metadata", "deletionTimestamp")
     if deleted:
         return Readiness(State.TERMINATING, f"being deleted (deletionTimestamp {deleted})")
-    verdict = _generation(obj, (group, kind), profile) or _reconciling_or_stalled(obj)
+    lagging = _generation_lag(obj)
+    if lagging is not None:
+        return lagging
+    health_rule = rules.for_object(_text(obj, "apiVersion"), kind)
+    if health_rule is not None:
+        return _by_health_rule(health_rule, obj)
+    verdict = _unreported_generation(obj, (group, kind), profile) or _reconciling_or_stalled(obj)
     if verdict is not None:
         return verdict
     rule = _RULES.get((group, kind))
@@ -123,9 +147,7 @@ def status(obj: Object, profile: Profile = Profile.STRICT) -> Readiness:
     ready = _ready_condition(obj, profile)
     if ready is not None:
         return ready
-    if profile is Profile.STRICT and _is_custom(group):
-        return _in_progress("Ready condition not reported yet")
-    return Readiness(State.CURRENT, f"{kind or 'object'} has no status to wait for")
+    return _without_ready_condition(obj, group, kind or "object", profile)
 
 
 def deployment_failure_from_pods(deployment: Object, pods: Iterable[Object]) -> Readiness | None:
@@ -272,21 +294,44 @@ def _count_below(
 # Generic rules, before the kind's own.
 
 
-def _generation(obj: Object, group_kind: tuple[str, str], profile: Profile) -> Readiness | None:
+def _generation_lag(obj: Object) -> Readiness | None:
+    """InProgress if status.observedGeneration is reported and not metadata.generation."""
     observed = _int_or_none(obj, "status", "observedGeneration")
-    if observed is None:
-        must_report = group_kind == ("apps", "DaemonSet") or (
-            profile is Profile.STRICT and group_kind in _REPORTS_OBSERVED_GENERATION
-        )
-        if must_report:
-            return _in_progress("status.observedGeneration not reported yet")
-        return None
     generation = _int_or_none(obj, "metadata", "generation")
-    if generation is not None and generation != observed:
-        return _in_progress(
-            f"generation {generation} not observed yet (status.observedGeneration is {observed})"
-        )
-    return None
+    if observed is None or generation is None or generation == observed:
+        return None
+    return _in_progress(
+        f"generation {generation} not observed yet (status.observedGeneration is {observed})"
+    )
+
+
+def _unreported_generation(
+    obj: Object, group_kind: tuple[str, str], profile: Profile
+) -> Readiness | None:
+    """InProgress if a kind whose controller always reports observedGeneration has not yet."""
+    if _int_or_none(obj, "status", "observedGeneration") is not None:
+        return None
+    must_report = group_kind == ("apps", "DaemonSet") or (
+        profile is Profile.STRICT and group_kind in _REPORTS_OBSERVED_GENERATION
+    )
+    return _in_progress("status.observedGeneration not reported yet") if must_report else None
+
+
+def _by_health_rule(rule: HealthRule, obj: Object) -> Readiness:
+    verdict = rule.evaluate(obj)
+    return Readiness(_RULE_STATES[verdict.outcome], verdict.reason)
+
+
+def _without_ready_condition(obj: Object, group: str, kind: str, profile: Profile) -> Readiness:
+    """Custom resources reporting conditions wait for Ready in STRICT; the rest are Current."""
+    reported = _field(obj, "status", "conditions")
+    if isinstance(reported, list):
+        if profile is Profile.STRICT and _is_custom(group):
+            return _in_progress("Ready condition not reported yet")
+        return Readiness(State.CURRENT, f"{kind} has no Ready condition")
+    if isinstance(_field(obj, "status"), Mapping):
+        return Readiness(State.CURRENT, f"{kind} reports no conditions to wait for")
+    return Readiness(State.CURRENT, f"{kind} has no status to wait for")
 
 
 def _reconciling_or_stalled(obj: Object) -> Readiness | None:

@@ -1,7 +1,16 @@
 """In which order a bundle's objects reach the cluster, and which labels they carry there.
 
 Pure functions of the rendered objects, so the order and the labelling are tested without a
-cluster. Order: Namespaces, then CustomResourceDefinitions (the caller waits until they are
+cluster.
+
+Labels say who owns an object. A namespaced object belongs to one target of an app (its
+namespace is the target's), so it carries the app and the target. A cluster-scoped object (a
+CRD, a ClusterRole, a Namespace) is shared by every target of the app on that cluster: it carries
+the app only, and no bundle digest, since targets of one cluster run different digests while a
+release moves along. Were it to carry a target, each target's apply would take it from the
+previous one, and every target but the last would see it as missing.
+
+Order: Namespaces, then CustomResourceDefinitions (the caller waits until they are
 Established), then RBAC, then configuration (ConfigMaps, Secrets, storage claims), then workloads
 and everything else, then custom resources. Objects within one phase do not depend on each other
 and may be applied in parallel.
@@ -118,32 +127,56 @@ def phases(objects: Iterable[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
     return [bucket for bucket in buckets if bucket]
 
 
+def is_cluster_scoped(obj: Mapping[str, Any]) -> bool:
+    """True for an object without a namespace: prepared objects have one exactly when their
+    kind is namespaced, and live cluster-scoped objects never have one."""
+    return not obj.get("metadata", {}).get("namespace")
+
+
 def label(
     objects: Sequence[Mapping[str, Any]], *, app: str, target: str, digest: str
 ) -> list[dict[str, Any]]:
-    """Copies of `objects` carrying Conveyor's ownership labels and the bundle digest."""
+    """Copies of `objects` (namespaces resolved) carrying Conveyor's ownership labels: the app
+    and the target, with the bundle digest, on namespaced ones; the app alone on cluster-scoped
+    ones."""
     labelled = []
     for obj in objects:
         copied = copy.deepcopy(dict(obj))
         metadata = copied.setdefault("metadata", {})
-        metadata.setdefault("labels", {}).update(
-            {MANAGED_BY: "conveyor", APP_LABEL: app, TARGET_LABEL: target}
-        )
-        metadata.setdefault("annotations", {})[DIGEST_ANNOTATION] = digest
+        labels = metadata.setdefault("labels", {})
+        labels.update({MANAGED_BY: "conveyor", APP_LABEL: app})
+        if is_cluster_scoped(copied):
+            labels.pop(TARGET_LABEL, None)
+        else:
+            labels[TARGET_LABEL] = target
+            metadata.setdefault("annotations", {})[DIGEST_ANNOTATION] = digest
         labelled.append(copied)
     return labelled
 
 
 def owned_by(obj: Mapping[str, Any], *, app: str, target: str) -> bool:
-    """True when `obj` carries the labels Conveyor put on it for this app and target."""
+    """True when `obj` carries the labels Conveyor puts on it for this app and target (the app
+    alone for a cluster-scoped object)."""
     labels = obj.get("metadata", {}).get("labels") or {}
     return bool(
         labels.get(MANAGED_BY) == "conveyor"
         and labels.get(APP_LABEL) == app
-        and labels.get(TARGET_LABEL) == target
+        and (is_cluster_scoped(obj) or labels.get(TARGET_LABEL) == target)
     )
 
 
-def selector(*, app: str, target: str) -> str:
-    """The label selector matching every object Conveyor applied for an app on a target."""
+def owner_app(obj: Mapping[str, Any]) -> str | None:
+    """The app a live object was applied for, None when Conveyor did not apply it."""
+    labels = obj.get("metadata", {}).get("labels") or {}
+    if labels.get(MANAGED_BY) != "conveyor":
+        return None
+    app = labels.get(APP_LABEL)
+    return str(app) if app else None
+
+
+def selector(*, app: str, target: str | None) -> str:
+    """The label selector matching what Conveyor applied for an app on a target (`target` None:
+    for the app, which is how cluster-scoped objects are matched)."""
+    if target is None:
+        return f"{APP_LABEL}={app}"
     return f"{APP_LABEL}={app},{TARGET_LABEL}={target}"

@@ -20,6 +20,12 @@ revision matches the Deployment's, once the Deployment's generation is observed)
 pod or a container in CrashLoopBackOff fails the wait at once. Pods of older ReplicaSets are left
 out, so rolling back from a crash-looping release is not mistaken for a failure.
 
+Objects that do not appear. Every object waited for was just applied, so one still not found
+`not_found_after` seconds (5 by default) after the wait started was deleted since (its namespace
+is being deleted, say, or a controller removed it): the wait fails at once, naming it
+("<Kind>/<namespace>/<name>: not found 5 s after apply"), instead of running to its deadline.
+Until its group has been listed an object is "not read yet", never "not found".
+
 Threads. On return the threads are told to stop; each ends at its next event or when its current
 watch request ends, which the server does within WATCH_SECONDS (threads are daemons meanwhile and
 report nothing more). An exception in a thread is raised again in the caller, with a note naming
@@ -47,10 +53,13 @@ from conveyor.cluster.health import (
     status,
     summarize,
 )
+from conveyor.cluster.health_rules import NO_RULES, HealthRules
 from conveyor.errors import ClusterError, InputError
 
 WATCH_SECONDS = 5
 """Server-side timeout of one watch request, renewed in a loop until the wait ends."""
+NOT_FOUND_SECONDS = 5.0
+"""How long an object applied just before the wait may take to be found before it fails."""
 _JOIN_SECONDS = 2.0
 """How long a finished wait gives its threads, all together, to end after their streams close."""
 
@@ -113,22 +122,29 @@ def wait_ready(
     *,
     timeout: float,
     profile: Profile = Profile.STRICT,
+    rules: HealthRules = NO_RULES,
     on_progress: ReadinessProgress | None = None,
+    not_found_after: float | None = NOT_FOUND_SECONDS,
 ) -> WaitResult:
     """Watch `objects` until all are Current, one is Failed, or `timeout` seconds have passed.
 
+    `rules` are the per-kind health rules in force (`health.status`). An object still not found
+    `not_found_after` seconds after the call is Failed (None: it waits like any other).
     `on_progress` is called once every group has been read, and again whenever the number of
     ready objects or a reason changes. Raises ClusterError if, at the deadline, the objects of a
     group could not be read since the API server last failed (their state is unknown, not late).
     """
     started = time.monotonic()
     deadline = started + timeout
-    tracker = _Tracker(objects, profile)
+    missing_by = None if not_found_after is None else started + not_found_after
+    tracker = _Tracker(objects, profile, rules)
     watchers = _Watchers(kube, deadline)
     reported: tuple[int, list[str]] | None = None
     try:
         while True:
-            states = tracker.states()
+            now = time.monotonic()
+            missing_late = missing_by is not None and now >= missing_by
+            states = tracker.states(not_found_after if missing_late else None)
             for source in tracker.sources:
                 watchers.follow(source)
             ready, total, waiting = summarize(states)
@@ -142,6 +158,8 @@ def wait_ready(
             if remaining <= 0:
                 tracker.raise_if_unreadable(timeout, waiting)
                 return WaitResult(False, time.monotonic() - started, states)
+            if missing_by is not None and not missing_late:  # wake to judge the missing ones
+                remaining = min(remaining, max(0.0, missing_by - time.monotonic()))
             try:
                 tracker.apply(watchers.queue.get(timeout=remaining))
             except queue.Empty:
@@ -323,8 +341,11 @@ class _Watchers:
 class _Tracker:
     """What is known of each watched source, and each object's readiness from it."""
 
-    def __init__(self, objects: Sequence[Mapping[str, Any]], profile: Profile) -> None:
+    def __init__(
+        self, objects: Sequence[Mapping[str, Any]], profile: Profile, rules: HealthRules
+    ) -> None:
         self._profile = profile
+        self._rules = rules
         self._where: dict[str, tuple[_Source, str]] = {}
         for index, obj in enumerate(objects):
             source, name = _locate(obj, index)
@@ -356,8 +377,14 @@ class _Tracker:
     def read_all(self) -> bool:
         return all(source in self._known for source in self._groups)
 
-    def states(self) -> dict[str, Readiness]:
-        return {key: self._readiness(source, name) for key, (source, name) in self._where.items()}
+    def states(self, missing_for: float | None = None) -> dict[str, Readiness]:
+        """Each object's readiness; with `missing_for` (seconds since the wait started), one
+        not found is Failed."""
+        states = {key: self._readiness(source, name) for key, (source, name) in self._where.items()}
+        if missing_for is None:
+            return states
+        gone = Readiness(State.FAILED, f"not found {missing_for:g} s after apply")
+        return {key: gone if state is _NOT_FOUND else state for key, state in states.items()}
 
     def raise_if_unreadable(self, timeout: float, waiting: list[str]) -> None:
         lost = [source for source in sorted(self._groups, key=str) if source in self._lost]
@@ -378,7 +405,7 @@ class _Tracker:
         obj = known.get(name)
         if obj is None:
             return _NOT_FOUND
-        readiness = status(obj, self._profile)
+        readiness = status(obj, self._profile, self._rules)
         if (
             readiness.state is State.IN_PROGRESS
             and self._profile is Profile.STRICT

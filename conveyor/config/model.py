@@ -13,6 +13,7 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import ClassVar
 
+from conveyor.cluster.health_rules import NO_RULES, HealthRules
 from conveyor.errors import ConfigError
 from conveyor.kit.paths import display_path
 from conveyor.kit.paths import state_dir as default_state_dir
@@ -137,6 +138,11 @@ class Target:
     parameters: Mapping[str, JsonValue]
     force_conflicts: bool
     self_heal: bool
+    health_checks: HealthRules = NO_RULES
+    """The per-kind health rules in force: the stage's, each replaced by the target's own rule
+    for the same group and kind."""
+    prune_custom_resource_definitions: bool = False
+    """The pipeline's `pruneCustomResourceDefinitions`: may prune delete a dropped CRD."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ labels: lowercase letters, digits and '-', at most 63.
         source: {repository: .., ref: HEAD, path: examples/web}   # ref default HEAD, path "."
         pipeline: pipelines/web.yaml
 
-A pipeline file (kind: Pipeline) has a `name` and ordered `stages`, each with:
+A pipeline file (kind: Pipeline) has a `name`, `pruneCustomResourceDefinitions` (default false:
+prune never deletes a CustomResourceDefinition a bundle dropped, since that deletes every custom
+resource of its kind) and ordered `stages`, each with:
 
     name, targets (at least one), gates [], approval {required: false, timeout: 1h}, soak 0s,
     freezeWindows [], autoPromote true, parallelism 1 (targets deployed at once),
@@ -38,6 +40,22 @@ A target: `name` (unique across the pipeline), `cluster` (a key of `clusters`), 
 `parameters` (a file of name: value, relative to the config folder; default
 `environments/<target name>.yaml`; it must exist and hold a mapping), `forceConflicts` false,
 `selfHeal` true. No two targets of a pipeline share a cluster and namespace.
+
+Readiness is judged by the built-in rules (`conveyor.cluster.health`); `healthChecks`, a list under
+a stage and under a target, gives per-kind rules as CEL expressions in the shape of Flux's
+`healthCheckExprs`, so a Flux user can copy theirs (see `conveyor.cluster.health_rules`):
+
+    healthChecks:
+      - apiVersion: search.example.com/v1   # the rule covers every version of this group
+        kind: Index
+        current: status.readyShards == spec.shards     # required
+        inProgress: status.state == 'Rebalancing'      # optional
+        failed: status.state == 'Broken'               # optional
+
+The expressions see the object's top-level fields (metadata, spec, status, ...). A rule decides
+its kind in place of the built-in rules, a built-in kind included. A target's rules apply on top of
+its stage's: for the same group and kind the target's rule wins. At most one rule per group and
+kind in one list; an expression that does not compile is an error here, at load, naming its key.
 
 A gate: `type` and optional `name` (default: the type, then `<type>-2`, `<type>-3`... for later
 gates of the same type; unique within the stage) and `timeout`, the most the gate may take, every
@@ -80,6 +98,7 @@ from urllib.parse import urlsplit
 from conveyor.bundles.parameters import load_values
 from conveyor.bundles.schema import show
 from conveyor.bundles.source import path_problem
+from conveyor.cluster.health_rules import HealthRule, HealthRules, InvalidExpression
 from conveyor.config.model import (
     WEEKDAYS,
     App,
@@ -322,8 +341,17 @@ _STAGE_KEYS = (
     "autoPromote",
     "parallelism",
     "budget",
+    "healthChecks",
 )
-_TARGET_KEYS = ("name", "cluster", "namespace", "parameters", "forceConflicts", "selfHeal")
+_TARGET_KEYS = (
+    "name",
+    "cluster",
+    "namespace",
+    "parameters",
+    "forceConflicts",
+    "selfHeal",
+    "healthChecks",
+)
 
 
 def _budget(raw: object, at: Place) -> Budget | None:
@@ -346,15 +374,17 @@ class _PipelineReader:
         self.stage_names: dict[str, Place] = {}
         self.target_names: dict[str, Place] = {}
         self.places: dict[tuple[str, str], Place] = {}
+        self.prune_definitions = False
 
     def read(self) -> Pipeline:
         fields = _read_document(
             self.path,
             _InConfigFile(display_path(self.path)),
             "Pipeline",
-            ("apiVersion", "kind", "name", "stages"),
+            ("apiVersion", "kind", "name", "stages", "pruneCustomResourceDefinitions"),
         )
         name = fields.label("name")
+        self.prune_definitions = fields.boolean("pruneCustomResourceDefinitions", False)
         stages = tuple(self.stage(raw, at) for raw, at in fields.items("stages", at_least_one=True))
         return Pipeline(name, self.path, stages)
 
@@ -362,8 +392,9 @@ class _PipelineReader:
         fields = _ConfigFields(raw, at, _STAGE_KEYS)
         name = fields.label("name")
         _unique(name, at.key("name"), self.stage_names, "stage", "in the pipeline")
+        stage_rules = HealthRules(_health_checks(fields))
         targets = tuple(
-            self.target(raw_target, target_at, name)
+            self.target(raw_target, target_at, name, stage_rules)
             for raw_target, target_at in fields.items("targets", at_least_one=True)
         )
         gate_names: dict[str, Place] = {}
@@ -391,7 +422,7 @@ class _PipelineReader:
             budget=_budget(fields.get("budget", None), at.key("budget")),
         )
 
-    def target(self, raw: JsonValue, at: Place, stage: str) -> Target:
+    def target(self, raw: JsonValue, at: Place, stage: str, stage_rules: HealthRules) -> Target:
         fields = _ConfigFields(raw, at, _TARGET_KEYS)
         name = fields.label("name")
         _unique(name, at.key("name"), self.target_names, "target", "across the pipeline")
@@ -432,6 +463,8 @@ class _PipelineReader:
             parameters=MappingProxyType(parameters),
             force_conflicts=fields.boolean("forceConflicts", False),
             self_heal=fields.boolean("selfHeal", True),
+            health_checks=stage_rules.overridden_by(_health_checks(fields)),
+            prune_custom_resource_definitions=self.prune_definitions,
         )
 
 
@@ -515,6 +548,47 @@ def _url(fields: _ConfigFields) -> str:
             f"must be an http:// or https:// URL with a host, got {show(url)}"
         )
     return url
+
+
+_HEALTH_CHECK_KEYS = ("apiVersion", "kind", "current", "inProgress", "failed")
+_API_VERSION = re.compile(r"(?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+(?:(?:alpha|beta)[0-9]+)?")
+
+
+def _health_checks(fields: _ConfigFields) -> tuple[HealthRule, ...]:
+    """The `healthChecks` list under a stage or a target: CEL compiled, one rule per kind."""
+    rules: list[HealthRule] = []
+    places: dict[tuple[str, str], Place] = {}
+    for raw, at in fields.items("healthChecks", default=[]):
+        check = _ConfigFields(raw, at, _HEALTH_CHECK_KEYS)
+        api_version = check.string("apiVersion")
+        if not _API_VERSION.fullmatch(api_version):
+            raise at.key("apiVersion").error(
+                f"must be group/version, or a core version such as v1; got {show(api_version)}",
+                hint="write it as in the objects' manifests, e.g. search.example.com/v1",
+            )
+        try:
+            rule = HealthRule(
+                api_version,
+                check.string("kind"),
+                check.string("current"),
+                check.optional_string("inProgress"),
+                check.optional_string("failed"),
+            )
+        except InvalidExpression as error:
+            raise at.key(error.key).error(
+                f"not a valid CEL expression: {error.problem}",
+                hint="write a CEL expression over the object's fields, e.g. "
+                "status.readyReplicas == spec.replicas; cel-go's optional syntax (.?) is not "
+                "supported, test fields with has(...)",
+            ) from None
+        first = places.setdefault(rule.group_kind, at)
+        if first != at:
+            raise at.error(
+                f"{first.path} already gives a rule for {rule.kind} of {rule.api_version}",
+                hint="give one rule per API group and kind (a rule covers every version)",
+            )
+        rules.append(rule)
+    return tuple(rules)
 
 
 def _freeze_window(raw: JsonValue, at: Place) -> FreezeWindow:

@@ -17,6 +17,7 @@ from conveyor.adapters.kube import Kube
 from conveyor.bundles import artifact, render
 from conveyor.bundles.render import Rendered
 from conveyor.cluster import apply, drift, gates, wait
+from conveyor.cluster.health_rules import NO_RULES, HealthRules
 from conveyor.kit.digests import json_digest
 from conveyor.kit.progress import ProgressNote
 
@@ -53,9 +54,13 @@ def render_target(
     )
 
 
-def placement(rendered: Rendered, *, force_conflicts: bool = False) -> apply.Placement:
-    """Where `rendered` goes: its app, target and namespace."""
-    return apply.Placement(rendered.app, rendered.target, rendered.namespace, force_conflicts)
+def placement(
+    rendered: Rendered, *, force_conflicts: bool = False, prune_definitions: bool = False
+) -> apply.Placement:
+    """Where `rendered` goes: its app, target and namespace, and how it is applied there."""
+    return apply.Placement(
+        rendered.app, rendered.target, rendered.namespace, force_conflicts, prune_definitions
+    )
 
 
 def apply_target(
@@ -63,13 +68,14 @@ def apply_target(
     rendered: Rendered,
     *,
     force_conflicts: bool = False,
+    prune_definitions: bool = False,
     dry_run: bool = False,
     progress: ProgressNote | None = None,
 ) -> apply.ApplyReport:
     return apply.apply_bundle(
         kube,
         rendered.objects,
-        placement(rendered, force_conflicts=force_conflicts),
+        placement(rendered, force_conflicts=force_conflicts, prune_definitions=prune_definitions),
         digest=rendered.digest,
         dry_run=dry_run,
         progress=progress,
@@ -81,10 +87,12 @@ def wait_target(
     rendered: Rendered,
     *,
     timeout: float,
+    rules: HealthRules = NO_RULES,
     progress: wait.ReadinessProgress | None = None,
 ) -> wait.WaitResult:
+    """Watch what `rendered` applied until it is ready; `rules`: the target's health rules."""
     prepared = apply.prepare(kube, rendered.objects, placement(rendered), rendered.digest)
-    return wait.wait_ready(kube, prepared, timeout=timeout, on_progress=progress)
+    return wait.wait_ready(kube, prepared, timeout=timeout, rules=rules, on_progress=progress)
 
 
 def drift_target(kube: Kube, rendered: Rendered) -> list[drift.ObjectDrift]:
@@ -100,12 +108,13 @@ def soak(
     *,
     seconds: float,
     interval: float = 1.0,
+    rules: HealthRules = NO_RULES,
 ) -> gates.GateResult:
     """Readiness must stay green for `seconds`; the first object to slip fails the soak."""
     started = time.monotonic()
     prepared = apply.prepare(kube, rendered.objects, placement(rendered), rendered.digest)
     while True:
-        result = wait.wait_ready(kube, prepared, timeout=interval)
+        result = wait.wait_ready(kube, prepared, timeout=interval, rules=rules)
         if not result.ready:
             return gates.GateResult(
                 "soak",

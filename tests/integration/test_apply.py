@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ import pytest
 
 from conveyor.adapters.kube import ApplyConflict, Kube
 from conveyor.cluster import apply, drift
-from conveyor.cluster.ordering import APP_LABEL, DIGEST_ANNOTATION, MANAGED_BY
-from conveyor.errors import InputError
+from conveyor.cluster.ordering import APP_LABEL, DIGEST_ANNOTATION, MANAGED_BY, TARGET_LABEL
+from conveyor.errors import ConflictError, InputError
 from conveyor.platform.local import LocalPlatform
 from tests.support.manifests import deployment
 
@@ -262,3 +263,203 @@ def test_an_unknown_field_is_refused_naming_it(kube: Kube, namespace: str) -> No
     assert f"ConfigMap/{namespace}/typo" in str(caught.value)
     assert ".dta: field not declared in schema" in str(caught.value)
     assert kube.get("v1", "ConfigMap", "typo", namespace) is None
+
+
+# Cluster-scoped objects: one owner per cluster, the app, whichever of its targets applies them.
+
+
+@pytest.fixture
+def two_namespaces(kube: Kube) -> Iterator[tuple[str, str]]:
+    """Two namespaces that do not exist yet (apply creates them), deleted afterwards."""
+    names = (f"t-{uuid.uuid4().hex[:10]}", f"t-{uuid.uuid4().hex[:10]}")
+    yield names
+    for name in names:
+        kube.delete("v1", "Namespace", name)
+
+
+@pytest.fixture
+def cluster_names(kube: Kube) -> Iterator[list[tuple[str, str, str]]]:
+    """Cluster-scoped objects a test creates, as (apiVersion, kind, name): deleted afterwards."""
+    created: list[tuple[str, str, str]] = []
+    yield created
+    for api_version, kind, name in created:
+        kube.delete(api_version, kind, name)
+
+
+def _cluster_role(name: str, verbs: tuple[str, ...] = ("get",)) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": list(verbs)}],
+    }
+
+
+def _cluster_crd(kind: str, cluster_names: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """A namespaced CRD of `kind` in a group of its own, removed when the test ends."""
+    group = f"t{uuid.uuid4().hex[:8]}.conveyor.dev"
+    crd = _crd(group, kind, {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+    cluster_names.append(
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"{kind.lower()}s.{group}")
+    )
+    return crd
+
+
+def _custom_resource(crd: dict[str, Any], name: str) -> dict[str, Any]:
+    spec = crd["spec"]
+    return {
+        "apiVersion": f"{spec['group']}/v1",
+        "kind": spec["names"]["kind"],
+        "metadata": {"name": name},
+        "spec": {"size": 1},
+    }
+
+
+def _labels(live: dict[str, Any] | None) -> dict[str, str]:
+    assert live is not None, "the object is not there"
+    return dict(live["metadata"].get("labels") or {})
+
+
+def test_cluster_scoped_objects_carry_the_app_but_no_target_and_every_target_agrees(
+    kube: Kube, two_namespaces: tuple[str, str], cluster_names: list[tuple[str, str, str]]
+) -> None:
+    role = _cluster_role(f"t-{uuid.uuid4().hex[:8]}")
+    cluster_names.append(("rbac.authorization.k8s.io/v1", "ClusterRole", role["metadata"]["name"]))
+    # As an older Conveyor left it: the target label of whichever target applied last.
+    kube.apply(
+        {**role, "metadata": {"name": role["metadata"]["name"], "labels": {TARGET_LABEL: "old"}}}
+    )
+    dev = apply.Placement("web", "dev", two_namespaces[0])
+    test = apply.Placement("web", "test", two_namespaces[1])
+    objects = [role, _configmap("web-config")]
+
+    for placement in (dev, test, dev):
+        apply.apply_bundle(kube, objects, placement, digest=DIGEST)
+
+    labels = _labels(
+        kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", role["metadata"]["name"])
+    )
+    assert labels[APP_LABEL] == "web" and labels[MANAGED_BY] == "conveyor"
+    assert TARGET_LABEL not in labels, "server-side apply dropped the label it no longer sends"
+    assert (
+        _labels(kube.get("v1", "ConfigMap", "web-config", two_namespaces[1]))[TARGET_LABEL]
+        == "test"
+    )
+    for placement in (dev, test):
+        desired = apply.prepare(kube, objects, placement, DIGEST)
+        assert drift.detect(kube, desired, app="web", target=placement.target) == [], placement
+    version = kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", role["metadata"]["name"])
+    apply.apply_bundle(kube, objects, test, digest=DIGEST)
+    again = kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", role["metadata"]["name"])
+    assert version is not None and again is not None
+    assert again["metadata"]["resourceVersion"] == version["metadata"]["resourceVersion"]
+
+
+def test_a_cluster_scoped_object_is_pruned_only_when_no_other_target_ships_it(
+    kube: Kube, two_namespaces: tuple[str, str], cluster_names: list[tuple[str, str, str]]
+) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster_names.append(("rbac.authorization.k8s.io/v1", "ClusterRole", name))
+    dev = apply.Placement("web", "dev", two_namespaces[0])
+    test = apply.Placement("web", "test", two_namespaces[1])
+    for placement in (dev, test):
+        apply.apply_bundle(kube, [_cluster_role(name), _configmap("c")], placement, digest=DIGEST)
+
+    # test applied last; an older Conveyor let the last one to apply prune it alone.
+    kept = apply.apply_bundle(kube, [_configmap("c")], test, digest=DIGEST)
+    assert kept.pruned == []
+    assert kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", name) is not None, "dev ships it"
+
+    pruned = apply.apply_bundle(kube, [_configmap("c")], dev, digest=DIGEST)
+    assert [str(ref) for ref in pruned.pruned] == [f"ClusterRole/{name}"]
+    assert kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", name) is None
+
+
+def test_a_crd_is_never_pruned_unless_the_pipeline_opts_in(
+    kube: Kube, namespace: str, cluster_names: list[tuple[str, str, str]]
+) -> None:
+    crd = _cluster_crd("Dial", cluster_names)
+    crd_name = crd["metadata"]["name"]
+    apply.apply_bundle(kube, [crd, _configmap("c")], _target(namespace), digest=DIGEST)
+
+    report = apply.apply_bundle(kube, [_configmap("c")], _target(namespace), digest=DIGEST)
+
+    assert report.pruned == []
+    assert kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd_name) is not None
+    assert [ref.name for ref in apply.read_inventory(kube, _target(namespace))] == ["c"]
+
+    opted_in = _target(namespace, prune_definitions=True)
+    apply.apply_bundle(kube, [crd, _configmap("c")], opted_in, digest=DIGEST)
+    report = apply.apply_bundle(kube, [_configmap("c")], opted_in, digest=DIGEST)
+    assert [str(ref) for ref in report.pruned] == [f"CustomResourceDefinition/{crd_name}"]
+
+
+def test_pruning_a_crd_whose_custom_resources_exist_is_refused_before_any_change(
+    kube: Kube, two_namespaces: tuple[str, str], cluster_names: list[tuple[str, str, str]]
+) -> None:
+    crd = _cluster_crd("Knob", cluster_names)
+    crd_name = crd["metadata"]["name"]
+    placement = apply.Placement("web", "dev", two_namespaces[0], prune_definitions=True)
+    ours = _custom_resource(crd, "ours")
+    apply.apply_bundle(kube, [crd, ours, _configmap("c")], placement, digest=DIGEST)
+    somebody = {**_custom_resource(crd, "theirs")}
+    somebody["metadata"] = {"name": "theirs", "namespace": two_namespaces[1]}
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": two_namespaces[1]}})
+    kube.apply(somebody, field_manager="someone-else")
+
+    with pytest.raises(ConflictError) as caught:
+        apply.apply_bundle(
+            kube, [_configmap("c", v="2"), _configmap("new")], placement, digest=DIGEST
+        )
+
+    assert caught.value.exit_code == 2
+    assert f"CustomResourceDefinition/{crd_name}" in str(caught.value)
+    assert "1 custom resource" in str(caught.value), "its own are pruned with it: not counted"
+    assert kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd_name) is not None
+    group_version = f"{crd['spec']['group']}/v1"
+    assert kube.get(group_version, "Knob", "ours", two_namespaces[0]) is not None
+    assert kube.get(group_version, "Knob", "theirs", two_namespaces[1]) is not None
+    assert kube.get("v1", "ConfigMap", "new", two_namespaces[0]) is None, "nothing applied"
+    live = kube.get("v1", "ConfigMap", "c", two_namespaces[0])
+    assert live is not None and "v" not in (live.get("data") or {})
+
+
+def test_two_apps_shipping_one_cluster_scoped_object_is_a_conflict_before_any_change(
+    kube: Kube, two_namespaces: tuple[str, str], cluster_names: list[tuple[str, str, str]]
+) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster_names.append(("rbac.authorization.k8s.io/v1", "ClusterRole", name))
+    apply.apply_bundle(
+        kube, [_cluster_role(name)], apply.Placement("web", "dev", two_namespaces[0]), digest=DIGEST
+    )
+
+    with pytest.raises(ConflictError) as caught:
+        apply.apply_bundle(
+            kube,
+            [_cluster_role(name, ("get", "list")), _configmap("api-config")],
+            apply.Placement("api", "dev", two_namespaces[1]),
+            digest=DIGEST,
+        )
+
+    message = str(caught.value)
+    assert f"ClusterRole/{name}" in message and "'web'" in message and "'api'" in message
+    live = kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", name)
+    assert _labels(live)[APP_LABEL] == "web"
+    assert live is not None and live["rules"][0]["verbs"] == ["get"]
+    assert kube.get("v1", "Namespace", two_namespaces[1]) is None, "not even the namespace"
+
+
+def test_apply_creates_the_target_namespace_and_prune_never_deletes_it(
+    kube: Kube, two_namespaces: tuple[str, str]
+) -> None:
+    own = two_namespaces[0]
+    placement = apply.Placement("web", "dev", own, prune_definitions=True)
+    shipped = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": own}}
+    apply.apply_bundle(kube, [shipped, _configmap("c")], placement, digest=DIGEST)
+    assert _labels(kube.get("v1", "Namespace", own))[MANAGED_BY] == "conveyor"
+
+    report = apply.apply_bundle(kube, [_configmap("c")], placement, digest=DIGEST)
+
+    assert report.pruned == []
+    live = kube.get("v1", "Namespace", own)
+    assert live is not None and "deletionTimestamp" not in live["metadata"]

@@ -1,9 +1,11 @@
 """Readiness rules, table-driven: one fixture case per rule, the two profiles side by side.
 
-Cases live in tests/fixtures/health: status_*.yaml for `health.status`, deployment_pods.yaml for
+Cases live in tests/fixtures/health: status_*.yaml for `health.status`, rules.yaml for
+`health.status` with per-kind health rules (CEL), deployment_pods.yaml for
 `health.deployment_failure_from_pods`. A case's `expect` is one verdict for both profiles, or a
-`kstatus:` and a `strict:` verdict where they differ (kstatus's false positives). The loader
-refuses unknown keys and duplicate names, so a typo cannot turn a case into a no-op.
+`kstatus:` and a `strict:` verdict where they differ (kstatus's false positives); a verdict may
+also say what the controller's message must contain. The loader refuses unknown keys and
+duplicate names, so a typo cannot turn a case into a no-op.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import yaml
 
 from conveyor.cluster import health
 from conveyor.cluster.health import Profile, Readiness, State
+from conveyor.cluster.health_rules import HealthRule, HealthRules
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "health"
 
@@ -25,13 +28,20 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "health"
 class Verdict:
     state: State
     reason_contains: str
+    message_contains: str | None = None
 
     def mismatch(self, got: Readiness) -> str | None:
-        if got.state is self.state and self.reason_contains in got.reason:
+        message_ok = self.message_contains is None or self.message_contains in (got.message or "")
+        if got.state is self.state and self.reason_contains in got.reason and message_ok:
             return None
+        message = (
+            ""
+            if self.message_contains is None
+            else f" and a message with {self.message_contains!r}"
+        )
         return (
-            f"expected {self.state} with a reason containing {self.reason_contains!r}, "
-            f"got {got.state}: {got.reason!r}"
+            f"expected {self.state} with a reason containing {self.reason_contains!r}{message}, "
+            f"got {got.state}: {got.reason!r} (message {got.message!r})"
         )
 
 
@@ -50,14 +60,20 @@ class PodsCase:
     expect: Verdict | None
 
 
-def _keys(raw: dict[str, Any], where: str, required: set[str]) -> None:
-    if set(raw) != required:
-        raise ValueError(f"{where}: expected keys {sorted(required)}, found {sorted(raw)}")
+def _keys(
+    raw: dict[str, Any], where: str, required: set[str], optional: frozenset[str] = frozenset()
+) -> None:
+    if not required <= set(raw) <= required | optional:
+        raise ValueError(
+            f"{where}: expected keys {sorted(required)} (and maybe {sorted(optional)}), "
+            f"found {sorted(raw)}"
+        )
 
 
 def _verdict(raw: dict[str, Any], where: str) -> Verdict:
-    _keys(raw, where, {"state", "reason_contains"})
-    return Verdict(State(raw["state"]), str(raw["reason_contains"]))
+    _keys(raw, where, {"state", "reason_contains"}, frozenset({"message_contains"}))
+    message = raw.get("message_contains")
+    return Verdict(State(raw["state"]), str(raw["reason_contains"]), message)
 
 
 def _cases(pattern: str) -> list[tuple[str, dict[str, Any]]]:
@@ -76,19 +92,37 @@ def _cases(pattern: str) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def _status_case(raw: dict[str, Any], where: str) -> StatusCase:
+    _keys(raw, where, {"name", "object", "expect"})
+    expect = raw["expect"]
+    if "state" in expect:
+        verdicts = dict.fromkeys(Profile, _verdict(expect, where))
+    else:
+        _keys(expect, where, {profile.value for profile in Profile})
+        verdicts = {profile: _verdict(expect[profile.value], where) for profile in Profile}
+    return StatusCase(raw["name"], raw["object"], verdicts)
+
+
 def _status_cases() -> list[StatusCase]:
-    cases: list[StatusCase] = []
-    for where, raw in _cases("status_*.yaml"):
-        _keys(raw, where, {"name", "object", "expect"})
-        expect = raw["expect"]
-        if "state" in expect:
-            both = _verdict(expect, where)
-            verdicts = dict.fromkeys(Profile, both)
-        else:
-            _keys(expect, where, {profile.value for profile in Profile})
-            verdicts = {profile: _verdict(expect[profile.value], where) for profile in Profile}
-        cases.append(StatusCase(raw["name"], raw["object"], verdicts))
-    return cases
+    return [_status_case(raw, where) for where, raw in _cases("status_*.yaml")]
+
+
+def _rule(raw: dict[str, Any]) -> HealthRule:
+    """A rule written as in a pipeline's healthChecks (Flux's keys)."""
+    _keys(raw, "rules.yaml", {"apiVersion", "kind", "current"}, frozenset({"inProgress", "failed"}))
+    return HealthRule(
+        raw["apiVersion"], raw["kind"], raw["current"], raw.get("inProgress"), raw.get("failed")
+    )
+
+
+def _rule_cases() -> tuple[HealthRules, list[StatusCase]]:
+    document = yaml.safe_load((FIXTURES / "rules.yaml").read_text())
+    _keys(document, "rules.yaml", {"rules", "cases"})
+    rules = HealthRules(tuple(_rule(raw) for raw in document["rules"]))
+    cases = [_status_case(raw, f"rules.yaml: {raw.get('name')}") for raw in document["cases"]]
+    if len({case.name for case in cases}) != len(cases):
+        raise ValueError("rules.yaml: two cases share a name")
+    return rules, cases
 
 
 def _pods_cases() -> list[PodsCase]:
@@ -101,16 +135,27 @@ def _pods_cases() -> list[PodsCase]:
 
 
 STATUS_CASES = _status_cases()
+RULES, RULE_CASES = _rule_cases()
 PODS_CASES = _pods_cases()
+
+
+def _wrong(case: StatusCase, rules: HealthRules) -> list[str]:
+    return [
+        f"{profile}: {problem}"
+        for profile, verdict in case.expect.items()
+        if (problem := verdict.mismatch(health.status(case.object, profile, rules))) is not None
+    ]
 
 
 @pytest.mark.parametrize("case", STATUS_CASES, ids=[case.name for case in STATUS_CASES])
 def test_status(case: StatusCase) -> None:
-    wrong = [
-        f"{profile}: {problem}"
-        for profile, verdict in case.expect.items()
-        if (problem := verdict.mismatch(health.status(case.object, profile))) is not None
-    ]
+    wrong = _wrong(case, HealthRules())
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("case", RULE_CASES, ids=[case.name for case in RULE_CASES])
+def test_status_with_health_rules(case: StatusCase) -> None:
+    wrong = _wrong(case, RULES)
     assert not wrong, "\n".join(wrong)
 
 
@@ -133,7 +178,8 @@ def test_every_kstatus_false_positive_has_a_case() -> None:
         and case.expect[Profile.STRICT].state is not State.CURRENT
     }
     assert differing == {
-        "false-positive-custom-resource-without-ready-condition",
+        "false-positive-custom-resource-with-conditions-but-no-ready",
+        "false-positive-custom-resource-with-empty-conditions",
         "false-positive-job-started-not-complete",
         "false-positive-load-balancer-without-ingress",
         "false-positive-observed-generation-missing-where-always-reported",

@@ -6,13 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conveyor.bundles.lint import Finding, lint, lint_or_raise
 from conveyor.bundles.source import Source, load_source, source_from_files
 from conveyor.errors import SourceError
 
 SourceBuilder = Callable[..., Source]
-ENVIRONMENTS = ("dev", "test", "staging", "prod")
+ENVIRONMENTS = ("dev", "test", "staging", "prod", "prod-eu", "prod-us")
 PARAMETERS = {"tag": {"type": "string", "default": "v1"}}
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n"
 
@@ -237,7 +238,7 @@ def test_plaintext_secrets_are_fine_when_the_bundle_allows_them(
 def test_environment_names_match_whole_words_in_any_case(build_source: SourceBuilder) -> None:
     manifests = {
         "app.yaml": CONFIG_MAP
-        + "data:\n  a: Staging\n  b: pre_PROD\n  c: stagingarea\n  d: x.dev\n  e: devops\n"
+        + "data:\n  a: Staging\n  b: pre_PROD\n  c: stagingarea\n  d: x.dev.y\n  e: devops\n"
     }
 
     assert findings_for(build_source, manifests) == [
@@ -319,3 +320,335 @@ def test_documents_before_a_yaml_error_are_still_linted(build_source: SourceBuil
         ("manifests/app.yaml", 5, "environment-name"),
         ("manifests/app.yaml", 8, "yaml"),
     ]
+
+
+# --- environment-name: what people write, not the structure around it ---------------------------
+
+DEPLOYMENT = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ledger\n"
+POD_SPEC = DEPLOYMENT + "spec:\n  template:\n    spec:\n"
+CONTAINER = POD_SPEC + "      containers:\n        - name: ledger\n"
+
+STRUCTURAL = [
+    (
+        "api-group-in-apiVersion",
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: a}\n",
+    ),
+    (
+        "annotation-key-prefix",
+        DEPLOYMENT + "  annotations:\n    autoscaling.knative.dev/min-scale: '1'\n",
+    ),
+    ("label-key-prefix", DEPLOYMENT + "  labels:\n    example.dev/tier: web\n"),
+    (
+        "nested-api-version-and-kind",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: a}\n"
+        "spec:\n  scaleTargetRef: {apiVersion: ops.example.dev/v1, kind: Test, name: a}\n",
+    ),
+    (
+        "rbac-api-groups",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: a}\n"
+        "rules:\n  - apiGroups: [serving.knative.dev, ops.example.dev]\n"
+        "    resources: [services]\n    verbs: [get]\n",
+    ),
+    (
+        "role-ref-api-group",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: a}\n"
+        "roleRef: {apiGroup: ops.example.dev, kind: Role, name: a}\n",
+    ),
+    (
+        "crd-group-and-names",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+        "metadata: {name: devenvs.ops.example.dev}\n"
+        "spec:\n  group: ops.example.dev\n"
+        "  names: {kind: DevEnv, plural: devenvs, singular: devenv, shortNames: [dev]}\n",
+    ),
+    (
+        "group-of-a-reference",
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: a}\n"
+        "spec:\n  issuerRef: {group: issuers.example.dev, kind: Issuer, name: ca}\n",
+    ),
+    (
+        "group-of-a-reference-list",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: a}\n"
+        "spec:\n  parentRefs:\n    - {group: gw.example.dev, kind: Gateway, name: a}\n",
+    ),
+    (
+        "image-registry-host",
+        CONTAINER + "          image: registry.dev.example.com/team/ledger:1.4\n",
+    ),
+    ("image-registry-host-with-port", CONTAINER + "          image: dev:5000/ledger:1.4\n"),
+    (
+        "label-keys-as-values",
+        POD_SPEC
+        + "      tolerations:\n        - {key: pool.example.dev/dedicated, operator: Exists}\n"
+        "      affinity:\n        podAntiAffinity:\n"
+        "          preferredDuringSchedulingIgnoredDuringExecution:\n"
+        "            - weight: 1\n              podAffinityTerm:\n"
+        "                topologyKey: zone.example.dev/rack\n"
+        "                labelSelector:\n                  matchExpressions:\n"
+        "                    - {key: example.dev/tier, operator: Exists}\n",
+    ),
+    (
+        "finalizer",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n"
+        "  finalizers: [ledger.example.dev/cleanup]\n",
+    ),
+    ("top-level-domain", CONFIG_MAP + "data:\n  url: https://ledger.example.dev:8443/v1\n"),
+    ("reserved-test-domain", CONFIG_MAP + "data:\n  hosts: 'ledger.example.test, api.test'\n"),
+    (
+        "linux-device-paths",
+        CONTAINER + "          terminationMessagePath: /dev/termination-log\n"
+        "          command: [sh, -c, 'run > /dev/null 2>&1']\n"
+        "          volumeMounts: [{name: shm, mountPath: /dev/shm}]\n",
+    ),
+]
+
+
+@pytest.mark.parametrize("manifest", [c[1] for c in STRUCTURAL], ids=[c[0] for c in STRUCTURAL])
+def test_structural_names_are_not_environment_names(
+    build_source: SourceBuilder, manifest: str
+) -> None:
+    assert findings_for(build_source, {"app.yaml": manifest}) == []
+
+
+STILL_FOUND = [
+    (
+        "ingress-host",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a}\n"
+        "spec:\n  rules:\n    - host: api.staging.example.com\n",
+        "spec.rules[0].host",
+        "'staging'",
+    ),
+    (
+        "env-var-value",
+        CONTAINER + "          env:\n            - {name: DEPLOY_ENV, value: prod}\n",
+        "spec.template.spec.containers[0].env[0].value",
+        "'prod'",
+    ),
+    ("namespace", DEPLOYMENT + "  namespace: prod\n", "metadata.namespace", "'prod'"),
+    (
+        "name-of-a-key",
+        DEPLOYMENT + "  labels:\n    example.dev/staging: 'true'\n",
+        'metadata.labels["example.dev/staging"]',
+        "'staging'",
+    ),
+    (
+        "label-value",
+        DEPLOYMENT + "  labels:\n    example.dev/tier: prod\n",
+        'metadata.labels["example.dev/tier"]',
+        "'prod'",
+    ),
+    (
+        "prefix-without-a-dot",
+        DEPLOYMENT + "  labels:\n    staging/enabled: 'true'\n",
+        'metadata.labels["staging/enabled"]',
+        "'staging'",
+    ),
+    (
+        "node-selector-key-name",
+        POD_SPEC + "      nodeSelector:\n        pool.example.com/prod: 'true'\n",
+        'spec.template.spec.nodeSelector["pool.example.com/prod"]',
+        "'prod'",
+    ),
+    (
+        "image-tag",
+        CONTAINER + "          image: registry.example.com/ledger:staging\n",
+        "spec.template.spec.containers[0].image",
+        "'staging'",
+    ),
+    (
+        "image-repository",
+        CONTAINER + "          image: team/ledger-dev:1\n",
+        "spec.template.spec.containers[0].image",
+        "'dev'",
+    ),
+    (
+        "webhook-service-namespace",
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\n"
+        "metadata: {name: a}\nwebhooks:\n  - name: a.example.com\n"
+        "    clientConfig:\n      service: {namespace: prod, name: hook}\n",
+        "webhooks[0].clientConfig.service.namespace",
+        "'prod'",
+    ),
+    (
+        "name-of-a-toleration-key",
+        POD_SPEC + "      tolerations:\n        - {key: pool.example.dev/test, operator: Exists}\n",
+        "spec.template.spec.tolerations[0].key",
+        "'test'",
+    ),
+    (
+        "kind-as-a-label",
+        DEPLOYMENT + "  labels:\n    kind: staging\n",
+        "metadata.labels.kind",
+        "'staging'",
+    ),
+    ("kind-in-config-map-data", CONFIG_MAP + "data:\n  kind: staging\n", "data.kind", "'staging'"),
+    (
+        "api-version-in-config-map-data",
+        CONFIG_MAP + "data:\n  apiVersion: staging\n",
+        "data.apiVersion",
+        "'staging'",
+    ),
+    (
+        "group-outside-a-reference",
+        "apiVersion: ops.example.com/v1\nkind: Team\nmetadata: {name: a}\n"
+        "spec:\n  group: staging-users\n",
+        "spec.group",
+        "'staging'",
+    ),
+    (
+        "domain-below-the-top-level",
+        CONFIG_MAP + "data:\n  host: dev.example.com\n",
+        "data.host",
+        "'dev'",
+    ),
+    (
+        "file-name-not-a-domain",
+        CONFIG_MAP + "data:\n  file: values.prod.yaml\n",
+        "data.file",
+        "'prod'",
+    ),
+    (
+        "dev-in-a-url-path",
+        CONFIG_MAP + "data:\n  url: https://example.com/dev/api\n",
+        "data.url",
+        "'dev'",
+    ),
+    (
+        "service-host-of-another-namespace",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\n"
+        "spec:\n  hosts: [reviews.prod.svc.cluster.local]\n",
+        "spec.hosts[0]",
+        "'prod'",
+    ),
+    (
+        "most-specific-name",
+        CONFIG_MAP + "data:\n  region: prod-eu\n",
+        "data.region",
+        "the environment name 'prod-eu';",
+    ),
+    (
+        "two-names",
+        CONFIG_MAP + "data:\n  flow: dev-to-staging\n",
+        "data.flow",
+        "the environment names 'dev', 'staging';",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("manifest", "path", "named"),
+    [case[1:] for case in STILL_FOUND],
+    ids=[case[0] for case in STILL_FOUND],
+)
+def test_environment_names_people_write_are_still_found(
+    build_source: SourceBuilder, manifest: str, path: str, named: str
+) -> None:
+    findings = lint(build_source({"app.yaml": manifest}), ENVIRONMENTS)
+
+    assert [(f.rule, f.path) for f in findings] == [("environment-name", path)], findings
+    assert named in findings[0].message
+
+
+# --- accepting a finding with a reason (bundle.yaml lint.accept) ---------------------------------
+
+ISSUER = (
+    "apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata:\n  name: letsencrypt\n"
+    "spec:\n  acme:\n    server: https://acme-staging-v02.api.letsencrypt.org/directory\n"
+)
+ISSUER_ACCEPT = {
+    "rule": "environment-name",
+    "file": "manifests/issuer.yaml",
+    "path": "spec.acme.server",
+    "reason": "Let's Encrypt's staging CA, the same for every target",
+}
+
+
+def source_accepting(manifests: dict[str, str], *accepts: dict[str, str]) -> Source:
+    bundle = {
+        "apiVersion": "conveyor.dev/v1alpha1",
+        "kind": "Bundle",
+        "name": "web",
+        "lint": {"accept": list(accepts)},
+    }
+    files = {f"manifests/{name}": text.encode() for name, text in manifests.items()}
+    files["bundle.yaml"] = yaml.safe_dump(bundle, sort_keys=False).encode()
+    return source_from_files(files, "web")
+
+
+def test_an_accepted_finding_is_not_reported_and_others_still_are() -> None:
+    source = source_accepting(
+        {"issuer.yaml": ISSUER + "  privateKeySecretRef: {name: letsencrypt-staging}\n"},
+        ISSUER_ACCEPT,
+    )
+
+    assert [(f.file, f.line, f.path) for f in lint(source, ENVIRONMENTS)] == [
+        ("manifests/issuer.yaml", 8, "spec.privateKeySecretRef.name")
+    ]
+    assert lint(source_accepting({"issuer.yaml": ISSUER}, ISSUER_ACCEPT), ENVIRONMENTS) == []
+
+
+def test_an_acceptance_names_one_rule_one_file_and_one_path() -> None:
+    other_path = {**ISSUER_ACCEPT, "path": "spec.acme.email"}
+    other_file = {**ISSUER_ACCEPT, "file": "manifests/other.yaml"}
+    other_rule = {**ISSUER_ACCEPT, "rule": "plaintext-secret"}
+    manifests = {"issuer.yaml": ISSUER, "other.yaml": CONFIG_MAP}
+
+    for accept in (other_path, other_file, other_rule):
+        findings = lint(source_accepting(manifests, accept), ENVIRONMENTS)
+        assert ("manifests/issuer.yaml", "environment-name") in [
+            (f.file, f.rule) for f in findings
+        ], accept
+
+
+def test_an_acceptance_that_matches_nothing_is_an_error_at_its_line_in_bundle_yaml() -> None:
+    stale = {**ISSUER_ACCEPT, "path": "spec.acme.email"}
+    source = source_accepting({"issuer.yaml": ISSUER}, ISSUER_ACCEPT, stale)
+
+    findings = lint(source, ENVIRONMENTS)
+
+    assert [(f.file, f.rule, f.path) for f in findings] == [
+        ("bundle.yaml", "unused-accept", "lint.accept[1]")
+    ]
+    assert findings[0].line == 10
+    assert "matches no environment-name finding in manifests/issuer.yaml at spec.acme.email" in (
+        findings[0].message
+    )
+
+
+def test_a_plaintext_secret_can_be_accepted_one_secret_at_a_time() -> None:
+    accept = {
+        "rule": "plaintext-secret",
+        "file": "manifests/secret.yaml",
+        "path": "stringData",
+        "reason": "a throwaway token of the local demo",
+    }
+    source = source_accepting(
+        {
+            "secret.yaml": SECRET + "stringData:\n  token: t\n",
+            "other.yaml": SECRET.replace("db", "api") + "data: {token: dA==}\n",
+        },
+        accept,
+    )
+
+    assert [(f.file, f.rule) for f in lint(source, ENVIRONMENTS)] == [
+        ("manifests/other.yaml", "plaintext-secret")
+    ]
+
+
+def test_a_helm_test_hook_named_after_its_role_is_accepted_with_a_reason() -> None:
+    """`helm template` without --skip-tests renders `<release>-test-connection`: the word names
+    the Pod's role, which only a person can tell; lint.accept says so once, with the reason."""
+    pod = (
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ledger-test-connection\n"
+        "  annotations:\n    helm.sh/hook: test\n"
+    )
+    accepts = [
+        {**ISSUER_ACCEPT, "file": "manifests/tests.yaml", "path": path, "reason": "Helm test hook"}
+        for path in ("metadata.name", 'metadata.annotations["helm.sh/hook"]')
+    ]
+
+    assert [f.path for f in lint(source_accepting({"tests.yaml": pod}), ENVIRONMENTS)] == [
+        "metadata.name",
+        'metadata.annotations["helm.sh/hook"]',
+    ]
+    assert lint(source_accepting({"tests.yaml": pod}, *accepts), ENVIRONMENTS) == []

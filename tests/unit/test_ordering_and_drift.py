@@ -7,7 +7,16 @@ from typing import Any
 import pytest
 
 from conveyor.cluster import drift
-from conveyor.cluster.ordering import PHASES, ObjectRef, label, owned_by, phase_of, phases
+from conveyor.cluster.ordering import (
+    PHASES,
+    ObjectRef,
+    label,
+    owned_by,
+    owner_app,
+    phase_of,
+    phases,
+    selector,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +59,7 @@ def test_labels_are_added_without_touching_the_input() -> None:
     original = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": "c", "labels": {"team": "x"}},
+        "metadata": {"name": "c", "namespace": "web-prod-eu", "labels": {"team": "x"}},
     }
     (labelled,) = label([original], app="web", target="prod-eu", digest="sha256:00")
     assert labelled["metadata"]["labels"] == {
@@ -61,9 +70,75 @@ def test_labels_are_added_without_touching_the_input() -> None:
     }
     assert labelled["metadata"]["annotations"] == {"conveyor.dev/bundle-digest": "sha256:00"}
     assert original["metadata"]["labels"] == {"team": "x"}
-    assert owned_by(labelled, app="web", target="prod-eu")
-    assert not owned_by(labelled, app="web", target="prod-us")
-    assert not owned_by(original, app="web", target="prod-eu")
+
+
+def test_a_cluster_scoped_object_carries_the_app_only_whichever_target_applies_it() -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com", "labels": {"conveyor.dev/target": "old"}},
+    }
+    from_dev, from_prod = (
+        label([crd], app="web", target=target, digest=digest)[0]
+        for target, digest in (("dev", "sha256:01"), ("prod-eu", "sha256:02"))
+    )
+    assert from_dev == from_prod, "every target of the cluster applies the same object"
+    assert from_dev["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "conveyor",
+        "conveyor.dev/app": "web",
+    }
+    assert "annotations" not in from_dev["metadata"], "targets run different digests"
+
+
+def _live(namespace: str | None, **labels: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": "x", "labels": labels}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {"metadata": metadata}
+
+
+OURS = {"app.kubernetes.io/managed-by": "conveyor", "conveyor.dev/app": "web"}
+
+
+@pytest.mark.parametrize(
+    ("live", "owned", "owner"),
+    [
+        (_live("ns", **OURS, **{"conveyor.dev/target": "prod-eu"}), True, "web"),
+        (_live("ns", **OURS, **{"conveyor.dev/target": "prod-us"}), False, "web"),
+        (_live("ns", **OURS), False, "web"),
+        (_live(None, **OURS), True, "web"),
+        (_live(None, **OURS, **{"conveyor.dev/target": "dev"}), True, "web"),
+        (_live(None, **{**OURS, "conveyor.dev/app": "api"}), False, "api"),
+        (_live(None, **{**OURS, "app.kubernetes.io/managed-by": "helm"}), False, None),
+        (_live(None), False, None),
+    ],
+    ids=[
+        "namespaced-this-target",
+        "namespaced-other-target",
+        "namespaced-without-target",
+        "cluster-scoped-this-app",
+        "cluster-scoped-labelled-by-an-older-conveyor",
+        "cluster-scoped-other-app",
+        "someone-elses",
+        "unlabelled",
+    ],
+)
+def test_ownership_is_app_and_target_or_app_alone_for_cluster_scoped_objects(
+    live: dict[str, Any], owned: bool, owner: str | None
+) -> None:
+    assert owned_by(live, app="web", target="prod-eu") is owned
+    assert owner_app(live) == owner
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("dev", "conveyor.dev/app=web,conveyor.dev/target=dev"),
+        (None, "conveyor.dev/app=web"),
+    ],
+)
+def test_a_selector_matches_a_target_or_the_whole_app(target: str | None, expected: str) -> None:
+    assert selector(app="web", target=target) == expected
 
 
 LIVE_DEPLOYMENT: dict[str, Any] = {
@@ -152,6 +227,7 @@ LIVE_DEPLOYMENT: dict[str, Any] = {
         ),
         ({"spec": {"replicas": True}}, [("spec.replicas", True, 3)]),
         ({"spec": {"paused": True}}, [("spec.paused", True, drift.ABSENT)]),
+        ({"data": {}, "spec": {"template": {"spec": {"volumes": []}}}}, []),
     ],
     ids=[
         "same-value",
@@ -165,6 +241,7 @@ LIVE_DEPLOYMENT: dict[str, Any] = {
         "list-length-differs",
         "type-differs",
         "field-missing",
+        "empty-mapping-or-list-the-server-omits",
     ],
 )
 def test_compare_reports_only_fields_we_set_that_differ(

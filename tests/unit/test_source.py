@@ -12,6 +12,7 @@ import pytest
 
 from conveyor.bundles.schema import ValueSchema
 from conveyor.bundles.source import (
+    AcceptedFinding,
     SourceFile,
     load_source,
     path_problem,
@@ -23,6 +24,7 @@ from conveyor.errors import SourceError
 
 HEADER = "apiVersion: conveyor.dev/v1alpha1\nkind: Bundle\nname: web\n"
 DEPLOYMENT = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+ACCEPT = "rule: environment-name, file: manifests/app.yaml, path: metadata.name, reason: fine"
 
 
 def files_with(bundle: str, **extra: bytes) -> dict[str, bytes]:
@@ -127,6 +129,68 @@ BUNDLE_ERRORS = [
         "allowPlaintextSecrets: must be true or false, got 'no'",
     ),
     ("tests-not-list", HEADER + "tests: manifests/app.yaml\n", "tests: must be a list"),
+    ("lint-not-a-mapping", HEADER + "lint: [a]\n", "lint: must be a mapping (accept: [...]), got"),
+    (
+        "lint-unknown-field",
+        HEADER + "lint: {ignore: []}\n",
+        "lint.ignore: unknown field; known: accept",
+    ),
+    ("accept-not-a-list", HEADER + "lint: {accept: x}\n", "lint.accept: must be a list of {rule"),
+    (
+        "accept-entry-not-a-mapping",
+        HEADER + "lint: {accept: [x]}\n",
+        "lint.accept[0]: must be a mapping",
+    ),
+    (
+        "accept-unknown-field",
+        HEADER + "lint:\n  accept:\n    - {" + ACCEPT + ", line: 3}\n",
+        "lint.accept[0].line: unknown field; known: rule, file, path, reason",
+    ),
+    (
+        "accept-without-reason",
+        HEADER + "lint:\n  accept:\n    - {" + ACCEPT.replace(", reason: fine", "") + "}\n",
+        "lint.accept[0].reason: is missing",
+    ),
+    (
+        "accept-blank-reason",
+        HEADER
+        + "lint:\n  accept:\n    - {"
+        + ACCEPT.replace("reason: fine", "reason: ' '")
+        + "}\n",
+        "lint.accept[0].reason: must be a non-empty string, got ' '",
+    ),
+    (
+        "accept-path-not-a-string",
+        HEADER
+        + "lint:\n  accept:\n    - {"
+        + ACCEPT.replace("path: metadata.name", "path: [a]")
+        + "}\n",
+        'lint.accept[0].path: must be a non-empty string, got ["a"]',
+    ),
+    (
+        "accept-a-rule-that-cannot-be",
+        HEADER + "lint:\n  accept:\n    - {" + ACCEPT.replace("environment-name", "yaml") + "}\n",
+        "lint.accept[0].rule: 'yaml' cannot be accepted; "
+        "acceptable: environment-name, plaintext-secret",
+    ),
+    (
+        "accept-a-file-that-is-not-a-manifest",
+        HEADER
+        + "lint:\n  accept:\n    - {"
+        + ACCEPT.replace("manifests/app.yaml", "app.yaml")
+        + "}\n",
+        "lint.accept[0].file: 'app.yaml' is not a manifest of this source",
+    ),
+    (
+        "accept-twice",
+        HEADER
+        + "lint:\n  accept:\n    - {"
+        + ACCEPT
+        + "}\n    - {"
+        + ACCEPT.replace("fine", "other")
+        + "}\n",
+        "lint.accept[1]: environment-name at manifests/app.yaml metadata.name is accepted twice",
+    ),
     ("tests-not-string", HEADER + "tests: [3]\n", "tests[0]: must be a path, got 3"),
     (
         "tests-escape-folder",
@@ -304,6 +368,23 @@ def test_bad_bundle_yaml_names_the_file_and_field(bundle: str, message: str) -> 
 
     assert message in str(raised.value)
     assert str(raised.value).startswith("web/bundle.yaml")
+
+
+def test_accepted_findings_are_read_in_order_with_their_reasons() -> None:
+    bundle = (
+        HEADER + "lint:\n  accept:\n    - {" + ACCEPT + "}\n"
+        "    - rule: plaintext-secret\n      file: manifests/app.yaml\n      path: data\n"
+        "      reason: '  the demo token  '\n"
+    )
+
+    spec = source_from_files(files_with(bundle), "web").spec
+
+    assert spec.accepted_findings == (
+        AcceptedFinding("environment-name", "manifests/app.yaml", "metadata.name", "fine"),
+        AcceptedFinding("plaintext-secret", "manifests/app.yaml", "data", "the demo token"),
+    )
+    assert source_from_files(files_with(HEADER + "lint: {}\n"), "web").spec.accepted_findings == ()
+    assert source_from_files(files_with(HEADER), "web").spec.accepted_findings == ()
 
 
 VALID_SCHEMAS = [

@@ -24,6 +24,7 @@ import pytest
 from conveyor.adapters.kube import ResourceExpired
 from conveyor.cluster import wait
 from conveyor.cluster.health import Profile, Readiness, State
+from conveyor.cluster.health_rules import HealthRule, HealthRules
 from conveyor.cluster.wait import WaitResult, describe_failure, wait_ready
 from conveyor.errors import ClusterError, InputError
 
@@ -628,3 +629,51 @@ def test_nothing_to_wait_for_is_ready_at_once() -> None:
     fake = FakeCluster()
     result = _wait(fake, [])
     assert result.ready and result.states == {} and fake.calls == []
+
+
+def test_an_object_still_not_found_soon_after_apply_fails_without_waiting_the_timeout() -> None:
+    fake = FakeCluster()
+    fake.put(deployment(ready=1))
+
+    result = _wait(fake, [deployment(), config_map("gone")], timeout=30, not_found_after=0.5)
+
+    assert not result.ready
+    assert 0.5 <= result.elapsed < 2, "failed at the not-found limit, not at the 30 s deadline"
+    assert result.states["ConfigMap/shop/gone"] == Readiness(
+        State.FAILED, "not found 0.5 s after apply"
+    )
+    assert "  ConfigMap/shop/gone: not found 0.5 s after apply" in describe_failure(result)
+
+
+def test_an_object_found_before_the_not_found_limit_is_judged_as_usual() -> None:
+    fake = FakeCluster()
+    fake.put(deployment(ready=0))
+    script = Script(("settings: not found", lambda: fake.put(config_map("settings"))))
+
+    result = _wait(fake, [config_map("settings"), deployment()], timeout=1.5, on_progress=script)
+
+    assert not result.ready
+    assert result.states["ConfigMap/shop/settings"].state is State.CURRENT
+    assert result.states["Deployment/shop/web"].reason == "0/3 replicas available"
+
+
+def test_without_a_not_found_limit_a_missing_object_waits_for_the_deadline() -> None:
+    fake = FakeCluster()
+
+    result = _wait(fake, [config_map("gone")], timeout=1.0, not_found_after=None)
+
+    assert result.elapsed >= 1.0
+    assert result.states["ConfigMap/shop/gone"] == Readiness(State.IN_PROGRESS, "not found")
+
+
+def test_health_rules_decide_the_kinds_they_name() -> None:
+    fake = FakeCluster()
+    fake.put(deployment(ready=1))
+    rules = HealthRules((HealthRule("apps/v1", "Deployment", "status.readyReplicas >= 1"),))
+
+    result = _wait(fake, [deployment()], rules=rules)
+
+    assert result.ready
+    assert result.states["Deployment/shop/web"].reason == (
+        "health check current is true: status.readyReplicas >= 1"
+    )
