@@ -25,9 +25,9 @@ from conveyor.bundles.render import Rendered
 from conveyor.config.model import Stage
 from conveyor.errors import PromotionRefused
 from conveyor.promotion.context import RunContext
-from conveyor.promotion.reports import approval_form
+from conveyor.promotion.reports import Provenance, approval_form
 from conveyor.records import policy, state
-from tasks import cluster, records, reports
+from tasks import bundles, cluster, records, reports
 from tasks.locks import tag_current_run
 
 APPROVAL_POLL_SECONDS = 2
@@ -68,7 +68,11 @@ async def standing_approval(
 
 
 async def obtain_approval(
-    context: RunContext, stage: Stage, digest: str, renders: dict[str, Rendered]
+    context: RunContext,
+    stage: Stage,
+    digest: str,
+    renders: dict[str, Rendered],
+    provenance: Provenance | None = None,
 ) -> str:
     """An approval bound to this digest and these manifests: recorded, or asked for now.
     Returns the approver; raises PromotionRefused on a rejection or a timeout."""
@@ -81,7 +85,9 @@ async def obtain_approval(
         logger.warning(
             "%s: earlier approval does not count: %s", stage.name, standing.verdict.explain()
         )
-    answer = await _ask(context, stage, digest, renders, standing.bound_to)
+    if provenance is None:
+        provenance = await bundles.read_provenance(context.store, digest)
+    answer = await _ask(context, stage, digest, renders, standing.bound_to, provenance)
     return await _record_answer(context, stage, digest, answer, standing.bound_to)
 
 
@@ -91,10 +97,11 @@ async def _ask(
     digest: str,
     renders: dict[str, Rendered],
     bound_to: str,
+    provenance: Provenance,
 ) -> ApprovalInput:
     """Pause the run until a person answers the form, or the stage's approval timeout (which
     answers as a rejection)."""
-    description = await _form(context, stage, digest, renders)
+    description = await _form(context, stage, digest, renders, provenance)
     tag = awaiting_approval_tag(context.app.name, stage.name)
     await tag_current_run([tag])
     reports.announce(
@@ -124,7 +131,11 @@ async def _ask(
 
 
 async def _form(
-    context: RunContext, stage: Stage, digest: str, renders: dict[str, Rendered]
+    context: RunContext,
+    stage: Stage,
+    digest: str,
+    renders: dict[str, Rendered],
+    provenance: Provenance,
 ) -> str:
     """The approval form: what each target's live objects would change, against the previous
     stage's parameters."""
@@ -140,6 +151,7 @@ async def _form(
         renders,
         baseline=previous.targets[0] if previous else None,
         changes=dict(zip(renders, changes, strict=True)),
+        provenance=provenance,
     )
 
 

@@ -7,17 +7,26 @@ import asyncio
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
+from prefect.runtime import flow_run
 
 from conveyor.adapters.prefect_api import RELEASE
 from conveyor.config.model import App
 from conveyor.promotion.context import open_run_context
+from conveyor.promotion.reports import Provenance
 from flows.steps import promote_through_stage
 from tasks import bundles
 
 
-@flow(name=RELEASE, flow_run_name="release-{app}-{ref}", log_prints=False)
-async def release(app: str, ref: str = "HEAD", config_file: str | None = None) -> str:
-    """Build the app's bundle at `ref` (or reuse it) and promote it stage by stage.
+def _run_name() -> str:
+    """`release-APP-REF` until the build names the commit (`release-APP-REF-COMMIT`)."""
+    parameters = flow_run.parameters
+    return f"release-{parameters['app']}-{parameters.get('ref') or 'configured'}"
+
+
+@flow(name=RELEASE, flow_run_name=_run_name, log_prints=False)
+async def release(app: str, ref: str | None = None, config_file: str | None = None) -> str:
+    """Build the app's bundle at `ref` (default: the app's `source.ref`; refused unless
+    `source.allowedRefs` allows it), or reuse it, and promote it stage by stage.
 
     Stops after a stage whose autoPromote is off (promote the next one with
     `conveyor promote`), and fails where a gate fails or an approval is refused.
@@ -25,15 +34,25 @@ async def release(app: str, ref: str = "HEAD", config_file: str | None = None) -
     logger = get_run_logger()
     context = await asyncio.to_thread(open_run_context, config_file, app)
     spec = context.app
-    built = await bundles.build_bundle(context.store, spec, ref)
-    logger.info("%s %s (%s)", app, built.digest, "reused" if built.reused else "built and pushed")
+    chosen = ref or spec.source.ref
+    spec.source.check_ref(chosen)
+    built = await bundles.build_bundle(context.store, spec, chosen)
+    logger.info(
+        "%s %s at %s (commit %s): %s",
+        app,
+        built.digest,
+        chosen,
+        built.commit,
+        "reused" if built.reused else "built and pushed",
+    )
     run = get_run_context().flow_run  # type: ignore[union-attr]
     if run is not None:
-        run.name = f"release-{app}-{built.digest[7:13]}"  # what records and the UI call it
+        run.name = f"release-{app}-{chosen}-{built.commit[:12]}"  # what records and the UI show
         async with get_client() as client:
             await client.update_flow_run(run.id, name=run.name)
+    source = Provenance(spec.source.repository, chosen, built.commit)
     for stage in spec.pipeline.stages:
-        await promote_through_stage(context, built.digest, stage.name)
+        await promote_through_stage(context, built.digest, stage.name, source)
         if not stage.auto_promote and stage is not spec.pipeline.stages[-1]:
             logger.info(
                 "%s passed %s; autoPromote is off, so the release stops here: "

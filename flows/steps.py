@@ -22,7 +22,7 @@ from conveyor.errors import ConveyorError, PromotionRefused, StageFailed
 from conveyor.promotion import deploy
 from conveyor.promotion.context import RunContext
 from conveyor.promotion.outcome import TargetOutcome, desired_state, stage_evidence
-from conveyor.promotion.reports import promotion_report
+from conveyor.promotion.reports import Provenance, promotion_report
 from conveyor.records import policy, state
 from flows.approval import obtain_approval
 from tasks import bundles, cluster, records, reports
@@ -148,9 +148,11 @@ async def roll_back(
 
 
 async def promote_through_stage(
-    context: RunContext, digest: str, stage_name: str
+    context: RunContext, digest: str, stage_name: str, provenance: Provenance | None = None
 ) -> list[TargetOutcome]:
-    """Policy, lock, approval, the stage's targets within its budget, soak, evidence, report."""
+    """Policy, lock, approval, the stage's targets within its budget, soak, evidence, report.
+    `provenance` (a release's ref and commit) is shown to approvers; without it, the bundle's
+    own source and commit annotations are."""
     logger = get_run_logger()
     app = context.app
     stage = app.pipeline.stage(stage_name)
@@ -170,7 +172,7 @@ async def promote_through_stage(
     async with hold_targets(app.name, targets, wait_seconds=LOCK_WAIT):
         approved_by = None
         if stage.approval.required:
-            approved_by = await obtain_approval(context, stage, digest, renders)
+            approved_by = await obtain_approval(context, stage, digest, renders, provenance)
         reports.announce(
             "promotion.started",
             app=app.name,

@@ -14,6 +14,7 @@ from conveyor.bundles import artifact
 from conveyor.bundles.render import Rendered
 from conveyor.config.model import App, Target
 from conveyor.promotion import deploy
+from conveyor.promotion.reports import Provenance
 
 
 @task(name="build-bundle", cache_policy=NO_CACHE)
@@ -26,6 +27,17 @@ async def build_bundle(store: oci.BundleStore, app: App, ref: str) -> artifact.B
         app.source.path,
         store,
         environment_names=app.pipeline.environment_names(),
+    )
+
+
+@task(name="read-provenance", cache_policy=NO_CACHE)
+async def read_provenance(store: oci.BundleStore, digest: str) -> Provenance:
+    """Where `digest` was built from, as its manifest's source and revision annotations say."""
+    annotations = await asyncio.to_thread(store.annotations, digest)
+    return Provenance(
+        annotations.get(oci.ANNOTATION_SOURCE, "(not recorded)"),
+        None,
+        annotations.get(oci.ANNOTATION_REVISION, "(not recorded)"),
     )
 
 

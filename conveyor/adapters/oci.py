@@ -220,6 +220,58 @@ def parse_location(location: str) -> RegistryLocation | LayoutLocation:
     return RegistryLocation(host, repository)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What a user named a bundle by: a store location (or none: the chosen store), a tag, a
+    digest, or both (`host/repo:tag@sha256:...`, where the digest decides)."""
+
+    location: str | None
+    tag: str | None
+    digest: str | None
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse a bundle reference the way skopeo, oras, crane and flux read one.
+
+    `sha256:...` alone is a digest and a word without `/` a tag, both in the chosen store;
+    otherwise `host[:port]/repository` or `oci:<folder>`, then optionally `:tag` (after the last
+    `/`) and `@sha256:...`. Raises InputError naming the part that is wrong.
+    """
+    example = "write `TAG`, `sha256:...`, `host[:port]/repo:TAG`, `host[:port]/repo@sha256:...`"
+    if not text:
+        raise InputError("an empty bundle reference", hint=example)
+    if text.startswith("sha256:"):
+        return Reference(None, None, check_digest(text, "bundle reference"))
+    if "/" not in text and not text.startswith("oci:"):
+        if not _TAG.fullmatch(text):
+            raise InputError(
+                f"bundle reference {text!r} is neither a tag, a digest nor a full reference",
+                hint=f"{example}; a tag is up to 128 of A-Z a-z 0-9 _ . -",
+            )
+        return Reference(None, text, None)
+    rest, at, digest = text.rpartition("@")
+    if not at:
+        rest, digest = text, ""
+    elif not digest.startswith("sha256:"):
+        raise InputError(
+            f"bundle reference {text!r}: {digest!r} after @ is not a sha256 digest", hint=example
+        )
+    prefix = "oci:" if rest.startswith("oci:") else ""
+    body = rest[len(prefix) :]
+    last_slash = body.rfind("/")
+    colon = body.rfind(":")
+    tag = ""
+    if colon > last_slash and (prefix or last_slash >= 0):
+        body, tag = body[:colon], body[colon + 1 :]
+    location = prefix + body
+    parse_location(location)
+    return Reference(
+        location,
+        _check_tag(tag) if tag else None,
+        check_digest(digest, f"bundle reference {text!r}") if digest else None,
+    )
+
+
 class BundleStore(ABC):
     """Where bundles live. Public operations are shared; backends supply five primitives."""
 
@@ -283,6 +335,12 @@ class BundleStore(ABC):
                 "source and check the storage",
             )
         return manifest, blob
+
+    def annotations(self, digest: str) -> dict[str, str]:
+        """The annotations of bundle `digest` (name, source, revision...), its manifest verified;
+        the layer is not read."""
+        data, _ = self._verified_manifest(digest)
+        return dict(self._parse_bundle(data, digest).get("annotations", {}))
 
     def tag(self, digest: str, new_tag: str) -> None:
         """Point `new_tag` at `digest` with the manifest's exact bytes; other tags are untouched."""

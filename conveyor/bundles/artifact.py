@@ -122,6 +122,20 @@ def load(store: oci.BundleStore, digest: str) -> Loaded:
     return Loaded(digest, annotations, source, data)
 
 
-def resolve(store: oci.BundleStore, reference: str) -> str:
-    """A digest for `reference`, which is a digest already or a tag in the store."""
-    return reference if reference.startswith("sha256:") else store.resolve(reference)
+def resolve(store: oci.BundleStore, reference: oci.Reference) -> str:
+    """The digest `reference` names in `store`: its digest, else what its tag points at. A
+    reference with both must agree, as `repo:tag@digest` promises."""
+    if reference.tag is None:
+        if reference.digest is None:
+            raise InputError(
+                f"{store}: the reference names neither a tag nor a digest",
+                hint=f"write `{store}:TAG` or `{store}@sha256:...`",
+            )
+        return reference.digest
+    tagged = store.resolve(reference.tag)
+    if reference.digest is not None and reference.digest != tagged:
+        raise InputError(
+            f"{store}: tag {reference.tag!r} points at {tagged}, not at {reference.digest}",
+            hint="drop the tag or the digest, or re-tag the bundle you mean",
+        )
+    return tagged

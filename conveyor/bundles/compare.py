@@ -24,17 +24,9 @@ from conveyor.bundles.render import (
 )
 from conveyor.bundles.source import Source
 from conveyor.errors import ConveyorError
+from conveyor.kit.absent import ABSENT, Absent
 from conveyor.kit.strict_yaml import JsonValue
 
-
-class Absent:
-    """The value of a parameter or field that one side does not have."""
-
-    def __repr__(self) -> str:
-        return "(absent)"
-
-
-ABSENT = Absent()
 Side = JsonValue | Absent
 
 

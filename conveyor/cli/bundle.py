@@ -3,7 +3,9 @@
 A store is a registry repository (`127.0.0.1:5000/conveyor/web`) or an OCI layout folder
 (`oci:.conveyor/bundles/web`): --store, else $CONVEYOR_STORE, else the store of the app named by
 --app, which is where the pipeline keeps that app's bundles (`$CONVEYOR_REGISTRY/conveyor/APP`,
-or the layout folder `.conveyor/bundles/APP` without a registry). Credentials for a registry come
+or the layout folder `.conveyor/bundles/APP` without a registry). A bundle is named by a tag or
+digest in that store, or by a full reference that carries its own store, as skopeo, oras and flux
+take it (`127.0.0.1:5000/conveyor/web@sha256:...`, `...:prod`). Credentials for a registry come
 from $CONVEYOR_REGISTRY_USERNAME and $CONVEYOR_REGISTRY_PASSWORD, never from the command line.
 """
 
@@ -25,6 +27,7 @@ from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.config.model import bundle_store_location
 from conveyor.errors import InputError, IntegrityError
+from conveyor.kit.absent import ABSENT
 
 app = typer.Typer(help="Build, inspect, render and move bundles (OCI artifacts).")
 
@@ -33,6 +36,10 @@ StoreOption = typer.Option(
     "--store",
     "-s",
     help="registry repository or oci:FOLDER [env: CONVEYOR_STORE; default: the --app's store]",
+)
+REFERENCE_HELP = (
+    "tag or digest (sha256:...) in the chosen store, or a full reference: "
+    "host[:port]/repo:tag, host[:port]/repo@sha256:..., oci:DIR:tag"
 )
 AppStoreOption = typer.Option(
     None, "--app", help="without --store: this app's store, where the pipeline keeps its bundles"
@@ -53,10 +60,27 @@ def open_store(location: str | None, app_name: str | None) -> oci.BundleStore:
     return artifact.open_store(chosen)
 
 
+def locate(reference: str, store: str | None, app_name: str | None) -> tuple[oci.BundleStore, str]:
+    """The store and digest `reference` names: a tag or digest in the chosen store (see
+    `open_store`), or a full reference (`host[:port]/repo:tag`, `...@sha256:...`, `oci:DIR:tag`)
+    whose own store wins over $CONVEYOR_STORE and --app; a --store that names another store is
+    refused rather than guessed between."""
+    parsed = oci.parse_reference(reference)
+    if parsed.location is None:
+        opened = open_store(store, app_name)
+    else:
+        if store and str(oci.parse_location(store)) != str(oci.parse_location(parsed.location)):
+            raise InputError(
+                f"{reference!r} names the store {parsed.location}, but --store names {store}",
+                hint="give the full reference or --store with a tag or digest, not both",
+            )
+        opened = artifact.open_store(parsed.location)
+    return opened, artifact.resolve(opened, parsed)
+
+
 def load_reference(reference: str, store: str | None, app_name: str | None) -> artifact.Loaded:
-    """The verified bundle `reference` (a digest or a tag) names in the chosen store."""
-    opened = open_store(store, app_name)
-    return artifact.load(opened, artifact.resolve(opened, reference))
+    """The verified bundle `reference` names (see `locate`)."""
+    return artifact.load(*locate(reference, store, app_name))
 
 
 @app.command()
@@ -97,7 +121,7 @@ def build(
 
 @app.command()
 def inspect(
-    reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
+    reference: str = typer.Argument(..., help=REFERENCE_HELP),
     store: str | None = StoreOption,
     app_name: str | None = AppStoreOption,
     output: Output = OutputOption,
@@ -155,7 +179,7 @@ def inspect(
 
 @app.command()
 def pull(
-    reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
+    reference: str = typer.Argument(..., help=REFERENCE_HELP),
     out: Path = typer.Option(..., "--out", help="empty or new folder to write the source into"),
     store: str | None = StoreOption,
     app_name: str | None = AppStoreOption,
@@ -182,7 +206,7 @@ def collect_values(values_file: list[Path], assignments: list[str]) -> dict[str,
 
 @app.command("render")
 def render_command(
-    reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
+    reference: str = typer.Argument(..., help=REFERENCE_HELP),
     store: str | None = StoreOption,
     app_name: str | None = AppStoreOption,
     values: list[Path] = typer.Option([], "--values", "-f", help="parameter file (repeatable)"),
@@ -207,7 +231,7 @@ def render_command(
 
 @app.command()
 def diff(
-    reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
+    reference: str = typer.Argument(..., help=REFERENCE_HELP),
     a: Path = typer.Option(..., "--a", help="parameter file of the first target"),
     b: Path = typer.Option(..., "--b", help="parameter file of the second target"),
     store: str | None = StoreOption,
@@ -252,30 +276,29 @@ def show_comparison(
 
 
 def _plain(value: Any) -> Any:
-    return None if value is compare.ABSENT else value
+    return None if value is ABSENT else value
 
 
 def _show(value: Any) -> str:
-    return "(absent)" if value is compare.ABSENT else json.dumps(value)
+    return "(absent)" if value is ABSENT else json.dumps(value)
 
 
 @app.command()
 def tag(
-    reference: str = typer.Argument(..., help="digest (sha256:...) or tag"),
+    reference: str = typer.Argument(..., help=REFERENCE_HELP),
     new_tag: str = typer.Argument(..., help="tag to point at the bundle (e.g. a stage name)"),
     store: str | None = StoreOption,
     app_name: str | None = AppStoreOption,
 ) -> None:
     """Point a tag at a bundle: the manifest's exact bytes, nothing re-uploaded."""
-    opened = open_store(store, app_name)
-    digest = artifact.resolve(opened, reference)
+    opened, digest = locate(reference, store, app_name)
     opened.tag(digest, new_tag)
     say(f"{new_tag} -> {digest}")
 
 
 @app.command()
 def push(
-    reference: str = typer.Argument(..., help="digest (sha256:...) or tag in --from"),
+    reference: str = typer.Argument(..., help=REFERENCE_HELP),
     from_store: str | None = typer.Option(
         None, "--from", help="store to read [env: CONVEYOR_STORE]"
     ),

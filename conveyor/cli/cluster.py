@@ -16,7 +16,7 @@ from rich.table import Table
 
 from conveyor.adapters.kube import Kube
 from conveyor.bundles import render
-from conveyor.cli.bundle import StoreOption, collect_values, load_reference
+from conveyor.cli.bundle import REFERENCE_HELP, StoreOption, collect_values, load_reference
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.cluster import apply, drift, wait
 from conveyor.errors import InputError
@@ -79,7 +79,7 @@ def _states(result: wait.WaitResult) -> list[dict[str, str]]:
 
 
 def apply_command(
-    reference: str = typer.Argument(..., help="bundle digest (sha256:...) or tag"),
+    reference: str = typer.Argument(..., help=REFERENCE_HELP),
     app: str = AppOption,
     target: str = TargetOption,
     namespace: str = NamespaceOption,
@@ -144,7 +144,7 @@ def _print_result(result: wait.WaitResult) -> None:
 
 
 def wait_command(
-    reference: str = typer.Argument(..., help="bundle digest (sha256:...) or tag"),
+    reference: str = typer.Argument(..., help=REFERENCE_HELP),
     app: str = AppOption,
     target: str = TargetOption,
     namespace: str = NamespaceOption,
@@ -232,7 +232,7 @@ def _live_diff(
 
 
 def prune_command(
-    reference: str = typer.Argument(..., help="bundle digest (sha256:...) or tag"),
+    reference: str = typer.Argument(..., help=REFERENCE_HELP),
     app: str = AppOption,
     target: str = TargetOption,
     namespace: str = NamespaceOption,

@@ -190,16 +190,20 @@ def _show_log(line: str) -> None:
 
 def release(
     app: str = typer.Argument(..., help="app name from conveyor.yaml"),
-    ref: str = typer.Option("HEAD", help="git ref to build"),
+    ref: str | None = typer.Option(
+        None, help="git ref to build [default: the app's source.ref]; must fit source.allowedRefs"
+    ),
     idempotency_key: str | None = typer.Option(None, help="repeat-safe key for API callers"),
     approve_as: str | None = ApproveAsOption,
     wait: bool = WaitOption,
     config: Path | None = ConfigOption,
     output: Output = OutputOption,
 ) -> None:
-    """Build APP at REF once and carry its digest from the first stage to the last."""
+    """Build APP at REF (default: its source.ref) once and carry the digest from the first stage
+    to the last."""
     loaded = load_config(config)
-    loaded.app(app)
+    source = loaded.app(app).source
+    source.check_ref(ref or source.ref)
     how = _Following(wait, output, approve_as, idempotency_key)
     _run_flow(RELEASE, {"app": app, "ref": ref}, loaded.path, how)
 

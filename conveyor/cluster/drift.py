@@ -21,6 +21,7 @@ from typing import Any
 
 from conveyor.adapters.kube import Kube
 from conveyor.cluster.ordering import ObjectRef, selector
+from conveyor.kit.absent import ABSENT
 
 _SERVER_OWNED_METADATA = {
     "managedFields",
@@ -98,14 +99,6 @@ class ObjectDrift:
                 for f in self.fields
             ],
         }
-
-
-class _Absent:
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-ABSENT: Any = _Absent()
 
 
 def _quantity(value: Any) -> Decimal | None:

@@ -7,6 +7,7 @@ format is described there). Nothing here reads a file, the environment, git or a
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from conveyor.cluster.health_rules import NO_RULES, HealthRules
-from conveyor.errors import ConfigError
+from conveyor.errors import ConfigError, PromotionRefused
 from conveyor.kit.paths import display_path
 from conveyor.kit.paths import state_dir as default_state_dir
 from conveyor.kit.strict_yaml import JsonValue
@@ -212,11 +213,28 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class AppSource:
-    """Where an app's bundle source lives: a repository (absolute path or URL), ref and folder."""
+    """Where an app's bundle source lives: a repository (absolute path or URL), the ref a
+    release builds by default, the folder, and which refs may be released at all."""
 
     repository: str
     ref: str
     path: str
+    allowed_refs: tuple[str, ...] = ()
+    """Refs or globs (`main`, `release/*`, `v*`) a release may build; empty allows any."""
+
+    def allows(self, ref: str) -> bool:
+        return not self.allowed_refs or any(
+            fnmatch.fnmatchcase(ref, pattern) for pattern in self.allowed_refs
+        )
+
+    def check_ref(self, ref: str) -> None:
+        """Raise PromotionRefused when `ref` may not be released."""
+        if not self.allows(ref):
+            raise PromotionRefused(
+                f"{ref!r} may not be released: source.allowedRefs lists "
+                + ", ".join(self.allowed_refs),
+                hint="release one of those refs, or add this one to allowedRefs in the config",
+            )
 
 
 @dataclass(frozen=True)

@@ -311,7 +311,7 @@ def _cluster(name: str, raw: JsonValue, at: Place, root: Path) -> Cluster:
 
 
 def _app_source(raw: object, at: Place, root: Path) -> AppSource:
-    fields = _ConfigFields(raw, at, ("repository", "ref", "path"))
+    fields = _ConfigFields(raw, at, ("repository", "ref", "allowedRefs", "path"))
     path = fields.string("path", ".")
     problem = None if path == "." else path_problem(path)
     if problem:
@@ -319,9 +319,22 @@ def _app_source(raw: object, at: Place, root: Path) -> AppSource:
             f"the path {path!r} {problem}",
             hint='give the source folder relative to the repository root, or "." for the root',
         )
-    return AppSource(
-        _repository(fields.string("repository"), root), fields.string("ref", "HEAD"), path
+    allowed: list[str] = []
+    for pattern, place in fields.items("allowedRefs", default=[]):
+        if not isinstance(pattern, str) or not pattern:
+            raise place.error(f"must be a ref or a glob such as `release/*`, {place.got(pattern)}")
+        allowed.append(pattern)
+    if fields.given("allowedRefs") and not allowed:
+        raise fields.error("allowedRefs", "must list at least one ref (or leave it out)")
+    source = AppSource(
+        _repository(fields.string("repository"), root),
+        fields.string("ref", "HEAD"),
+        path,
+        tuple(allowed),
     )
+    if not source.allows(source.ref):
+        raise fields.error("ref", f"{source.ref!r} is not among allowedRefs ({', '.join(allowed)})")
+    return source
 
 
 def _repository(location: str, root: Path) -> str:

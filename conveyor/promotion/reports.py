@@ -8,11 +8,27 @@ or a cluster; the flows only gather those values and publish the text.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from conveyor.bundles.render import Rendered
 from conveyor.cluster.drift import ObjectDrift
 from conveyor.config.model import Target
 from conveyor.promotion.outcome import TargetOutcome
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a digest was built from: the source repository, the ref a release named (None when
+    the digest was promoted by hand) and the commit it resolved to."""
+
+    repository: str
+    ref: str | None
+    commit: str
+
+    def describe(self) -> str:
+        at = f"`{self.ref}` at commit `{self.commit}`" if self.ref else f"commit `{self.commit}`"
+        return f"Built from `{self.repository}`, {at}"
+
 
 REASON_WIDTH = 200
 """A gate's reason is cut to this many characters in the report's table."""
@@ -26,11 +42,20 @@ def approval_form(
     *,
     baseline: Target | None,
     changes: Mapping[str, Sequence[ObjectDrift]],
+    provenance: Provenance,
 ) -> str:
-    """What the approver sees: the digest, and for each target the parameters that differ from
-    `baseline` (the previous stage's first target, None for the first stage) and `changes`, the
-    drift of the live objects from these manifests (what the promotion will change)."""
-    lines = [f"## Promote `{app}` to **{stage}**", "", f"Digest: `{digest}`", ""]
+    """What the approver sees: the digest and where it was built from, and for each target the
+    parameters that differ from `baseline` (the previous stage's first target, None for the first
+    stage) and `changes`, the drift of the live objects from these manifests (what the promotion
+    will change)."""
+    lines = [
+        f"## Promote `{app}` to **{stage}**",
+        "",
+        f"Digest: `{digest}`",
+        "",
+        provenance.describe(),
+        "",
+    ]
     for target, rendered in renders.items():
         lines.append(f"### {target} (namespace `{rendered.namespace}`)")
         if baseline is not None:

@@ -23,8 +23,21 @@ def _release_approving(world: World, *, approver: str = "alice") -> tuple[int, s
 
 
 def test_a_release_carries_one_digest_from_dev_to_prod(world: World) -> None:
-    code, output = _release_approving(world)
+    # The configured branch is released, not HEAD: main moves on after release/1 is cut.
+    world.git("branch", "release/1")
+    released = world.git("rev-parse", "release/1").strip()
+    world.commit_change("manifests/service.yaml", "port: 80\n", "port: 8080\n", "main moves on")
+    world.edit_source(ref="release/1", allowedRefs=["release/*"])
+    process = world.start("release", app=world.app)
+    waiting = world.waiting_run("prod")
+    form = world.api.pause_description(waiting.id)
+    assert f"`release/1` at commit `{released}`" in form, form
+    world.answer("prod", approve=True, approver="alice", reason="checked the diff")
+    code, output = world.finish(process)
     assert code == 0, output
+    assert f"release/1 (commit {released})" in output, output
+    service = world.live("Service", "web", "dev")
+    assert service is not None and service["spec"]["ports"][0]["port"] == 80, "release/1's port"
 
     digest = world.desired("dev").digest  # type: ignore[union-attr]
     assert digest.startswith("sha256:")
@@ -56,7 +69,12 @@ def test_a_release_carries_one_digest_from_dev_to_prod(world: World) -> None:
     assert set(rows) == set(TARGETS)
     for row in rows.values():
         assert (row["digest"], row["health"], row["drift"]) == (digest, "healthy", "none"), row
-        assert row["promoted"].endswith(f"release-{world.app}-{digest[7:13]}"), row
+        assert row["promoted"].endswith(f"release-{world.app}-release/1-{released[:12]}"), row
+
+    refused = world.conveyor("release", world.app, "--ref", "main")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "'main' may not be released: source.allowedRefs lists release/*" in refused.stderr
+    assert world.desired("dev").digest == digest  # type: ignore[union-attr]
 
 
 def test_a_gate_failing_in_staging_rolls_staging_back_and_leaves_prod_alone(

@@ -396,6 +396,37 @@ def test_tag_moves_a_stage_tag_and_leaves_other_tags_alone(repo: Path, registry_
     assert {digest_of(registry_manifest(registry_repo, t)) for t in tags} == {first, second}
 
 
+def test_full_references_name_their_own_store(
+    published: Published, registry_repo: str, tmp_path: Path
+) -> None:
+    by_digest = f"{published.store}@{published.digest}"
+    # The reference's own store wins over $CONVEYOR_STORE, as with skopeo, oras and flux.
+    elsewhere = f"oci:{tmp_path / 'elsewhere'}"
+    inspected = ok(conveyor("bundle", "inspect", by_digest, "-o", "json", store_env=elsewhere))
+    assert inspected.json()["digest"] == published.digest
+    out = tmp_path / "out"
+    ok(conveyor("bundle", "pull", f"{published.store}:v1", "--out", str(out)))
+    assert tree_files(out) == tree_files(EXAMPLE)
+    rendered = ok(conveyor("bundle", "render", by_digest, "--set", "replicas=3", "--json"))
+    deployments = [o for o in rendered.json() if o["kind"] == "Deployment"]
+    assert [d["spec"]["replicas"] for d in deployments] == [3]
+
+    ok(conveyor("bundle", "tag", f"{published.store}:v1@{published.digest}", "checked"))
+    assert digest_of(registry_manifest(published.store, "checked")) == published.digest
+
+    copied = ok(conveyor("bundle", "push", by_digest, "--to", registry_repo))
+    assert copied.stdout.strip() == f"{published.digest} copied to {registry_repo}"
+
+    other = "sha256:" + "0" * 64
+    wrong = conveyor("bundle", "inspect", f"{published.store}:v1@{other}")
+    assert wrong.code == 2 and "tag 'v1' points at " + published.digest in wrong.stderr
+    clash = conveyor("bundle", "inspect", by_digest, "--store", registry_repo)
+    assert clash.code == 2
+    assert published.store in clash.stderr and registry_repo in clash.stderr
+    missing = conveyor("bundle", "inspect", f"{published.store}@{other}")
+    assert missing.code == 2 and other in missing.stderr
+
+
 def test_push_copies_a_bundle_from_a_layout_folder_with_the_same_digest(
     repo: Path, tmp_path: Path, registry_repo: str
 ) -> None:

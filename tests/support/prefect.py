@@ -39,6 +39,14 @@ class PrefectREST(PrefectAPI):
         record: dict[str, Any] = self.get(f"/flow_runs/{run_id}")
         return record
 
+    def pause_description(self, run_id: str) -> str:
+        """The form text a paused run shows to whoever resumes it (its approval form)."""
+        state = self.flow_run_record(run_id)["state"]
+        key = f"{state['name'].lower()}-{state['state_details']['pause_key']}-description"
+        text = self.get(f"/flow_runs/{run_id}/input/{key}")
+        assert isinstance(text, str), text
+        return text
+
     def task_run_records(self, run_id: str) -> list[dict[str, Any]]:
         """Every task run of a flow run, page by page."""
         found: list[dict[str, Any]] = []

@@ -84,6 +84,12 @@ class World:
         values[name] = value
         path.write_text(yaml.safe_dump(values))
 
+    def edit_source(self, **fields: Any) -> None:
+        """Set fields of the app's `source` in conveyor.yaml (`ref`, `allowedRefs`...)."""
+        conveyor = yaml.safe_load(self.config_path.read_text())
+        conveyor["apps"][self.app]["source"].update(fields)
+        self.config_path.write_text(yaml.safe_dump(conveyor, sort_keys=False))
+
     def edit_pipeline(self, change: Callable[[dict[str, Any]], Any]) -> None:
         path = self.root / "config" / "pipelines" / "web.yaml"
         pipeline = yaml.safe_load(path.read_text())

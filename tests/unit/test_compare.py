@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from conveyor.bundles.compare import ABSENT, FieldDifference, ParameterDifference, compare
+from conveyor.bundles.compare import FieldDifference, ParameterDifference, compare
 from conveyor.bundles.source import Source, load_source
 from conveyor.errors import RenderError
+from conveyor.kit.absent import ABSENT
 
 SourceBuilder = Callable[..., Source]
 PARAMETERS: dict[str, Any] = {

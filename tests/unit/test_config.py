@@ -31,7 +31,7 @@ from conveyor.config.model import (
     Weekly,
 )
 from conveyor.config.reader import load_config
-from conveyor.errors import ConfigError
+from conveyor.errors import ConfigError, PromotionRefused
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API = "conveyor.dev/v1alpha1"
@@ -419,8 +419,23 @@ ERROR_CASES = [
     ),
     pytest.param(
         lambda tree: tree.config["apps"]["web"]["source"].update(branch="main"),
-        f"{CONFIG}: apps.web.source.branch: unknown key; known: repository, ref, path",
+        f"{CONFIG}: apps.web.source.branch: unknown key; known: repository, ref, allowedRefs, path",
         id="unknown-key-source",
+    ),
+    pytest.param(
+        lambda tree: tree.config["apps"]["web"]["source"].update(allowedRefs=["release/*"]),
+        f"{CONFIG}: apps.web.source.ref: 'main' is not among allowedRefs (release/*)",
+        id="default-ref-not-allowed",
+    ),
+    pytest.param(
+        lambda tree: tree.config["apps"]["web"]["source"].update(allowedRefs=["main", 3]),
+        f"{CONFIG}: apps.web.source.allowedRefs[1]: must be a ref or a glob",
+        id="allowed-ref-not-a-string",
+    ),
+    pytest.param(
+        lambda tree: tree.config["apps"]["web"]["source"].update(allowedRefs=[]),
+        f"{CONFIG}: apps.web.source.allowedRefs: must list at least one ref",
+        id="allowed-refs-empty",
     ),
     pytest.param(
         lambda tree: tree.pipeline.update(stage=[]),
@@ -901,6 +916,35 @@ def test_an_invalid_configuration_names_the_file_and_key(
     with pytest.raises(ConfigError) as error:
         load(tree, isolated)
     assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "ref", "allows"),
+    [
+        ([], "anything", True),
+        (["main"], "main", True),
+        (["main"], "main2", False),
+        (["main", "release/*"], "release/1.2", True),
+        (["release/*"], "release", False),
+        (["v*"], "v1.0.0", True),
+        (["v*"], "refs/tags/v1", False),
+    ],
+)
+def test_allowed_refs_are_exact_names_or_globs(
+    isolated: Path, allowed: list[str], ref: str, allows: bool
+) -> None:
+    tree = Tree()
+    source = tree.config["apps"]["web"]["source"]
+    source["ref"] = allowed[0] if allowed else "main"
+    if allowed:
+        source["allowedRefs"] = allowed
+    web = load(tree, isolated).app("web")
+    assert web.source.allows(ref) is allows
+    if allows:
+        web.source.check_ref(ref)
+    else:
+        with pytest.raises(PromotionRefused, match=f"{ref!r} may not be released"):
+            web.source.check_ref(ref)
 
 
 def test_a_missing_config_file_says_how_to_point_at_one() -> None:

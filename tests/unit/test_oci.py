@@ -352,3 +352,50 @@ def test_layout_unwritable_folder_is_a_registry_error(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="writing blob") as raised:
         store.push(_bundle(), _annotations())
     assert raised.value.hint and "writable" in raised.value.hint
+
+
+# --- references ------------------------------------------------------------------------------
+
+DIGEST_A = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("staging", oci.Reference(None, "staging", None)),
+        ("v1.2.3", oci.Reference(None, "v1.2.3", None)),
+        (DIGEST_A, oci.Reference(None, None, DIGEST_A)),
+        (
+            f"127.0.0.1:5000/team/app@{DIGEST_A}",
+            oci.Reference("127.0.0.1:5000/team/app", None, DIGEST_A),
+        ),
+        ("127.0.0.1:5000/team/app:prod", oci.Reference("127.0.0.1:5000/team/app", "prod", None)),
+        (
+            f"registry.example.com/app:v1@{DIGEST_A}",
+            oci.Reference("registry.example.com/app", "v1", DIGEST_A),
+        ),
+        ("localhost/ledger", oci.Reference("localhost/ledger", None, None)),
+        ("oci:/var/b:dev", oci.Reference("oci:/var/b", "dev", None)),
+        (f"oci:rel/dir@{DIGEST_A}", oci.Reference("oci:rel/dir", None, DIGEST_A)),
+        ("oci:bundles:prod", oci.Reference("oci:bundles", "prod", None)),
+    ],
+)
+def test_references_are_read_like_skopeo_and_oras(text: str, expected: oci.Reference) -> None:
+    assert oci.parse_reference(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("sha256:abc", "not a sha256 digest"),
+        ("127.0.0.1:5000", "neither a tag, a digest nor a full reference"),
+        ("127.0.0.1:5000/app@md5:00", "after @ is not a sha256 digest"),
+        (f"127.0.0.1:5000/App@{DIGEST_A}", "not a valid OCI repository"),
+        ("127.0.0.1:5000/app:-bad", "not a valid OCI tag"),
+        ("http://127.0.0.1:5000/app:v1", "URL scheme"),
+    ],
+)
+def test_bad_references_name_the_wrong_part(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        oci.parse_reference(text)

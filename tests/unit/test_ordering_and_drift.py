@@ -318,7 +318,7 @@ def test_a_drift_is_a_table_row_per_field_or_one_row_for_a_deleted_object() -> N
             "object": "Deployment/shop/web",
             "field": "metadata.labels.tier",
             "desired": "'web'",
-            "live": "<absent>",
+            "live": "(absent)",
         },
     ]
     assert deleted.rows() == [

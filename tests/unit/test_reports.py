@@ -13,7 +13,7 @@ from conveyor.cluster.gates import GateResult
 from conveyor.cluster.ordering import ObjectRef
 from conveyor.config.model import Cluster, Target
 from conveyor.promotion.outcome import TargetOutcome
-from conveyor.promotion.reports import approval_form, promotion_report
+from conveyor.promotion.reports import Provenance, approval_form, promotion_report
 
 DIGEST = "sha256:" + "ab" * 32
 DEPLOYMENT = ObjectRef("apps/v1", "Deployment", "web-prod", "web")
@@ -47,7 +47,15 @@ def staging(**parameters: Any) -> Target:
     )
 
 
-FORM_HEAD = ["## Promote `web` to **prod**", "", f"Digest: `{DIGEST}`", ""]
+FORM_HEAD = [
+    "## Promote `web` to **prod**",
+    "",
+    f"Digest: `{DIGEST}`",
+    "",
+    "Built from `https://git.example/web.git`, `release/2.4` at commit `" + "c" * 40 + "`",
+    "",
+]
+PROVENANCE = Provenance("https://git.example/web.git", "release/2.4", "c" * 40)
 
 
 @pytest.mark.parametrize(
@@ -110,8 +118,15 @@ def test_the_approval_form_shows_parameters_and_live_changes_per_target(
     changes: dict[str, list[ObjectDrift]],
     body: list[str],
 ) -> None:
-    form = approval_form("web", "prod", DIGEST, renders, baseline=baseline, changes=changes)
+    form = approval_form(
+        "web", "prod", DIGEST, renders, baseline=baseline, changes=changes, provenance=PROVENANCE
+    )
     assert form.split("\n") == FORM_HEAD + body
+
+
+def test_a_digest_promoted_by_hand_shows_its_commit_without_a_ref() -> None:
+    by_hand = Provenance("/srv/git/web", None, "d" * 40)
+    assert by_hand.describe() == "Built from `/srv/git/web`, commit `" + "d" * 40 + "`"
 
 
 def outcome(target: str, *results: GateResult) -> TargetOutcome:
