@@ -21,11 +21,9 @@ from conveyor.config.reader import load_config
 from flows.console import use_plain_console
 from flows.deploy_target import deploy_target
 from flows.promote_stage import promote_stage
-from flows.reconcile import reconcile
+from flows.reconcile import RECONCILE_INTERVAL, reconcile
 from flows.release import release
 from flows.rollback import rollback
-
-RECONCILE_INTERVAL = float(os.environ.get("CONVEYOR_RECONCILE_INTERVAL", "60"))
 
 
 def deployments(config: Config) -> list[RunnerDeployment]:

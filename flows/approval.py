@@ -10,6 +10,7 @@ approve|reject` finds it, and the answer is recorded as evidence before the run 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,7 +21,7 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from prefect.states import Running
 
-from conveyor.adapters.prefect_api import awaiting_approval_tag
+from conveyor.adapters.prefect_api import approval_pause_prefix, awaiting_approval_tag
 from conveyor.bundles.render import Rendered
 from conveyor.config.model import Stage
 from conveyor.errors import PromotionRefused
@@ -117,6 +118,9 @@ async def _ask(
             ),
             timeout=int(stage.approval.timeout),
             poll_interval=APPROVAL_POLL_SECONDS,
+            # Unique per pause (a repeated key would hand back an earlier answer), and found by
+            # `conveyor approve` in the paused state itself, tag or no tag.
+            key=approval_pause_prefix(context.app.name, stage.name) + uuid.uuid4().hex[:12],
         )
     except FlowPauseTimeout:
         await _end_expired_pause()

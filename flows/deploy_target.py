@@ -14,7 +14,7 @@ from conveyor.promotion.context import RunContext, open_run_context
 from conveyor.records import policy
 from conveyor.records.state import StageVerdict
 from flows.approval import standing_approval
-from flows.steps import LOCK_WAIT, deploy_to_target, now, record_outcomes, render_stage
+from flows.steps import LOCK_WAIT, deploy_targets, now, record_outcomes, render_stage
 from tasks import bundles, records
 from tasks.locks import hold_targets
 
@@ -42,7 +42,7 @@ async def deploy_target(app: str, target: str, digest: str, config_file: str | N
     else:
         rendered = await bundles.render_bundle(context.store, app, chosen, digest)
     async with hold_targets(app, [target], wait_seconds=LOCK_WAIT):
-        outcome = await deploy_to_target(context, stage, chosen, rendered, approved_by=approved_by)
+        [outcome] = await deploy_targets(context, stage, {target: rendered}, approved_by)
         # the stage's verdict comes when the stage is promoted as a whole
         verdict: StageVerdict = "pending" if outcome.passed else "failed"
         await record_outcomes(context, stage, digest, [outcome], verdict)

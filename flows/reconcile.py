@@ -2,28 +2,43 @@
 
 Run on a schedule per target. It renders exactly what the state repository records (digest and
 parameter values), reports drift as an artifact and an event, and, when the target has
-self-heal on, re-applies it and waits for readiness. A commit that changes the desired state by
+self-heal on, re-applies it and waits for readiness. Reporting and correcting happen while it
+holds the target's slot, after reading git again, so it never undoes a promotion that recorded
+a new digest while it waited. A commit that changes the desired state by
 hand (a revert, say) is what the next run applies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import replace
 
 from prefect import flow, get_run_logger
 
 from conveyor.adapters.prefect_api import RECONCILE
+from conveyor.config.model import Target
 from conveyor.errors import ConveyorError
-from conveyor.promotion.context import open_run_context
-from flows.steps import LOCK_WAIT, READINESS_TIMEOUT
+from conveyor.promotion.context import RunContext, open_run_context
+from conveyor.records.state import DesiredState
+from flows.steps import READINESS_TIMEOUT
 from tasks import bundles, cluster, records, reports
-from tasks.locks import hold_targets
+from tasks.locks import TargetBusy, hold_targets
+
+RECONCILE_INTERVAL = float(os.environ.get("CONVEYOR_RECONCILE_INTERVAL", "60"))
+"""Seconds between two scheduled reconciles of a target; also the most one waits for the
+target's slot: past that, the next cycle looks again."""
 
 
 @flow(name=RECONCILE, flow_run_name="reconcile-{app}-{target}")
 async def reconcile(app: str, target: str, config_file: str | None = None) -> int:
-    """Return the number of drifted objects found (and corrected when self-heal is on)."""
+    """Return the number of drifted objects found (and corrected when self-heal is on).
+
+    Drift is first looked for without the target's slot, so an idle cycle takes no lock and
+    writes nothing. Drift seen there may be a promotion under way (its apply comes before its
+    record), so it is only reported and corrected under the slot, after reading git again: if
+    the desired state changed meanwhile, this run does nothing and says so.
+    """
     logger = get_run_logger()
     context = await asyncio.to_thread(open_run_context, config_file, app)
     chosen = context.app.pipeline.target(target)
@@ -36,7 +51,6 @@ async def reconcile(app: str, target: str, config_file: str | None = None) -> in
         context.store, app, chosen, desired.digest, desired.parameters
     )
     drifts = await cluster.detect_drift(kube, rendered, chosen)
-    rows = [row for drift in drifts for row in drift.rows()]
     if not drifts:
         logger.info(
             "%s/%s: live matches %s (%d API request(s), %d write(s))",
@@ -47,6 +61,48 @@ async def reconcile(app: str, target: str, config_file: str | None = None) -> in
             kube.writes,
         )
         return 0
+    logger.info(
+        "%s/%s: %d object(s) differ from %s; checking again while holding the target",
+        app,
+        target,
+        len(drifts),
+        desired.digest[:19],
+    )
+    try:
+        async with hold_targets(app, [target], wait_seconds=RECONCILE_INTERVAL):
+            return await _correct(context, chosen, desired)
+    except TargetBusy as busy:
+        logger.info("%s/%s: skipped, the next cycle looks again: %s", app, target, busy.message)
+        return 0
+
+
+async def _correct(context: RunContext, chosen: Target, seen: DesiredState) -> int:
+    """Under the target's slot: report drift from what git records now, and correct it."""
+    logger = get_run_logger()
+    app, target = context.app.name, chosen.name
+    desired = await records.read_desired_state(context.state, app, target)
+    if desired is None or (desired.digest, desired.parameters_hash) != (
+        seen.digest,
+        seen.parameters_hash,
+    ):
+        logger.info(
+            "%s/%s: the desired state changed while this run waited for the target (%s -> %s); "
+            "nothing done, the next cycle checks the new one",
+            app,
+            target,
+            seen.digest[:19],
+            desired.digest[:19] if desired else "none",
+        )
+        return 0
+    kube = context.kube(chosen)
+    rendered = await bundles.render_bundle(
+        context.store, app, chosen, desired.digest, desired.parameters
+    )
+    drifts = await cluster.detect_drift(kube, rendered, chosen)
+    if not drifts:
+        logger.info("%s/%s: live matches %s after all", app, target, desired.digest[:19])
+        return 0
+    rows = [row for drift in drifts for row in drift.rows()]
     await reports.publish_table(
         f"drift-{app}-{target}",
         rows,
@@ -62,10 +118,9 @@ async def reconcile(app: str, target: str, config_file: str | None = None) -> in
     if not chosen.self_heal:
         logger.info("self-heal is off for %s: drift reported, not corrected", target)
         return len(drifts)
-    async with hold_targets(app, [target], wait_seconds=LOCK_WAIT):
-        # Self-heal takes fields back from whoever changed them out of band.
-        await cluster.apply_bundle(kube, rendered, replace(chosen, force_conflicts=True))
-        ready = await cluster.wait_for_readiness(kube, rendered, chosen, READINESS_TIMEOUT)
+    # Self-heal takes fields back from whoever changed them out of band.
+    await cluster.apply_bundle(kube, rendered, replace(chosen, force_conflicts=True))
+    ready = await cluster.wait_for_readiness(kube, rendered, chosen, READINESS_TIMEOUT)
     if not ready.passed:
         raise ConveyorError(f"{app}/{target}: corrected drift but not ready: {ready.reason}")
     reports.announce(

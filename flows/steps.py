@@ -9,7 +9,7 @@ in flows/approval.py, and what the steps decide and report is the core's (convey
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from prefect import get_run_logger
@@ -18,7 +18,7 @@ from prefect.context import get_run_context
 from conveyor.bundles.render import Rendered
 from conveyor.cluster import gates
 from conveyor.config.model import Stage, Target
-from conveyor.errors import ConveyorError, PromotionRefused, StageFailed
+from conveyor.errors import ConveyorError, PromotionRefused, StageFailed, StateError
 from conveyor.promotion import deploy
 from conveyor.promotion.context import RunContext
 from conveyor.promotion.outcome import TargetOutcome, desired_state, stage_evidence
@@ -52,15 +52,17 @@ async def deploy_to_target(
     rendered: Rendered,
     *,
     approved_by: str | None = None,
+    stop: asyncio.Event | None = None,
 ) -> TargetOutcome:
-    """Apply, wait, gate; on failure roll back to the previous digest. Nothing is recorded
-    here: the caller records every target's outcome in one commit (record_outcomes)."""
+    """Apply, wait, gate. A failure is not undone here: the caller undoes every target of the
+    stage together (undo_targets) and records every outcome in one commit (record_outcomes).
+    `stop`, once set (a sibling target failed), skips the steps not yet begun."""
     logger = get_run_logger()
     outcome = TargetOutcome(target.name, rendered)
     outcome.previous = await records.read_desired_state(
         context.state, context.app.name, target.name
     )
-    await _apply_and_gate(context, stage, target, outcome)
+    await _apply_and_gate(context, stage, target, outcome, stop or asyncio.Event())
     if outcome.passed:
         promoted_by, run_id = run_label()
         outcome.desired = desired_state(
@@ -72,42 +74,132 @@ async def deploy_to_target(
             at=now(),
         )
         logger.info("%s: %s is live and passed its gates", target.name, rendered.digest[:19])
+    else:
+        logger.error(
+            "%s: %s failed:\n%s",
+            target.name,
+            rendered.digest[:19],
+            deploy.summary(outcome.results),
+        )
+    return outcome
+
+
+async def _apply_and_gate(
+    context: RunContext, stage: Stage, target: Target, outcome: TargetOutcome, stop: asyncio.Event
+) -> None:
+    """Within the stage's budget: apply, wait for readiness, then run the stage's gates; every
+    result, or whatever stopped them (an error of any kind, or `stop`), goes into the outcome."""
+    kube = context.kube(target)
+    rendered = outcome.rendered
+    step = "apply"
+    try:
+        async with hold_budget(stage.budget):
+            _check_stop(stop)
+            outcome.applied = True  # from here on, an undo must put the target back
+            await cluster.apply_bundle(kube, rendered, target)
+            step = "readiness"
+            _check_stop(stop)
+            outcome.results.append(
+                await cluster.wait_for_readiness(kube, rendered, target, READINESS_TIMEOUT)
+            )
+            for gate in stage.gates if outcome.passed else ():
+                step = gate.name
+                _check_stop(stop)
+                outcome.results.append(await run_gate(kube, rendered, target, stage.name, gate))
+    except _Stopped:
+        outcome.results.append(
+            gates.GateResult(step, False, "not run: another target of the stage failed", 0.0)
+        )
+    except ConveyorError as error:
+        outcome.results.append(gates.GateResult(step, False, error.message, 0.0))
+    except Exception as error:
+        outcome.results.append(
+            gates.GateResult(step, False, f"unexpected {type(error).__name__}: {error}", 0.0)
+        )
+
+
+class _Stopped(Exception):
+    """A sibling target failed: the steps of this one not yet begun are skipped."""
+
+
+def _check_stop(stop: asyncio.Event) -> None:
+    if stop.is_set():
+        raise _Stopped
+
+
+async def deploy_targets(
+    context: RunContext,
+    stage: Stage,
+    renders: Mapping[str, Rendered],
+    approved_by: str | None,
+) -> list[TargetOutcome]:
+    """The given targets of the stage, `parallelism` at a time. The first failure stops the
+    siblings' remaining steps and every target this run changed goes back together (undo_targets),
+    so a failed stage leaves nothing of its digest running; then the soak, undone the same way."""
+    targets = [t for t in stage.targets if t.name in renders]
+    outcomes: list[TargetOutcome] = []
+    stop = asyncio.Event()
+
+    async def watched(target: Target) -> TargetOutcome:
+        outcome = await deploy_to_target(
+            context, stage, target, renders[target.name], approved_by=approved_by, stop=stop
+        )
+        if not outcome.passed:
+            stop.set()
         return outcome
 
-    logger.error(
-        "%s: %s failed:\n%s", target.name, rendered.digest[:19], deploy.summary(outcome.results)
-    )
-    if outcome.previous is not None:
-        outcome.results.append(await roll_back(context, target, outcome.previous))
-        outcome.rolled_back_to = outcome.previous.digest
+    for start in range(0, len(targets), stage.parallelism):
+        batch = targets[start : start + stage.parallelism]
+        outcomes += await asyncio.gather(*(watched(t) for t in batch))
+        if stop.is_set():
+            await undo_targets(context, stage, outcomes)
+            return outcomes
+    if stage.soak > 0:
+        get_run_logger().info("%s: soaking for %.0fs", stage.name, stage.soak)
+        soaks = await asyncio.gather(*(_soak(context, o, stage.soak) for o in outcomes))
+        if not all(s.passed for s in soaks):
+            await undo_targets(context, stage, outcomes)
+    return outcomes
+
+
+async def undo_targets(
+    context: RunContext, stage: Stage, outcomes: Sequence[TargetOutcome]
+) -> None:
+    """Every target this run changed goes back to its previous desired digest, or, where it had
+    none (a first deploy), loses the objects this run created; none keeps a desired state to
+    record. An undo that fails is a result of its own: the others still run."""
+    await asyncio.gather(*(_undo_target(context, stage, o) for o in outcomes if o.applied))
+
+
+async def _undo_target(context: RunContext, stage: Stage, outcome: TargetOutcome) -> None:
+    target = context.app.pipeline.target(outcome.target)
+    outcome.desired = None
+    try:
+        if outcome.previous is not None:
+            outcome.results.append(await roll_back(context, target, outcome.previous))
+            outcome.rolled_back_to = outcome.previous.digest
+        else:
+            outcome.results.append(await _remove(context, target, outcome.rendered))
+    except Exception as error:
+        reason = error.message if isinstance(error, ConveyorError) else repr(error)
+        outcome.results.append(gates.GateResult("rollback", False, reason, 0.0))
     reports.announce(
         "promotion.failed",
         app=context.app.name,
         target=target.name,
         stage=stage.name,
-        payload={"digest": rendered.digest, "rolledBackTo": outcome.rolled_back_to},
+        payload={"digest": outcome.rendered.digest, "rolledBackTo": outcome.rolled_back_to},
     )
-    return outcome
 
 
-async def _apply_and_gate(
-    context: RunContext, stage: Stage, target: Target, outcome: TargetOutcome
-) -> None:
-    """Within the stage's budget: apply, wait for readiness, then run the stage's gates; every
-    result (or the error that stopped them) goes into the outcome."""
-    kube = context.kube(target)
-    rendered = outcome.rendered
-    try:
-        async with hold_budget(stage.budget):
-            await cluster.apply_bundle(kube, rendered, target)
-            outcome.results.append(
-                await cluster.wait_for_readiness(kube, rendered, target, READINESS_TIMEOUT)
-            )
-            if outcome.passed:
-                for gate in stage.gates:
-                    outcome.results.append(await run_gate(kube, rendered, target, stage.name, gate))
-    except ConveyorError as error:
-        outcome.results.append(gates.GateResult("apply", False, error.message, 0.0))
+async def _remove(context: RunContext, target: Target, rendered: Rendered) -> gates.GateResult:
+    """A first deploy that failed: delete what it created (not the namespace)."""
+    started = now()
+    removed = await cluster.remove_bundle(context.kube(target), rendered, target)
+    seconds = (now() - started).total_seconds()
+    return gates.GateResult(
+        "rollback", True, f"first deploy removed ({len(removed)} object(s) deleted)", seconds
+    )
 
 
 async def record_outcomes(
@@ -120,13 +212,31 @@ async def record_outcomes(
     """ONE commit for what the stage did: its evidence (every target's gate results, the
     verdict) and the desired state of each target that now runs the digest. Git never holds
     desired state without its evidence, a run killed before this point leaves no record (its
-    re-run redoes the stage), and `git revert` of the commit undoes the promotion cleanly."""
-    await records.record_state(
-        context.state,
-        desired=[o.desired for o in outcomes if o.desired is not None],
-        evidence=stage_evidence(context.app.name, digest, stage.name, verdict, outcomes, now()),
-        reason=f"{stage.name} gates passed",
-    )
+    re-run redoes the stage), and `git revert` of the commit undoes the promotion cleanly.
+
+    When the commit cannot be written, the targets that would have been recorded go back (the
+    cluster must not run what git does not hold) and StateError says so."""
+    try:
+        await records.record_state(
+            context.state,
+            desired=[o.desired for o in outcomes if o.desired is not None],
+            evidence=stage_evidence(context.app.name, digest, stage.name, verdict, outcomes, now()),
+            reason=f"{stage.name} gates passed",
+        )
+    except Exception as error:
+        changed = [o for o in outcomes if o.desired is not None]
+        await undo_targets(context, stage, changed)
+        reason = error.message if isinstance(error, ConveyorError) else repr(error)
+        raise StateError(
+            f"{context.app.name}: the record of {digest[:19]} in {stage.name} could not be "
+            f"written ({reason}); "
+            + (
+                f"{', '.join(o.target for o in changed)} rolled back"
+                if changed
+                else "no target needed a rollback"
+            ),
+            hint="fix the state repository (see the error), then promote again",
+        ) from error
 
 
 async def roll_back(
@@ -179,12 +289,17 @@ async def promote_through_stage(
             stage=stage_name,
             payload={"digest": digest, "targets": targets},
         )
-        outcomes = await _deploy_stage(context, stage, renders, approved_by)
+        outcomes = await deploy_targets(context, stage, renders, approved_by)
         passed = all(o.passed for o in outcomes) and len(outcomes) == len(stage.targets)
-        await asyncio.gather(
-            record_outcomes(context, stage, digest, outcomes, "passed" if passed else "failed"),
-            publish_promotion_report(context, stage, digest, outcomes, approved_by, passed),
-        )
+        try:
+            await record_outcomes(
+                context, stage, digest, outcomes, "passed" if passed else "failed"
+            )
+        except StateError:
+            # The report is published only once the record is in git: here, a failed one.
+            await publish_promotion_report(context, stage, digest, outcomes, approved_by, False)
+            raise
+        await publish_promotion_report(context, stage, digest, outcomes, approved_by, passed)
     reports.announce(
         "promotion.succeeded" if passed else "promotion.failed",
         app=app.name,
@@ -230,33 +345,6 @@ async def _admit(context: RunContext, stage: Stage, digest: str) -> state.Eviden
     return evidence[stage.name]
 
 
-async def _deploy_stage(
-    context: RunContext,
-    stage: Stage,
-    renders: dict[str, Rendered],
-    approved_by: str | None,
-) -> list[TargetOutcome]:
-    """The stage's targets, `parallelism` at a time, stopping at the first batch that fails;
-    then the soak, which sends every target back to its previous digest if it fails."""
-    outcomes: list[TargetOutcome] = []
-    for start in range(0, len(stage.targets), stage.parallelism):
-        batch = stage.targets[start : start + stage.parallelism]
-        outcomes += await asyncio.gather(
-            *(
-                deploy_to_target(context, stage, t, renders[t.name], approved_by=approved_by)
-                for t in batch
-            )
-        )
-        if not all(o.passed for o in outcomes):
-            return outcomes
-    if stage.soak > 0:
-        get_run_logger().info("%s: soaking for %.0fs", stage.name, stage.soak)
-        soaks = await asyncio.gather(*(_soak(context, o, stage.soak) for o in outcomes))
-        if not all(s.passed for s in soaks):
-            await _undo_stage(context, outcomes)
-    return outcomes
-
-
 async def _soak(context: RunContext, outcome: TargetOutcome, seconds: float) -> gates.GateResult:
     target = context.app.pipeline.target(outcome.target)
     soak = await cluster.soak_target(context.kube(target), outcome.rendered, target, seconds)
@@ -295,18 +383,6 @@ async def already_there(
         if await cluster.detect_drift(context.kube(target), rendered, target):
             return False
     return True
-
-
-async def _undo_stage(context: RunContext, outcomes: Sequence[TargetOutcome]) -> None:
-    """The soak failed: every target of the stage goes back to its previous desired digest
-    (which git still holds: the stage records nothing before its verdict)."""
-    for outcome in outcomes:
-        if outcome.previous is None:
-            continue
-        target = context.app.pipeline.target(outcome.target)
-        outcome.results.append(await roll_back(context, target, outcome.previous))
-        outcome.rolled_back_to = outcome.previous.digest
-        outcome.desired = None
 
 
 async def publish_promotion_report(

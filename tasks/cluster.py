@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from conveyor.adapters.kube import Kube
 from conveyor.bundles.render import Rendered
 from conveyor.cluster import apply, drift, gates
+from conveyor.cluster.ordering import ObjectRef
 from conveyor.config.model import Target
 from conveyor.promotion import deploy
 
@@ -32,9 +33,21 @@ async def apply_bundle(kube: Kube, rendered: Rendered, target: Target) -> apply.
         len(report.pruned),
         report.elapsed,
     )
+    for note in report.notes:
+        logger.warning("%s", note)
     for kept in report.kept:
         logger.info("kept %s: the bundle dropped it, but it is shared or protected", kept)
     return report
+
+
+@task(name="remove-bundle", cache_policy=NO_CACHE, task_run_name="remove-{target.name}")
+async def remove_bundle(kube: Kube, rendered: Rendered, target: Target) -> list[ObjectRef]:
+    """Delete what a failed first deploy created on the target (its inventory's objects)."""
+    removed = await asyncio.to_thread(deploy.remove_target, kube, rendered)
+    get_run_logger().info(
+        "%s: removed %d object(s) of a failed first deploy", target.name, len(removed)
+    )
+    return removed
 
 
 @task(name="wait-for-readiness", cache_policy=NO_CACHE, task_run_name="wait-{target.name}")

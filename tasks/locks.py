@@ -1,9 +1,17 @@
 """One run at a time per target: Prefect global concurrency limits that Conveyor creates.
 
-Each target has a limit of one slot, `conveyor-target-<app>-<target>`. A promotion holds the
-slots of its stage's targets from before its approval pause until its last record, so a second
-promotion to a busy target waits (and, past its patience, is refused naming the run that holds
-the target). A run tags itself with the targets it holds, which is how the holder is found.
+Each target has a limit of one slot, `conveyor-target-<app>.<target>` (app and target names are
+DNS labels without dots, so the dot keeps app `a-b`/target `c` apart from app `a`/target `b-c`).
+A promotion holds the slots of its stage's targets from before its approval pause until its last
+record, so a second promotion to a busy target waits (and, past its patience, is refused naming
+the run that holds the target). A run tags itself with the targets and budgets it holds, which is
+how the holder is found.
+
+A slot can outlive its holder: a Prefect server that keeps its leases in memory forgets them when
+it restarts, and nothing then ever gives the slot back. A run waiting for a slot therefore watches
+the limit: when its slots stay taken, unchanged, for a whole lease while no live flow run carries
+the matching holder tag, nobody holds them, and the waiter sets the limit's count back to zero
+(with a warning naming the limit) before asking again.
 
 The slots are taken with a lease that a background task renews, the way Prefect's own
 `concurrency()` does it, but the requests are made here, without the Prefect client's retry
@@ -19,10 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 import httpx
@@ -37,7 +48,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
     FlowRunFilterTags,
 )
-from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
 from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.context import get_run_context
 from prefect.exceptions import ObjectAlreadyExists
@@ -53,6 +64,12 @@ LEASE_SECONDS = 60
 (Prefect's minimum)."""
 RENEW_EVERY = LEASE_SECONDS / 4
 RELEASE_PATIENCE = 10.0
+ORPHAN_CHECK_EVERY = 5.0
+"""How often a run waiting for a slot looks at who holds it."""
+BUDGET_WAIT = 600.0
+LIVE_STATES = (StateType.RUNNING, StateType.PAUSED, StateType.PENDING, StateType.SCHEDULED)
+"""A flow run in one of these may still hold slots (a scheduled or pending run that has been
+retried, a paused one waiting for its approval)."""
 
 
 class TargetBusy(ConveyorError):
@@ -63,15 +80,47 @@ class SlotsLost(ConveyorError):
     """The lease on held slots could not be renewed; another run may now hold them."""
 
 
-async def _post_once(client: PrefectClient, path: str, body: dict[str, Any]) -> httpx.Response:
-    """One POST to the Prefect API on the client's connection pool and credentials, without
+class BudgetBusy(ConveyorError):
+    """A deployment budget stayed fully used for as long as a run would wait."""
+
+
+@dataclass
+class OrphanWatch:
+    """Decides, from successive looks at one limit, when its taken slots belong to nobody: they
+    stayed taken, with the limit unchanged (its `updated` stamp: every grant, release or reset
+    changes it), and no live run carrying its holder tag, for `patience` seconds without a break.
+    A look that sees a holder, free slots or a change starts the count again."""
+
+    patience: float = LEASE_SECONDS
+    since: float | None = None
+    version: str | None = None
+
+    def orphaned(self, now: float, *, active_slots: int, live_holders: int, version: str) -> bool:
+        if active_slots == 0 or live_holders > 0 or version != self.version:
+            self.since = None
+        self.version = version
+        if active_slots == 0 or live_holders > 0:
+            return False
+        if self.since is None:
+            self.since = now
+        return now - self.since >= self.patience
+
+
+async def _send_once(
+    client: PrefectClient, method: str, path: str, body: dict[str, Any] | None = None
+) -> httpx.Response:
+    """One request to the Prefect API on the client's connection pool and credentials, without
     its retry loop: that loop sleeps 2**n s after a 503 even when no retry is left (Prefect
     3.9.1, seen here with PREFECT_CLIENT_MAX_RETRIES=0)."""
     http = client._client
-    request = http.build_request("POST", path, json=body)
+    request = http.build_request(method, path, json=body)
     response = await httpx.AsyncClient.send(http, request)
     response.raise_for_status()
     return response
+
+
+async def _post_once(client: PrefectClient, path: str, body: dict[str, Any]) -> httpx.Response:
+    return await _send_once(client, "POST", path, body)
 
 
 async def send_soon_again(
@@ -129,15 +178,68 @@ async def _release(client: PrefectClient, lease_id: UUID) -> None:
         )
 
 
+async def _live_holders(client: PrefectClient, tag: str) -> list[FlowRun]:
+    return await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[tag]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(LIVE_STATES))),
+        )
+    )
+
+
+async def _free_orphaned_slots(
+    client: PrefectClient, holder_tags: Mapping[str, str], watches: dict[str, OrphanWatch]
+) -> None:
+    """Look at each limit once (see OrphanWatch); set the count of one whose slots nobody holds
+    back to zero."""
+    for name, tag in holder_tags.items():
+        path = f"/v2/concurrency_limits/{quote(name, safe='')}"
+        try:
+            response = await send_soon_again(
+                partial(_send_once, client, "GET", path),
+                deadline=time.monotonic() + RELEASE_PATIENCE,
+                what=f"read {name}",
+            )
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code == 404:  # created by the next request for a slot
+                continue
+            raise
+        limit = response.json()
+        active = int(limit["active_slots"])
+        holders = len(await _live_holders(client, tag)) if active else 0
+        watch = watches.setdefault(name, OrphanWatch())
+        if watch.orphaned(
+            time.monotonic(), active_slots=active, live_holders=holders, version=limit["updated"]
+        ):
+            logger.warning(
+                "Prefect concurrency limit %s: %s slot(s) taken for %ss by no live flow run "
+                "(no run tagged %s; a lease lost when the Prefect server restarted?): "
+                "setting its count back to 0",
+                name,
+                active,
+                LEASE_SECONDS,
+                tag,
+            )
+            await send_soon_again(
+                partial(_send_once, client, "PATCH", path, {"active_slots": 0}),
+                deadline=time.monotonic() + RELEASE_PATIENCE,
+                what=f"reset {name}",
+            )
+            watches.pop(name)
+
+
 async def _acquire(
     client: PrefectClient,
     limits: Mapping[str, int],
     *,
     holder: ConcurrencyLeaseHolder | None,
+    holder_tags: Mapping[str, str],
     wait_seconds: float,
 ) -> UUID:
     """One slot of every limit in `limits` (name -> size), under one lease. Limits that are
-    missing or sized differently are created or resized first (once), then asked again."""
+    missing or sized differently are created or resized first (once), then asked again. While
+    the slots are taken, every ORPHAN_CHECK_EVERY seconds, frees those that no live run holds
+    (`holder_tags`: limit name -> the tag its holders carry)."""
     deadline = time.monotonic() + wait_seconds
     names = sorted(limits)
     request: dict[str, Any] = {
@@ -149,12 +251,25 @@ async def _acquire(
     if holder is not None:
         request["holder"] = holder.model_dump(mode="json")
     shaped = False
+    watches: dict[str, OrphanWatch] = {}
     while True:
-        response = await send_soon_again(
-            lambda: _post_once(client, "/v2/concurrency_limits/increment-with-lease", request),
-            deadline=deadline,
-            what=", ".join(names),
-        )
+        look_again = time.monotonic() + ORPHAN_CHECK_EVERY
+        try:
+            response = await send_soon_again(
+                lambda: _post_once(client, "/v2/concurrency_limits/increment-with-lease", request),
+                deadline=min(deadline, look_again),
+                what=", ".join(names),
+            )
+        except TimeoutError:  # the slots stayed taken all this round
+            if look_again >= deadline:
+                raise
+            await _free_orphaned_slots(client, holder_tags, watches)
+            continue
+        except httpx.HTTPStatusError as error:  # a busy server as the round ended: next round
+            status = error.response.status_code
+            if look_again >= deadline or pause_before_retry(status, None) is None:
+                raise
+            continue
         granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
         sizes = {limit.name: limit.limit for limit in granted.limits}
         if sizes == dict(limits):
@@ -196,14 +311,19 @@ async def _renew(client: PrefectClient, lease_id: UUID, on_lost: Callable[[str],
 
 
 @asynccontextmanager
-async def hold_slots(limits: Mapping[str, int], *, wait_seconds: float) -> AsyncIterator[None]:
+async def hold_slots(
+    limits: Mapping[str, int], *, holder_tags: Mapping[str, str], wait_seconds: float
+) -> AsyncIterator[None]:
     """Hold one slot of each limit for the block, under a lease whose holder is the current
-    flow run. Raises TimeoutError when they stay taken for `wait_seconds`, and SlotsLost
-    (cancelling the block) if the lease cannot be kept."""
+    flow run (which tags itself with `holder_tags`' tag for each limit it holds, see _acquire).
+    Raises TimeoutError when they stay taken for `wait_seconds`, and SlotsLost (cancelling the
+    block) if the lease cannot be kept."""
     run_id = _current_run_id()
     holder = ConcurrencyLeaseHolder(type="flow_run", id=run_id) if run_id else None
     async with get_client() as client:
-        lease_id = await _acquire(client, limits, holder=holder, wait_seconds=wait_seconds)
+        lease_id = await _acquire(
+            client, limits, holder=holder, holder_tags=holder_tags, wait_seconds=wait_seconds
+        )
         lost: list[str] = []
         block = asyncio.current_task()
 
@@ -231,7 +351,7 @@ async def hold_slots(limits: Mapping[str, int], *, wait_seconds: float) -> Async
 
 
 def limit_name(app: str, target: str) -> str:
-    return f"conveyor-target-{app}-{target}"
+    return f"conveyor-target-{app}.{target}"
 
 
 def holder_tag(app: str, target: str) -> str:
@@ -251,14 +371,20 @@ class _RunTags:
 _run_tags: dict[UUID, _RunTags] = {}
 
 
-async def tag_current_run(tags: Sequence[str], *, remove_prefix: str | None = None) -> None:
-    """Add tags to the running flow run (dropping those starting with `remove_prefix`): one
-    request, no read."""
+async def tag_current_run(
+    tags: Sequence[str], *, remove_prefix: str | None = None, remove: Sequence[str] = ()
+) -> None:
+    """Add tags to the running flow run (dropping those in `remove` and those starting with
+    `remove_prefix`): one request, no read."""
     run = get_run_context().flow_run  # type: ignore[union-attr]
     assert run is not None
     known = _run_tags.setdefault(run.id, _RunTags(set(run.tags)))
     async with known.lock:
-        wanted = {t for t in known.tags if not (remove_prefix and t.startswith(remove_prefix))}
+        wanted = {
+            t
+            for t in known.tags
+            if t not in remove and not (remove_prefix and t.startswith(remove_prefix))
+        }
         wanted.update(tags)
         if wanted == known.tags:
             return
@@ -280,14 +406,7 @@ async def _holders(app: str, targets: Sequence[str]) -> list[str]:
     found = []
     async with get_client() as client:
         for target in targets:
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    tags=FlowRunFilterTags(all_=[holder_tag(app, target)]),
-                    state=FlowRunFilterState(
-                        type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PAUSED])
-                    ),
-                )
-            )
+            runs = await _live_holders(client, holder_tag(app, target))
             found += [
                 f"{target}: flow run {r.name} ({r.id}, {r.state_name})" for r in runs if r.id != me
             ]
@@ -303,7 +422,9 @@ async def hold_targets(
     untagging: asyncio.Task[None] | None = None
     try:
         async with hold_slots(
-            {limit_name(app, target): 1 for target in targets}, wait_seconds=wait_seconds
+            {limit_name(app, target): 1 for target in targets},
+            holder_tags={limit_name(app, target): holder_tag(app, target) for target in targets},
+            wait_seconds=wait_seconds,
         ):
             acquired = True
             # The tag only serves to name the holder: it is set while the block starts its
@@ -336,11 +457,49 @@ def budget_name(budget: str) -> str:
     return f"conveyor-budget-{budget}"
 
 
+def budget_holder_tag(budget: str) -> str:
+    return f"conveyor-budget:{budget}"
+
+
+_budget_slots: Counter[tuple[UUID, str]] = Counter()
+"""Budget slots each flow run of this process holds, per budget: its tag comes off with the
+last one (a run's targets deploy in parallel, each in a slot of the stage's budget)."""
+
+
 @asynccontextmanager
-async def hold_budget(budget: Budget | None) -> AsyncIterator[None]:
-    """One slot of a shared deployment budget (none configured: no wait)."""
+async def hold_budget(
+    budget: Budget | None, *, wait_seconds: float = BUDGET_WAIT
+) -> AsyncIterator[None]:
+    """One slot of a shared deployment budget (none configured: no wait); BudgetBusy when none
+    frees up within `wait_seconds`."""
     if budget is None:
         yield
         return
-    async with hold_slots({budget_name(budget.name): budget.limit}, wait_seconds=float("inf")):
-        yield
+    name, tag = budget_name(budget.name), budget_holder_tag(budget.name)
+    run_id = _current_run_id()
+    acquired = False
+    try:
+        async with hold_slots(
+            {name: budget.limit}, holder_tags={name: tag}, wait_seconds=wait_seconds
+        ):
+            acquired = True
+            if run_id is None:
+                yield
+                return
+            _budget_slots[run_id, tag] += 1
+            try:
+                await tag_current_run([tag])
+                yield
+            finally:
+                _budget_slots[run_id, tag] -= 1
+                if not _budget_slots[run_id, tag]:
+                    del _budget_slots[run_id, tag]
+                    await tag_current_run([], remove=[tag])
+    except TimeoutError as error:
+        if acquired:
+            raise
+        raise BudgetBusy(
+            f"deployment budget {budget.name} ({budget.limit} at once, Prefect concurrency "
+            f"limit {name}) still fully used after {wait_seconds:.0f}s",
+            hint=f"see the runs tagged {tag} in the Prefect UI; promote again once one is done",
+        ) from error

@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -68,18 +67,41 @@ class SourceSnapshot:
     same commit gives the same digest however the path was typed."""
 
 
-def _open(location: str) -> git.Repo:
-    """The repository at a local path, or a fetched mirror of a remote one."""
+NETWORK_TIMEOUT_SECONDS = 120
+"""How long one git command that talks to a remote (clone, fetch, push) may take."""
+_NO_PROMPTS = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": ""}
+"""Git runs unattended: a remote that wants credentials git's helpers cannot give fails at once
+instead of waiting for someone to type them (an empty GIT_ASKPASS also disables SSH_ASKPASS)."""
+
+
+def _open(location: str, timeout: float) -> git.Repo:
+    """The repository at a local path, or a fetched mirror of a remote one; talking to the
+    remote takes at most `timeout` seconds."""
     try:
         if not is_git_url(location):
             return git.Repo(Path(location).expanduser(), search_parent_directories=False)
         mirror = cache_root() / "git" / hashlib.sha256(location.encode()).hexdigest()[:16]
         if mirror.exists():
             repo = git.Repo(mirror)
-            repo.remote("origin").fetch(prune=True)
+            repo.git.fetch("--prune", "origin", kill_after_timeout=timeout, env=_NO_PROMPTS)
             return repo
+        # Cloned beside and renamed into place: a clone killed at its timeout leaves no
+        # half-made mirror behind to be taken for a repository next time.
+        staging = mirror.with_name(f".{mirror.name}.{uuid.uuid4().hex[:8]}.tmp")
         mirror.parent.mkdir(parents=True, exist_ok=True)
-        return git.Repo.clone_from(location, mirror, mirror=True)
+        try:
+            git.Git().clone(
+                "--mirror",
+                "--",
+                location,
+                str(staging),
+                kill_after_timeout=timeout,
+                env=_NO_PROMPTS,
+            )
+            staging.rename(mirror)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return git.Repo(mirror)
     except git.NoSuchPathError as error:
         raise SourceError(f"git repository {location}: no such path") from error
     except git.InvalidGitRepositoryError as error:
@@ -87,24 +109,34 @@ def _open(location: str) -> git.Repo:
     except git.GitCommandError as error:
         raise InfrastructureError(
             f"git repository {location}: `{' '.join(map(str, error.command))}` failed: "
-            f"{error.stderr.strip()}",
+            f"{_stderr(error)}",
             hint="check the URL, your network and your git credentials",
         ) from error
 
 
-def read_source(location: str, ref: str, subpath: str = ".") -> SourceSnapshot:
-    """The files under `subpath` at `ref` of the repository at `location`.
+def _stderr(error: git.GitCommandError) -> str:
+    return error.stderr.strip() if isinstance(error.stderr, str) else str(error.stderr)
+
+
+def read_source(
+    location: str, ref: str, subpath: str = ".", *, timeout: float = NETWORK_TIMEOUT_SECONDS
+) -> SourceSnapshot:
+    """The files under `subpath` at `ref` of the repository at `location`; fetching a remote
+    one takes at most `timeout` seconds.
 
     Symlinks and submodules are reported as SourceError (a bundle must be self-contained).
     """
-    repo = _open(location)
+    repo = _open(location, timeout)
     try:
-        commit = repo.commit(ref)
-    except (git.BadName, ValueError) as error:
+        # Resolved by git itself: GitPython's own parser crashes on some refs (`@{-1}` raises
+        # IndexError) and reads others differently from git.
+        sha = repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+    except git.GitCommandError as error:
         raise SourceError(
             f"git repository {location}: ref {ref!r} does not exist",
             hint="name a branch, tag or commit that the repository has",
         ) from error
+    commit = repo.commit(sha)
     folder = PurePosixPath(subpath)
     if folder.is_absolute() or ".." in folder.parts:
         raise SourceError(
@@ -152,7 +184,9 @@ def _origin(repo: git.Repo, location: str) -> str:
 
 MAIN = "main"
 PUSH_ATTEMPTS = 10
-NETWORK_TIMEOUT_SECONDS = 120
+HOST_LOCK_TIMEOUT_SECONDS = 600
+"""How long a writer waits for this host's other writers of one state repository."""
+_LOCK_POLL_SECONDS = 0.05
 # Retry n (1-based) sleeps a random time up to min(cap, base * 2**n): jitter spreads the losers.
 _BACKOFF_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 2.0
@@ -215,10 +249,9 @@ def _check_path(path: str) -> str:
 
 
 def _command_failed(location: str, error: git.GitCommandError) -> StateError:
-    stderr = error.stderr.strip() if isinstance(error.stderr, str) else str(error.stderr)
     return StateError(
         f"state repository {location}: `{' '.join(map(str, error.command))}` failed "
-        f"(exit {error.status}): {stderr}",
+        f"(exit {error.status}): {_stderr(error)}",
         hint="check that the repository exists and is reachable, and your git credentials",
     )
 
@@ -296,10 +329,20 @@ class StateRepository:
     file there, so they queue instead of racing; writers elsewhere race, and retry when they lose.
     """
 
-    def __init__(self, location: str, workdir: Path, *, push_attempts: int = PUSH_ATTEMPTS) -> None:
+    def __init__(
+        self,
+        location: str,
+        workdir: Path,
+        *,
+        push_attempts: int = PUSH_ATTEMPTS,
+        network_timeout: float = NETWORK_TIMEOUT_SECONDS,
+        lock_timeout: float = HOST_LOCK_TIMEOUT_SECONDS,
+    ) -> None:
         self.location = location
         self._workdir = workdir
         self._push_attempts = push_attempts
+        self._network_timeout = network_timeout
+        self._lock_timeout = lock_timeout
         self._key = hashlib.sha256(location.encode()).hexdigest()[:16]
         self._folder: Path | None = None
         self._repo: git.Repo | None = None
@@ -321,9 +364,24 @@ class StateRepository:
 
     @contextmanager
     def _host_lock(self) -> Iterator[None]:
-        """Make this host's writers (processes sharing `workdir`) take turns to write."""
-        with (self._workdir / f"{self._key}.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        """Make this host's writers (processes sharing `workdir`) take turns to write; wait at
+        most `lock_timeout` seconds for a turn."""
+        lock_file = self._workdir / f"{self._key}.lock"
+        deadline = time.monotonic() + self._lock_timeout
+        with lock_file.open("a") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StateError(
+                            f"state repository {self.location}: waited {self._lock_timeout:g} s "
+                            f"for the lock {lock_file}: another writer on this host holds it",
+                            hint="see which process holds it with `fuser` and whether it is "
+                            "stuck; retry when it is done",
+                        ) from None
+                    time.sleep(_LOCK_POLL_SECONDS)
             yield
 
     def _open_clone(self, folder: Path) -> git.Repo:
@@ -344,7 +402,7 @@ class StateRepository:
                 f"cannot create a working clone of {self.location} in {folder}: {error.strerror}",
                 hint="pass a writable folder as the working folder",
             ) from error
-        repo.git.update_environment(GIT_TERMINAL_PROMPT="0")
+        repo.git.update_environment(**_NO_PROMPTS)
         return repo
 
     def _fetch(self, repo: git.Repo) -> git.Commit | None:
@@ -356,7 +414,7 @@ class StateRepository:
             f"+refs/heads/{MAIN}:{_TRACKING_REF}",
             with_extended_output=True,
             with_exceptions=False,
-            kill_after_timeout=NETWORK_TIMEOUT_SECONDS,
+            kill_after_timeout=self._network_timeout,
         )
         tracking = git.RemoteReference(repo, _TRACKING_REF)
         if status != 0:
@@ -392,7 +450,7 @@ class StateRepository:
             f"{commit}:refs/heads/{MAIN}",
             with_extended_output=True,
             with_exceptions=False,
-            kill_after_timeout=NETWORK_TIMEOUT_SECONDS,
+            kill_after_timeout=self._network_timeout,
         )
         if status == 0:
             return True
@@ -548,14 +606,21 @@ def _apply(repo: git.Repo, base: git.Tree, changes: Mapping[str, Change]) -> git
 
 
 def open_state_repository(
-    location: str, workdir: Path | None = None, *, push_attempts: int = PUSH_ATTEMPTS
+    location: str,
+    workdir: Path | None = None,
+    *,
+    push_attempts: int = PUSH_ATTEMPTS,
+    network_timeout: float = NETWORK_TIMEOUT_SECONDS,
+    lock_timeout: float = HOST_LOCK_TIMEOUT_SECONDS,
 ) -> StateRepository:
     """The state repository at `location` (a git URL or a local path), created when missing.
 
     A local path that does not exist becomes a bare repository with an empty first commit on
     `main`; a repository without `main` gets that commit too. Reads and writes go through a
-    working clone under `workdir` (default: a `conveyor-state` folder in the temp folder); a
-    write that keeps losing races gives up after `push_attempts` attempts.
+    working clone under `workdir` (default: `state/` in the user's Conveyor cache, private to
+    the user); a write that keeps losing races gives up after `push_attempts` attempts, a fetch
+    or push after `network_timeout` seconds, a wait for this host's other writers after
+    `lock_timeout` seconds.
     """
     if not is_git_url(location):
         path = Path(location).expanduser().absolute()
@@ -566,8 +631,29 @@ def open_state_repository(
         location = str(path)
     repository = StateRepository(
         location,
-        workdir or Path(tempfile.gettempdir()) / "conveyor-state",
+        workdir or _private_folder(cache_root() / "state"),
         push_attempts=push_attempts,
+        network_timeout=network_timeout,
+        lock_timeout=lock_timeout,
     )
     repository._ensure_main()
     return repository
+
+
+def _private_folder(folder: Path) -> Path:
+    """`folder`, created when missing, readable by its owner only: the working clones hold the
+    state repository's content and the lock its writers take turns with."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if folder.stat().st_uid != os.getuid():
+            raise StateError(
+                f"the state repository's working folder {folder} belongs to another user",
+                hint="set $CONVEYOR_CACHE to a folder of your own",
+            )
+        folder.chmod(0o700)
+    except OSError as error:
+        raise StateError(
+            f"cannot create the state repository's working folder {folder}: {error.strerror}",
+            hint="set $CONVEYOR_CACHE to a writable folder",
+        ) from error
+    return folder

@@ -570,8 +570,22 @@ class RegistryStore(BundleStore):
                     break
                 tags.extend(response.json().get("tags") or [])
                 link = response.links.get("next", {}).get("url")
-                url = urllib.parse.urljoin(url, link) if link else None
+                url = self._same_registry(urllib.parse.urljoin(url, link)) if link else None
         return sorted(tags)
+
+    def _same_registry(self, url: str) -> str:
+        """`url` when it is on this registry (scheme, host and port); the session sends the
+        registry's credentials with every request, so a link elsewhere is never followed."""
+        parts = urllib.parse.urlsplit(url)
+        if (parts.scheme, parts.netloc.lower()) != (self._scheme, self.location.host.lower()):
+            raise RegistryError(
+                f"{self}: listing tags: the registry's next page is on another registry "
+                f"({url}); not followed, so that the credentials stay with "
+                f"{self._scheme}://{self.location.host}",
+                hint="check the registry's configuration (its public URL) or what sits in "
+                "front of it",
+            )
+        return url
 
 
 def _read_at_most(response: requests.Response, limit: int) -> bytes:

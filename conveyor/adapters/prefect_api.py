@@ -12,6 +12,7 @@ run's final state stands for (the CLI following a served run, and `python -m flo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -93,6 +94,15 @@ def awaiting_approval_tag(app: str, stage: str) -> str:
     return f"conveyor-awaiting:{app}/{stage}"
 
 
+def approval_pause_prefix(app: str, stage: str) -> str:
+    """The start of the pause key of a run paused for an approval of `stage` of `app`. The key
+    is part of the paused state itself, written with the pause, so finding the waiting run does
+    not depend on a tag set by another request (keys allow only letters, digits and dashes,
+    hence a hash of the names)."""
+    names = hashlib.sha256(f"{app}/{stage}".encode()).hexdigest()[:16]
+    return f"approval-{names}-"
+
+
 def exit_code(state_type: str, message: str) -> int:
     """The exit code (conveyor.errors) of a command whose flow run ended in this state: 0 when
     it completed, the code of the Conveyor error it raised when it failed, else 1."""
@@ -158,6 +168,7 @@ class FlowRun:
     state_name: str
     tags: tuple[str, ...]
     message: str
+    pause_key: str = ""
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> FlowRun:
@@ -169,6 +180,7 @@ class FlowRun:
             str(state.get("name", "")),
             tuple(data.get("tags") or ()),
             str(state.get("message") or ""),
+            str((state.get("state_details") or {}).get("pause_key") or ""),
         )
 
     @property
@@ -293,6 +305,28 @@ class PrefectAPI:
             "limit": 50,
         }
         return [FlowRun.of(item) for item in self._call("POST", "/flow_runs/filter", body)]
+
+    def awaiting_approval(self, app: str, stage: str) -> list[FlowRun]:
+        """Runs paused for an approval of `stage` of `app`, found by their pause key (see
+        approval_pause_prefix) and, for runs paused by an older Conveyor, by their tag."""
+        prefix = approval_pause_prefix(app, stage)
+        found: dict[str, FlowRun] = {}
+        offset = 0
+        while True:
+            body = {
+                "flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}},
+                "sort": "START_TIME_DESC",
+                "limit": 200,
+                "offset": offset,
+            }
+            page = [FlowRun.of(item) for item in self._call("POST", "/flow_runs/filter", body)]
+            found.update((run.id, run) for run in page if run.pause_key.startswith(prefix))
+            if len(page) < 200:
+                break
+            offset += len(page)
+        for run in self.flow_runs(tags=[awaiting_approval_tag(app, stage)], states=["PAUSED"]):
+            found.setdefault(run.id, run)
+        return list(found.values())
 
     def resume(self, run_id: str, run_input: Mapping[str, Any]) -> str:
         """Resume a paused run with input; returns Prefect's verdict (ACCEPT, REJECT, ABORT)."""

@@ -116,6 +116,7 @@ def apply_command(
                 "digest": digest,
                 "applied": [str(r) for r in report.applied],
                 "pruned": [str(r) for r in report.pruned],
+                "notes": report.notes,
                 "applySeconds": round(report.elapsed, 3),
                 "ready": result.ready if result else None,
                 "states": _states(result) if result else [],
@@ -126,6 +127,8 @@ def apply_command(
             f"applied {len(report.applied)} object(s), pruned {len(report.pruned)} "
             f"in {report.elapsed:.2f}s ({digest[:19]})"
         )
+        for line in report.notes:
+            note(f"warning: {line}")
         if result:
             _print_result(result)
     if result and not result.ready:

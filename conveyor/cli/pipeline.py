@@ -31,7 +31,6 @@ from conveyor.adapters.prefect_api import (
     SERVED_DEPLOYMENT,
     FlowRun,
     PrefectAPI,
-    awaiting_approval_tag,
 )
 from conveyor.bundles import artifact, compare, render
 from conveyor.bundles.source import Source
@@ -258,7 +257,7 @@ def _answer(
 ) -> None:
     load_config(config).app(app).pipeline.stage(stage)
     api = PrefectAPI()
-    waiting = api.flow_runs(tags=[awaiting_approval_tag(app, stage)], states=["PAUSED"])
+    waiting = api.awaiting_approval(app, stage)
     if not waiting:
         raise InputError(
             f"no run of {app} is waiting for an approval of {stage}",

@@ -66,7 +66,26 @@ class Placement:
 
     @property
     def inventory_name(self) -> str:
+        """`conveyor-inventory.<app>.<target>`: app and target names are DNS labels, which hold
+        no dot, so no two placements share it (with `-`, app `a-b`/target `c` and app `a`/target
+        `b-c` did)."""
+        return f"conveyor-inventory.{self.app}.{self.target}"
+
+    @property
+    def legacy_inventory_name(self) -> str:
+        """The name inventories had before: still read (when its data names this app and
+        target) until the next write moves it to `inventory_name`."""
         return f"conveyor-inventory-{self.app}-{self.target}"
+
+    def owns_inventory(self, inventory: Mapping[str, Any]) -> bool:
+        """Whether an inventory ConfigMap (under either name) is this placement's: its
+        namespace, app and target, as it records them, are this placement's."""
+        data = inventory.get("data") or {}
+        return (inventory["metadata"].get("namespace"), data.get("app"), data.get("target")) == (
+            self.namespace,
+            self.app,
+            self.target,
+        )
 
 
 @dataclass
@@ -79,6 +98,8 @@ class ApplyReport:
     """Objects the bundle dropped that prune left in place: shared, or a protected kind."""
     live: dict[ObjectRef, dict[str, Any]] = field(default_factory=dict)
     """The objects as the server returned them from the apply (dry-run: as they would be)."""
+    notes: list[str] = field(default_factory=list)
+    """What a person should know: an inventory found damaged and rewritten, say."""
     elapsed: float = 0.0
 
 
@@ -115,17 +136,66 @@ def _kinds_defined_by(objects: Sequence[Mapping[str, Any]]) -> dict[tuple[str, s
     return kinds
 
 
+class DamagedInventory(ClusterError):
+    """An inventory ConfigMap that does not hold a list of objects (edited by hand, say)."""
+
+
 def read_inventory(kube: Kube, placement: Placement) -> list[ObjectRef]:
+    """What Conveyor last applied for the placement; DamagedInventory when the ConfigMap does
+    not hold Conveyor's list (anyone who may edit ConfigMaps in the namespace can break it)."""
     found = kube.get("v1", "ConfigMap", placement.inventory_name, placement.namespace)
     if not found:
+        found = _legacy_inventory(kube, placement)
+    if not found:
         return []
-    entries = json.loads(found.get("data", {}).get("objects", "[]"))
-    return [ObjectRef(e["apiVersion"], e["kind"], e["namespace"], e["name"]) for e in entries]
+    refs = _inventory_refs(found)
+    if refs is None:
+        raise DamagedInventory(
+            f"ConfigMap {placement.namespace}/{found['metadata']['name']}: data.objects is not "
+            "Conveyor's inventory (a JSON list of apiVersion, kind, namespace, name)"
+        )
+    return refs
+
+
+def _inventory_refs(inventory: Mapping[str, Any]) -> list[ObjectRef] | None:
+    """The objects an inventory ConfigMap lists; None when it does not hold a sound list."""
+    try:
+        entries = json.loads((inventory.get("data") or {}).get("objects", "[]"))
+    except ValueError:
+        return None
+    fields = ("apiVersion", "kind", "namespace", "name")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict)
+        and all(isinstance(e.get(f), str) for f in ("apiVersion", "kind", "name"))
+        and isinstance(e.get("namespace"), (str, type(None)))
+        and set(e) <= set(fields)
+        for e in entries
+    ):
+        return None
+    return [ObjectRef(e["apiVersion"], e["kind"], e.get("namespace"), e["name"]) for e in entries]
+
+
+def _inventory_or_nothing(kube: Kube, placement: Placement, notes: list[str]) -> list[ObjectRef]:
+    """The placement's inventory; a damaged one counts as empty (nothing is deleted on the
+    word of junk) and says so in `notes`; the write that follows replaces it."""
+    try:
+        return read_inventory(kube, placement)
+    except DamagedInventory as damaged:
+        notes.append(f"{damaged.message}; rewritten, nothing it listed was pruned")
+        return []
+
+
+def _legacy_inventory(kube: Kube, placement: Placement) -> dict[str, Any] | None:
+    """The placement's inventory under its old name, if there is one and it is this
+    placement's (the old name may be another app's and target's)."""
+    found = kube.get("v1", "ConfigMap", placement.legacy_inventory_name, placement.namespace)
+    return found if found and placement.owns_inventory(found) else None
 
 
 def _write_inventory(
     kube: Kube, placement: Placement, refs: Sequence[ObjectRef], digest: str
 ) -> None:
+    """Write the inventory under its name; one left under the old name is then deleted."""
     unique = sorted(set(refs), key=str)
     kube.apply(
         {
@@ -145,6 +215,8 @@ def _write_inventory(
         },
         force=True,
     )
+    if _legacy_inventory(kube, placement) is not None:
+        kube.delete("v1", "ConfigMap", placement.legacy_inventory_name, placement.namespace)
 
 
 def _ensure_namespace(kube: Kube, namespace: str, dry_run: bool) -> None:
@@ -178,7 +250,7 @@ def apply_bundle(
     report = ApplyReport()
     prepared = prepare(kube, objects, placement, digest)
     new_refs = [ObjectRef.of(obj) for obj in prepared]
-    before = read_inventory(kube, placement)
+    before = _inventory_or_nothing(kube, placement, report.notes)
     refuse_other_apps_objects(kube, prepared, placement.app)
     plan = plan_prune(kube, _stale(before, new_refs), placement) if prune else None
     _ensure_namespace(kube, placement.namespace, dry_run)
@@ -229,7 +301,7 @@ def prune(
 ) -> list[ObjectRef]:
     """Only the prune half of an apply: delete what the inventory has and `objects` lack."""
     new_refs = [ObjectRef.of(obj) for obj in prepare(kube, objects, placement, digest)]
-    plan = plan_prune(kube, _stale(read_inventory(kube, placement), new_refs), placement)
+    plan = plan_prune(kube, _stale(_inventory_or_nothing(kube, placement, []), new_refs), placement)
     pruned = _delete(kube, plan.delete, dry_run, None)
     if not dry_run:
         _write_inventory(kube, placement, new_refs, digest)
@@ -269,7 +341,7 @@ def plan_prune(kube: Kube, stale: Sequence[ObjectRef], placement: Placement) -> 
 
     Raises ConflictError when the plan would delete a CustomResourceDefinition whose custom
     resources (others than those this prune deletes) exist anywhere in the cluster."""
-    shared = (
+    shared: set[tuple[tuple[str, str], str]] | None = (
         _shipped_by_other_targets(kube, placement)
         if any(ref.namespace is None for ref in stale)
         else set()
@@ -282,7 +354,7 @@ def plan_prune(kube: Kube, stale: Sequence[ObjectRef], placement: Placement) -> 
         if live is None or not owned_by(live, app=placement.app, target=placement.target):
             continue  # already gone, or no longer ours: never delete what we did not create
         if ref.namespace is None and (
-            _protected(ref, placement) or (ref.group_kind, ref.name) in shared
+            _protected(ref, placement) or shared is None or (ref.group_kind, ref.name) in shared
         ):
             kept.append(ref)
         elif _is_definition(ref):
@@ -317,24 +389,22 @@ def _protected(ref: ObjectRef, placement: Placement) -> bool:
     return _is_definition(ref) and not placement.prune_definitions
 
 
-def _shipped_by_other_targets(kube: Kube, placement: Placement) -> set[tuple[tuple[str, str], str]]:
+def _shipped_by_other_targets(
+    kube: Kube, placement: Placement
+) -> set[tuple[tuple[str, str], str]] | None:
     """(group_kind, name) of the cluster-scoped objects in the inventories of the app's other
-    targets on this cluster: one labelled LIST of ConfigMaps across namespaces."""
+    targets on this cluster: one labelled LIST of ConfigMaps across namespaces. None when one
+    of them is damaged: what that target ships is unknown, so nothing shared may be pruned."""
     inventories, _ = kube.list("v1", "ConfigMap", label_selector=f"{INVENTORY_LABEL}=true")
-    shipped = set()
+    shipped: set[tuple[tuple[str, str], str]] = set()
     for inventory in inventories:
         data = inventory.get("data") or {}
-        metadata = inventory["metadata"]
-        own = (metadata.get("namespace"), metadata["name"]) == (
-            placement.namespace,
-            placement.inventory_name,
-        )
-        if own or data.get("app") != placement.app:
+        if placement.owns_inventory(inventory) or data.get("app") != placement.app:
             continue
-        for entry in json.loads(data.get("objects", "[]")):
-            ref = ObjectRef(entry["apiVersion"], entry["kind"], entry["namespace"], entry["name"])
-            if ref.namespace is None:
-                shipped.add((ref.group_kind, ref.name))
+        refs = _inventory_refs(inventory)
+        if refs is None:
+            return None
+        shipped.update((ref.group_kind, ref.name) for ref in refs if ref.namespace is None)
     return shipped
 
 

@@ -10,10 +10,13 @@ gate is dispatched), since the core never imports Prefect.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -21,7 +24,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from conveyor.adapters.kube import Kube
 from conveyor.cluster import wait
@@ -31,6 +34,13 @@ from conveyor.kit.syntax import object_path
 
 TEST_RUN_LABEL = "conveyor.dev/test-of"
 OUTPUT_TAIL = 2000
+"""Bytes of a command gate's output kept (its end) for the evidence."""
+OUTPUT_GRACE = 1.0
+"""Seconds a command gate still reads output after the command ended or was killed."""
+HTTP_BODY_LIMIT = 1 << 20
+"""Bytes of an HTTP gate's response body read at most."""
+_READ_SIZE = 65536
+_EXIT_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -111,18 +121,21 @@ def run_command(
     timeout: float,
     cwd: Path | None = None,
 ) -> GateResult:
-    """Run a command (a pytest suite, a script); its exit code decides."""
+    """Run a command (a pytest suite, a script); its exit code decides.
+
+    `timeout` bounds the gate: the command and whatever it started (its own session) are killed
+    at the deadline, and its output is read for at most OUTPUT_GRACE more, so a descendant that
+    escaped the session and keeps the output pipe open cannot hold the gate. Only the last
+    OUTPUT_TAIL bytes of the output are kept."""
     started = time.monotonic()
     try:
-        # A session of its own, so a timeout stops everything the command started.
+        # A session of its own, so one signal to its process group stops everything it started.
         process = subprocess.Popen(
             list(command),
             env={**os.environ, **environment},
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
             start_new_session=True,
         )
     except FileNotFoundError:
@@ -131,21 +144,88 @@ def run_command(
         return GateResult(
             name, False, f"cannot run {command[0]}: {error.strerror or error}", _since(started)
         )
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    assert process.stdout is not None, "stdout=PIPE"
+    output = _OutputTail(OUTPUT_TAIL)
+    with process.stdout as pipe:
+        finished = _read_until_exit(process, pipe.fileno(), output, started + timeout)
+        # Whatever the command left running in its session goes too (at the deadline: all of it).
+        # The exited command is not reaped yet, so its process group id is still its own.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+        process.wait()
+        complete = _read_to_end(pipe.fileno(), output, time.monotonic() + OUTPUT_GRACE)
+    if not finished:
         return GateResult(
             name, False, f"`{' '.join(command)}` did not finish in {timeout:.0f}s", _since(started)
         )
-    output = output.strip()[-OUTPUT_TAIL:]
+    text = output.text()
+    if not complete:
+        text += (
+            f"\n[stopped reading after {OUTPUT_GRACE:g}s: a process the command started outside "
+            "its session still holds its output]"
+        )
     if process.returncode == 0:
         return GateResult(
-            name, True, f"exit 0; {output[-200:]}" if output else "exit 0", _since(started)
+            name, True, f"exit 0; {text[-200:]}" if text else "exit 0", _since(started)
         )
-    return GateResult(name, False, f"exit {process.returncode}: {output}", _since(started))
+    return GateResult(name, False, f"exit {process.returncode}: {text}", _since(started))
+
+
+class _OutputTail:
+    """The last `limit` bytes of a stream, and how many came before them."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._kept = bytearray()
+        self._dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._kept += chunk
+        excess = len(self._kept) - self._limit
+        if excess > 0:
+            del self._kept[:excess]
+            self._dropped += excess
+
+    def text(self) -> str:
+        text = self._kept.decode(errors="replace").strip()
+        if self._dropped:
+            return f"[{self._dropped} earlier bytes of output dropped]\n{text}"
+        return text
+
+
+def _read_chunk(fd: int, output: _OutputTail, wait: float) -> bool:
+    """Read what `fd` has within `wait` seconds into `output`; False at end of file."""
+    ready, _, _ = select.select([fd], [], [], max(0.0, wait))
+    if not ready:
+        return True
+    chunk = os.read(fd, _READ_SIZE)
+    output.add(chunk)
+    return bool(chunk)
+
+
+def _read_until_exit(
+    process: subprocess.Popen[bytes], fd: int, output: _OutputTail, deadline: float
+) -> bool:
+    """Read the command's output until it exits (True) or `deadline` passes (False). An exited
+    command is left unreaped (waitid's WNOWAIT), so its process group can still be signalled."""
+    pipe_open = True
+    while os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if pipe_open:
+            pipe_open = _read_chunk(fd, output, min(remaining, _EXIT_POLL_SECONDS))
+        else:
+            time.sleep(min(remaining, _EXIT_POLL_SECONDS))
+    return True
+
+
+def _read_to_end(fd: int, output: _OutputTail, deadline: float) -> bool:
+    """Read what is left in the pipe; False when it is still open at `deadline`."""
+    while _read_chunk(fd, output, deadline - time.monotonic()):
+        if time.monotonic() >= deadline:
+            return False
+    return True
 
 
 def command_environment(
@@ -181,7 +261,8 @@ def run_http(
     timeout: float = 10.0,
 ) -> GateResult:
     """GET `url` until it answers `expect_status` (and contains the text), within retries;
-    `timeout` bounds the whole gate, every attempt and pause included."""
+    `timeout` bounds the whole gate, every attempt, body and pause included. At most
+    HTTP_BODY_LIMIT bytes of a body are read."""
     started = time.monotonic()
     deadline = started + timeout
     reason = "not tried"
@@ -190,11 +271,18 @@ def run_http(
         if remaining <= 0:
             reason += f"; no time left for attempt {attempt} within {timeout:g}s"
             break
+        connections = _TrackedConnections()
         try:
-            with urllib.request.urlopen(url, timeout=remaining) as response:
-                status, body = int(response.status), response.read(1 << 20)
-        except urllib.error.HTTPError as error:
-            status, body = error.code, error.read(1 << 20)
+            try:
+                with connections.opener.open(url, timeout=remaining) as response:
+                    status = int(response.status)
+                    body = _read_body(response, connections, deadline)
+            except urllib.error.HTTPError as error:
+                with error:
+                    status, body = error.code, _read_body(error, connections, deadline)
+        except _BodyTooSlow:
+            reason = f"attempt {attempt}: {url} did not send its body within {timeout:g}s"
+            status, body = -1, b""
         except (urllib.error.URLError, OSError) as error:
             reason = f"attempt {attempt}: {url} unreachable: {error}"
             status, body = -1, b""
@@ -212,6 +300,75 @@ def run_http(
         if attempt <= retries:
             time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
     return GateResult(name, False, reason, _since(started))
+
+
+class _BodyTooSlow(Exception):
+    """The gate's deadline passed before a response body was read."""
+
+
+class _TrackedConnections(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
+    """urllib's HTTP and HTTPS handling, remembering the socket of the last connection (a
+    redirect opens another). urllib hands over only the response, and its socket timeout bounds
+    each read, not the body: a server that sends a byte at a time would hold the gate for ever.
+    With the socket at hand, every read of the body gets the time left until the deadline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sockets: list[socket.socket] = []
+        self.opener = urllib.request.build_opener(self)
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_TrackedHTTP, sockets=self.sockets), req)
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_TrackedHTTPS, sockets=self.sockets), req)
+
+    def time_left(self, deadline: float) -> None:
+        """Give the last connection's socket (the response's) the time left until `deadline`
+        for its next read."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _BodyTooSlow
+        self.sockets[-1].settimeout(remaining)
+
+
+class _TrackedHTTP(http.client.HTTPConnection):
+    def __init__(self, *args: Any, sockets: list[socket.socket], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sockets = sockets
+
+    def connect(self) -> None:
+        super().connect()
+        self._sockets.append(self.sock)
+
+
+class _TrackedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, sockets: list[socket.socket], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sockets = sockets
+
+    def connect(self) -> None:
+        super().connect()
+        self._sockets.append(self.sock)
+
+
+class _Body(Protocol):
+    def read1(self, size: int = ..., /) -> bytes: ...
+
+
+def _read_body(response: _Body, connections: _TrackedConnections, deadline: float) -> bytes:
+    """At most HTTP_BODY_LIMIT bytes of the body, read before `deadline` (else _BodyTooSlow)."""
+    body = bytearray()
+    while len(body) < HTTP_BODY_LIMIT:
+        connections.time_left(deadline)
+        try:
+            chunk = response.read1(HTTP_BODY_LIMIT - len(body))
+        except TimeoutError as error:
+            raise _BodyTooSlow from error
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 def _since(started: float) -> float:

@@ -36,10 +36,16 @@ class ErrorFactory(Protocol):
 
 
 _TAGS_WITHOUT_JSON_FORM = ("binary", "set", "omap", "pairs", "timestamp")
+MAX_DEPTH = 100
+"""Collections nested deeper than this are refused: PyYAML composes them recursively, and a file
+nested a few thousand levels deep would otherwise end in a RecursionError, not a finding."""
 
 
 class StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses aliases, duplicate or non-string keys and non-JSON values."""
+    """A SafeLoader that refuses aliases, duplicate or non-string keys, non-JSON values,
+    collections nested deeper than MAX_DEPTH and integers Python will not convert."""
+
+    _depth = 0
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -50,6 +56,19 @@ class StrictLoader(yaml.SafeLoader):
                 f"found the alias *{event.anchor}; aliases are not allowed, write the value out",
                 event.start_mark,
             )
+        if self.check_event(yaml.CollectionStartEvent):
+            if self._depth == MAX_DEPTH:
+                raise ComposerError(
+                    None,
+                    None,
+                    f"found collections nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            self._depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -76,6 +95,18 @@ class StrictLoader(yaml.SafeLoader):
             first_lines[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node: ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # Python converts at most 4300 digits (sys.get_int_max_str_digits)
+            raise ConstructorError(
+                None,
+                None,
+                f"found an integer of {sum(c.isdigit() for c in str(node.value))} digits, "
+                "more than can be read",
+                node.start_mark,
+            ) from None
+
     def construct_yaml_float(self, node: ScalarNode) -> float:
         value = super().construct_yaml_float(node)
         if not math.isfinite(value):
@@ -92,6 +123,7 @@ def _refuse_tag(loader: StrictLoader, node: Node) -> None:
 
 
 StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_yaml_float)
+StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
 for _name in _TAGS_WITHOUT_JSON_FORM:
     StrictLoader.add_constructor(f"tag:yaml.org,2002:{_name}", _refuse_tag)
 # Dates stay strings, as Kubernetes reads them: drop the implicit timestamp resolver (a copy, so

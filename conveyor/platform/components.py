@@ -4,7 +4,8 @@
   run as local processes by `kwokctl --runtime binary` from binaries we built (see binaries.py).
   kwokctl keeps its own pid files; we drive it through its commands and read those files.
 - Registry: Debian's `docker-registry` (CNCF distribution) with filesystem storage.
-- Prefect: `prefect server start` with SQLite under the state folder, analytics off.
+- Prefect: `prefect server start` with SQLite and its concurrency leases under the state folder,
+  analytics off.
 
 The registry and Prefect are each one process of ours, started, probed and stopped the same way
 (`_ServiceProcess`).
@@ -434,6 +435,11 @@ class PrefectServer(_ServiceProcess):
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             # A run waiting for a target's slot asks again after at most this long (default 30).
             "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+            # Concurrency leases in files under PREFECT_HOME (default: in memory, so a restart
+            # forgot every lease and the slots they held stayed taken for good).
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": (
+                "prefect.server.concurrency.lease_storage.filesystem"
+            ),
             "DO_NOT_TRACK": "1",
         }
 

@@ -18,6 +18,7 @@ from conveyor.bundles import artifact, render
 from conveyor.bundles.render import Rendered
 from conveyor.cluster import apply, drift, gates, wait
 from conveyor.cluster.health_rules import NO_RULES, HealthRules
+from conveyor.cluster.ordering import ObjectRef
 from conveyor.kit.digests import json_digest
 from conveyor.kit.progress import ProgressNote
 
@@ -80,6 +81,12 @@ def apply_target(
         dry_run=dry_run,
         progress=progress,
     )
+
+
+def remove_target(kube: Kube, rendered: Rendered) -> list[ObjectRef]:
+    """Delete every object the target's inventory holds (a first deploy undone); the namespace
+    and objects other targets still ship stay, as with any prune."""
+    return apply.prune(kube, [], placement(rendered), digest=rendered.digest)
 
 
 def wait_target(

@@ -27,6 +27,8 @@ class TargetOutcome:
     previous: state.DesiredState | None = None
     desired: state.DesiredState | None = None
     rolled_back_to: str | None = None
+    applied: bool = False
+    """The apply began: undoing the stage must put this target back."""
 
     @property
     def passed(self) -> bool:

@@ -159,7 +159,7 @@ def test_a_run_killed_mid_apply_converges_on_the_next_run(world: World) -> None:
     assert evidence is not None and evidence.verdict == "passed"
     assert sum(f"{world.app}/dev: promote" in line for line in world.state_log()) == 1
     inventory = world.kube.get(
-        "v1", "ConfigMap", f"conveyor-inventory-{world.app}-dev", world.namespace("dev")
+        "v1", "ConfigMap", f"conveyor-inventory.{world.app}.dev", world.namespace("dev")
     )
     assert inventory is not None
     objects = json.loads(inventory["data"]["objects"])

@@ -174,3 +174,16 @@ def test_options_that_need_a_served_deployment_are_refused_without_one(world: Wo
         assert "conveyor serve" in refused.stderr
     assert not state_repository.exists(), "nothing ran: not even the state repository exists"
     assert world.live_digest("dev") is None
+
+
+def test_approve_finds_the_waiting_run_without_its_tags(world: World) -> None:
+    """The waiting run is found by its paused state's key, not by a tag another request set."""
+    release = world.start("release", app=world.app)
+    waiting = world.waiting_run("prod")
+    world.api.update_tags(waiting.id, [])
+    assert not world.api.flow_run(waiting.id).tags
+    approved = world.conveyor("approve", world.app, "prod", "--reason", "found by pause key")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    code, output = world.finish(release)
+    assert code == 0, output
+    assert world.desired("prod-eu").approved_by  # type: ignore[union-attr]

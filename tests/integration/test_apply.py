@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
@@ -463,3 +464,140 @@ def test_apply_creates_the_target_namespace_and_prune_never_deletes_it(
     assert report.pruned == []
     live = kube.get("v1", "Namespace", own)
     assert live is not None and "deletionTimestamp" not in live["metadata"]
+
+
+# --- inventory names: unambiguous, and read under the old name until migrated -------------------
+
+
+def test_placements_whose_old_inventory_names_collided_keep_separate_inventories(
+    kube: Kube, namespace: str
+) -> None:
+    first = apply.Placement(app="a-b", target="c", namespace=namespace)
+    second = apply.Placement(app="a", target="b-c", namespace=namespace)
+
+    apply.apply_bundle(kube, [_configmap("first-a"), _configmap("first-b")], first, digest=DIGEST)
+    apply.apply_bundle(kube, [_configmap("second-a")], second, digest=DIGEST)
+    report = apply.apply_bundle(kube, [_configmap("first-a")], first, digest=DIGEST)
+
+    assert [str(ref) for ref in report.pruned] == [f"ConfigMap/{namespace}/first-b"]
+    assert [ref.name for ref in apply.read_inventory(kube, first)] == ["first-a"]
+    assert [ref.name for ref in apply.read_inventory(kube, second)] == ["second-a"]
+    assert kube.get("v1", "ConfigMap", "second-a", namespace) is not None
+
+
+def _legacy_inventory(placement: apply.Placement, *names: str) -> dict[str, Any]:
+    """The inventory as Conveyor wrote it before inventory names were unambiguous."""
+    objects = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "namespace": placement.namespace, "name": n}
+        for n in names
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"conveyor-inventory-{placement.app}-{placement.target}",
+            "namespace": placement.namespace,
+            "labels": {MANAGED_BY: "conveyor", apply.INVENTORY_LABEL: "true"},
+        },
+        "data": {
+            "app": placement.app,
+            "target": placement.target,
+            "digest": DIGEST,
+            "objects": json.dumps(objects),
+        },
+    }
+
+
+def test_an_inventory_under_the_old_name_still_prunes_and_is_migrated(
+    kube: Kube, namespace: str
+) -> None:
+    target = _target(namespace)
+    apply.apply_bundle(kube, [_configmap("keep"), _configmap("drop")], target, digest=DIGEST)
+    # A cluster deployed before: its inventory carries the old name only.
+    kube.delete("v1", "ConfigMap", target.inventory_name, namespace)
+    kube.apply(_legacy_inventory(target, "keep", "drop"), force=True)
+
+    assert sorted(ref.name for ref in apply.read_inventory(kube, target)) == ["drop", "keep"]
+    report = apply.apply_bundle(kube, [_configmap("keep")], target, digest=DIGEST)
+
+    assert [str(ref) for ref in report.pruned] == [f"ConfigMap/{namespace}/drop"]
+    assert kube.get("v1", "ConfigMap", target.inventory_name, namespace) is not None
+    assert kube.get("v1", "ConfigMap", "conveyor-inventory-web-dev", namespace) is None, (
+        "migrated: the old name is gone"
+    )
+    assert [ref.name for ref in apply.read_inventory(kube, target)] == ["keep"]
+
+
+def test_an_old_inventory_of_the_colliding_placement_is_not_taken_as_ones_own(
+    kube: Kube, namespace: str
+) -> None:
+    mine = apply.Placement(app="a", target="b-c", namespace=namespace)
+    theirs = apply.Placement(app="a-b", target="c", namespace=namespace)
+    kube.apply(_configmap("theirs") | {"metadata": {"name": "theirs", "namespace": namespace}})
+    kube.apply(_legacy_inventory(theirs, "theirs"), force=True)
+
+    assert apply.read_inventory(kube, mine) == []
+    apply.apply_bundle(kube, [_configmap("mine")], mine, digest=DIGEST)
+
+    assert kube.get("v1", "ConfigMap", "theirs", namespace) is not None
+    assert kube.get("v1", "ConfigMap", "conveyor-inventory-a-b-c", namespace) is not None, (
+        "the other placement's old inventory is left for it to migrate"
+    )
+    assert [ref.name for ref in apply.read_inventory(kube, theirs)] == ["theirs"]
+
+
+@pytest.mark.parametrize(
+    "objects",
+    ["{not json", '{"a": 1}', '[{"kind": "ConfigMap"}]', "[1, 2]", '"x"' * 3],
+    ids=["not-json", "not-a-list", "entry-without-fields", "entries-not-objects", "garbage"],
+)
+def test_a_damaged_inventory_is_reported_and_rewritten_and_prunes_nothing(
+    kube: Kube, namespace: str, objects: str
+) -> None:
+    """Anyone who can edit ConfigMaps in the namespace can write junk into the inventory: the
+    apply goes on (it never deletes on the word of junk) and writes a sound inventory."""
+    target = _target(namespace)
+    apply.apply_bundle(kube, [_configmap("keep"), _configmap("drop")], target, digest=DIGEST)
+    inventory = kube.get("v1", "ConfigMap", target.inventory_name, namespace)
+    assert inventory is not None
+    inventory["data"]["objects"] = objects
+    kube.apply(
+        {k: v for k, v in inventory.items() if k in ("apiVersion", "kind", "metadata", "data")}
+        | {"metadata": {"name": target.inventory_name, "namespace": namespace}},
+        field_manager="someone-else",
+        force=True,
+    )
+
+    report = apply.apply_bundle(kube, [_configmap("keep")], target, digest=DIGEST)
+
+    assert report.pruned == []
+    assert kube.get("v1", "ConfigMap", "drop", namespace) is not None, "not deleted on junk's word"
+    assert len(report.notes) == 1 and target.inventory_name in report.notes[0], report.notes
+    assert "nothing it listed was pruned" in report.notes[0]
+    assert [ref.name for ref in apply.read_inventory(kube, target)] == ["keep"]
+    assert apply.prune(kube, [_configmap("keep")], target, digest=DIGEST) == []
+
+
+def test_a_damaged_inventory_of_another_target_keeps_shared_cluster_objects(
+    kube: Kube, two_namespaces: tuple[str, str], cluster_names: list[tuple[str, str, str]]
+) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster_names.append(("rbac.authorization.k8s.io/v1", "ClusterRole", name))
+    dev = apply.Placement("web", "dev", two_namespaces[0])
+    test = apply.Placement("web", "test", two_namespaces[1])
+    for placement in (dev, test):
+        apply.apply_bundle(kube, [_cluster_role(name), _configmap("c")], placement, digest=DIGEST)
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": test.inventory_name, "namespace": test.namespace},
+            "data": {"objects": "{broken"},
+        },
+        field_manager="someone-else",
+        force=True,
+    )
+    # What the test target ships is unknown now: dev's prune must not delete the shared role.
+    report = apply.apply_bundle(kube, [_configmap("c")], dev, digest=DIGEST)
+    assert report.pruned == []
+    assert kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", name) is not None

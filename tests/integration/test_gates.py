@@ -7,7 +7,10 @@ its timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import sys
 import threading
@@ -253,7 +256,10 @@ def test_command_gate_fails_on_another_exit_code_with_the_output_tail() -> None:
     assert result.reason.endswith("assertion failed: expected 3 replicas")
     assert "line 499" in result.reason, "the tail of the output"
     assert "line 000" not in result.reason, "only the tail"
-    assert len(result.reason) <= len("exit 3: ") + gates.OUTPUT_TAIL
+    dropped, kept = result.reason.removeprefix("exit 3: ").split("\n", 1)
+    total = 500 * len("line 000\n") + len("assertion failed: expected 3 replicas\n")
+    assert dropped == f"[{total - gates.OUTPUT_TAIL} earlier bytes of output dropped]"
+    assert len(kept) <= gates.OUTPUT_TAIL
 
 
 def test_command_gate_fails_at_its_timeout_saying_so() -> None:
@@ -449,3 +455,208 @@ def _state(pid: int) -> str:
     except OSError:
         return "gone"
     return stat[stat.rindex(")") + 2 :].split()[0]
+
+
+# --- bounded: deadlines that hold, output kept as a tail ---------------------------------------
+
+
+def _kill_pid_in(pidfile: Path) -> None:
+    """Stop the process this test started outside the gate's session (by its recorded pid)."""
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def _escaping_grandchild(pidfile: Path, then: str) -> list[str]:
+    """A command that starts `sleep 20` in a session of its own, holding the command's stdout
+    (out of reach of the gate's process-group kill), then runs `then`."""
+    return _python(
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen(['sleep', '20'], start_new_session=True)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+        "print('started', flush=True)\n" + then
+    )
+
+
+def test_a_command_gate_timeout_holds_when_a_grandchild_keeps_its_output_open(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    command = _escaping_grandchild(pidfile, "time.sleep(30)")
+    try:
+        started = time.monotonic()
+        result = gates.run_command("stuck", command, environment={}, timeout=1)
+        elapsed = time.monotonic() - started
+    finally:
+        _kill_pid_in(pidfile)
+
+    assert not result.passed
+    assert result.reason.startswith(f"`{' '.join(command)}` did not finish in 1s"), result.reason
+    assert elapsed < 3, f"the 1 s timeout held within 2 s: {elapsed:.1f}s"
+
+
+def test_a_command_gate_verdict_is_its_exit_even_when_a_grandchild_keeps_its_output_open(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    try:
+        started = time.monotonic()
+        result = gates.run_command(
+            "daemon", _escaping_grandchild(pidfile, "sys.exit(0)"), environment={}, timeout=10
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        _kill_pid_in(pidfile)
+
+    assert result.passed, result.reason
+    assert result.reason.startswith("exit 0; started"), result.reason
+    assert "still holds its output" in result.reason, result.reason
+    assert elapsed < 3, f"the exit decides, the open pipe does not wait for 10 s: {elapsed:.1f}s"
+
+
+def test_a_command_gate_stops_what_the_command_left_running_when_it_exits(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "child.pid"
+
+    started = time.monotonic()
+    result = gates.run_command(
+        "leaver",
+        ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; echo done"],
+        environment={},
+        timeout=10,
+    )
+    elapsed = time.monotonic() - started
+
+    assert result.passed, result.reason
+    assert result.reason == "exit 0; done"
+    assert elapsed < 3, f"the background sleep held stdout until the timeout: {elapsed:.1f}s"
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+        assert time.monotonic() < deadline, f"the command's child {child} outlived the gate"
+        time.sleep(0.05)
+
+
+def test_a_command_gate_keeps_a_bounded_tail_of_a_large_output_saying_how_much_it_dropped() -> None:
+    size = 20 * 1024 * 1024
+    code = (
+        f"import sys\nsys.stdout.write('x' * {size - 4})\nsys.stdout.write('\\nend')\nsys.exit(1)"
+    )
+
+    result = gates.run_command("loud", _python(code), environment={}, timeout=30)
+
+    assert not result.passed
+    dropped = size - gates.OUTPUT_TAIL
+    assert result.reason.startswith(f"exit 1: [{dropped} earlier bytes of output dropped]\n")
+    assert result.reason.endswith("x\nend")
+    assert result.reason.split("\n", 1)[1] == "x" * (gates.OUTPUT_TAIL - 4) + "\nend"
+
+
+class _TricklingHandler(BaseHTTPRequestHandler):
+    """Announces a 12-byte body and sends it one byte every 0.9 s."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "12")
+        self.end_headers()
+        self.wfile.flush()
+        for byte in b"hello world!":
+            time.sleep(0.9)
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:  # the gate gave up and hung up
+                return
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _EndlessHandler(BaseHTTPRequestHandler):
+    """A chunked body that never ends, sent as fast as the client reads."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = b"y" * 65536
+        with contextlib.suppress(OSError):
+            for _ in range(1 << 20):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def handler_server() -> Iterator[Any]:
+    started: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
+
+    def start(handler: type[BaseHTTPRequestHandler]) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        started.append((server, thread))
+        return f"http://127.0.0.1:{server.server_address[1]}/health"
+
+    yield start
+    for server, thread in started:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_http_gate_timeout_bounds_a_body_that_trickles(handler_server: Any) -> None:
+    url = handler_server(_TricklingHandler)
+
+    started = time.monotonic()
+    result = gates.run_http("http", url, retries=0, interval=0.1, timeout=2)
+    elapsed = time.monotonic() - started
+
+    assert not result.passed
+    assert "body" in result.reason and "2s" in result.reason, result.reason
+    assert elapsed < 3, f"the 2 s timeout covers the body too: {elapsed:.1f}s"
+
+
+def test_http_gate_reads_at_most_a_mebibyte_of_body(handler_server: Any) -> None:
+    url = handler_server(_EndlessHandler)
+
+    started = time.monotonic()
+    result = gates.run_http(
+        "http", url, body_contains="never there", retries=0, interval=0.1, timeout=20
+    )
+    elapsed = time.monotonic() - started
+
+    assert not result.passed
+    assert "body lacks 'never there'" in result.reason, result.reason
+    assert elapsed < 5, elapsed
+
+
+class _RedirectingHandler(BaseHTTPRequestHandler):
+    """/health redirects to /ready, which answers 200 "ready"."""
+
+    def do_GET(self) -> None:
+        if self.path == "/health":
+            self.send_response(302)
+            self.send_header("Location", "/ready")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"ready")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_http_gate_follows_a_redirect_and_reads_the_final_body(handler_server: Any) -> None:
+    url = handler_server(_RedirectingHandler)
+
+    result = gates.run_http("http", url, body_contains="ready", retries=0, timeout=5)
+
+    assert result.passed, result.reason

@@ -503,3 +503,77 @@ def test_right_password_works_without_a_single_401(auth_registry: AuthRegistry) 
     puts = [path for method, _, path in counter.seen if method == "PUT" and "uploads" in path]
     assert len(puts) == 2, "each blob was sent exactly once"
     print(f"\nauthenticated: {len(counter.seen)} requests, none answered 401")
+
+
+# --- tag list pagination: links stay on the registry -----------------------------------------
+
+
+class _PagedTags(http.server.BaseHTTPRequestHandler):
+    """A tag list in pages: page 1 answers tag `one` and a `Link: next` to `server.next_link`;
+    every request is recorded with its Authorization header."""
+
+    def do_GET(self) -> None:
+        server: Any = self.server
+        server.seen.append((self.path, self.headers.get("Authorization")))
+        last = "last=one" in self.path
+        body = json.dumps({"name": "tests/paged", "tags": ["two"] if last else ["one"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if not last:
+            self.send_header("Link", f'<{server.next_link}>; rel="next"')
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def paged_servers() -> Iterator[list[http.server.ThreadingHTTPServer]]:
+    """Two tag-list servers on 127.0.0.1, each on a port of its own."""
+    servers = []
+    for _ in range(2):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PagedTags)
+        server.daemon_threads = True
+        server.seen = []  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield servers
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_next_link_on_the_same_registry_is_followed(
+    paged_servers: list[http.server.ThreadingHTTPServer],
+) -> None:
+    registry = paged_servers[0]
+    registry.next_link = "/v2/tests/paged/tags/list?n=1000&last=one"  # type: ignore[attr-defined]
+    store = oci.open_store(f"127.0.0.1:{registry.server_address[1]}/tests/paged")
+
+    assert store.list_tags() == ["one", "two"]
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "http://{other}/v2/tests/paged/tags/list?last=one",
+        "https://{this}/v2/tests/paged/tags/list?last=one",
+    ],
+)
+def test_a_next_link_to_another_host_port_or_scheme_is_refused_and_gets_no_credentials(
+    paged_servers: list[http.server.ThreadingHTTPServer], elsewhere: str
+) -> None:
+    registry, other = paged_servers
+    this_address = f"127.0.0.1:{registry.server_address[1]}"
+    link = elsewhere.format(other=f"127.0.0.1:{other.server_address[1]}", this=this_address)
+    registry.next_link = link  # type: ignore[attr-defined]
+    store = oci.open_store(f"{this_address}/tests/paged", username=USER, password=PASSWORD)
+
+    with pytest.raises(RegistryError, match="another") as raised:
+        store.list_tags()
+
+    assert link in str(raised.value)
+    assert other.seen == [], "nothing, and no credentials, went to the other server"  # type: ignore[attr-defined]
+    assert len(registry.seen) == 1  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.platform.local import LocalPlatform
+from tasks.locks import budget_name, limit_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -175,14 +176,14 @@ def test_target_slots_are_taken_in_turn_refused_by_name_and_released(
     # a lease that disappears ends the block with SlotsLost instead of carrying on unguarded
     assert "robbed finished" not in events
     lost = next((w for _, w in report["events"] if w.startswith("lost")), str(report))
-    assert f"conveyor-target-{app}-eu" in lost and "no longer knows lease" in lost, lost
+    assert limit_name(app, "eu") in lost and "no longer knows lease" in lost, lost
     # two tag changes at once (the holder tag in the background, an approval tag) both land
     tags = next((w for _, w in report["events"] if w.startswith("tags")), str(report)).split()
     assert {f"conveyor-holds:{app}/tags", f"conveyor-awaiting:{app}/tags"} <= set(tags), tags
     # every slot was given back; the limits exist with the sizes Conveyor wants
     assert report["limits"] == {
-        f"conveyor-target-{app}-eu": [1, 0],
-        f"conveyor-target-{app}-us": [1, 0],
-        f"conveyor-budget-{app}": [2, 0],
-        f"conveyor-target-{app}-tags": [1, 0],
+        limit_name(app, "eu"): [1, 0],
+        limit_name(app, "us"): [1, 0],
+        budget_name(app): [2, 0],
+        limit_name(app, "tags"): [1, 0],
     }

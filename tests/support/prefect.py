@@ -39,6 +39,10 @@ class PrefectREST(PrefectAPI):
         record: dict[str, Any] = self.get(f"/flow_runs/{run_id}")
         return record
 
+    def update_tags(self, run_id: str, tags: list[str]) -> None:
+        """Replace a flow run's tags (as any API caller can)."""
+        self._call("PATCH", f"/flow_runs/{run_id}", {"tags": tags})
+
     def pause_description(self, run_id: str) -> str:
         """The form text a paused run shows to whoever resumes it (its approval form)."""
         state = self.flow_run_record(run_id)["state"]

@@ -28,7 +28,8 @@ import yaml
 
 from conveyor.adapters import gitrepo
 from conveyor.adapters.kube import Kube
-from conveyor.adapters.prefect_api import FlowRun, awaiting_approval_tag
+from conveyor.adapters.prefect_api import FlowRun
+from conveyor.platform.components import PrefectServer
 from conveyor.platform.local import LocalPlatform
 from conveyor.records import state
 from tests.support.git import git, init_repository
@@ -132,9 +133,7 @@ class World:
         """The run paused for an approval of `stage` in this world."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self.api.flow_runs(
-                tags=[awaiting_approval_tag(self.app, stage)], states=["PAUSED"]
-            )
+            runs = self.api.awaiting_approval(self.app, stage)
             if runs:
                 return runs[0]
             for process in self.running:
@@ -208,13 +207,18 @@ def stop_process(process: subprocess.Popen[Any], grace: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def isolated_world(platform: LocalPlatform, root: Path, prefix: str) -> Iterator[World]:
+def isolated_world(
+    platform: LocalPlatform, root: Path, prefix: str, prefect: PrefectServer | None = None
+) -> Iterator[World]:
     """A world in the empty folder `root`, named by `prefix`; when the block ends, the processes
-    it still runs are killed and its namespaces deleted (`root` itself is left to the caller)."""
+    it still runs are killed and its namespaces deleted (`root` itself is left to the caller).
+    Its flows talk to the platform's Prefect server, or to `prefect` (a test's own server, which
+    the test may stop and restart without disturbing the others)."""
+    prefect = prefect or platform.prefect
     environment = {
         **os.environ,
         **platform.environment(),
-        **platform.prefect.environment(),
+        **prefect.environment(),
         "CONVEYOR_CONFIG": str(root / "config" / "conveyor.yaml"),
         "CONVEYOR_STATE": str(root / "conveyor-state"),
         "CONVEYOR_REGISTRY": "",
@@ -226,7 +230,7 @@ def isolated_world(platform: LocalPlatform, root: Path, prefix: str) -> Iterator
         prefix,
         environment,
         Kube(platform.kubernetes.kubeconfig),
-        PrefectREST(platform.prefect.api_url),
+        PrefectREST(prefect.api_url),
     )
     shutil.copytree(REPO_ROOT / "examples" / "web", world.source / "web")
     init_repository(world.source, "web v1")
