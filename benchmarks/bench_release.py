@@ -182,7 +182,7 @@ def cluster_work_stage(stage: dict[str, Any]) -> dict[str, Any]:
 
 
 def release_parameters(world: World) -> dict[str, Any]:
-    return {"app": world.app, "ref": "HEAD", "config_file": str(world.config_path)}
+    return {"app": world.app, "ref": "HEAD"}
 
 
 def commit_revision(world: World, revision: int) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Annotated
 
 from prefect import apause_flow_run, get_run_logger
 from prefect.client.orchestration import get_client
@@ -20,6 +21,7 @@ from prefect.context import get_run_context
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from prefect.states import Running
+from pydantic import Field
 
 from conveyor.adapters.prefect_api import approval_pause_prefix, awaiting_approval_tag
 from conveyor.bundles.render import Rendered
@@ -35,10 +37,12 @@ APPROVAL_POLL_SECONDS = 2
 
 
 class ApprovalInput(RunInput):
-    """The form a person fills in, in the Prefect UI or through `conveyor approve|reject`."""
+    """The form a person fills in, in the Prefect UI or through `conveyor approve|reject`.
+    Approve and approver have no default, so the UI marks them required, and an approver must
+    name someone: Prefect refuses a resume whose input does not fit this schema."""
 
     approve: bool
-    approver: str
+    approver: Annotated[str, Field(min_length=1, pattern=r"\S")]
     reason: str = ""
 
 
@@ -74,12 +78,16 @@ async def obtain_approval(
     digest: str,
     renders: dict[str, Rendered],
     provenance: Provenance | None = None,
+    *,
+    break_glass: str | None = None,
 ) -> str:
     """An approval bound to this digest and these manifests: recorded, or asked for now.
+    A break glass (its reason) is always asked for now, the reason at the top of the form: an
+    approval given before, when the freeze was not at stake, does not count for it.
     Returns the approver; raises PromotionRefused on a rejection or a timeout."""
     logger = get_run_logger()
     standing = await standing_approval(context, stage, digest, renders)
-    if standing.approver is not None:
+    if standing.approver is not None and not break_glass:
         logger.info("%s: %s", stage.name, standing.verdict.explain())
         return standing.approver
     if standing.recorded is not None:
@@ -88,7 +96,7 @@ async def obtain_approval(
         )
     if provenance is None:
         provenance = await bundles.read_provenance(context.store, digest)
-    answer = await _ask(context, stage, digest, renders, standing.bound_to, provenance)
+    answer = await _ask(context, stage, digest, renders, standing.bound_to, provenance, break_glass)
     return await _record_answer(context, stage, digest, answer, standing.bound_to)
 
 
@@ -99,10 +107,16 @@ async def _ask(
     renders: dict[str, Rendered],
     bound_to: str,
     provenance: Provenance,
+    break_glass: str | None,
 ) -> ApprovalInput:
     """Pause the run until a person answers the form, or the stage's approval timeout (which
     answers as a rejection)."""
     description = await _form(context, stage, digest, renders, provenance)
+    if break_glass:
+        description = (
+            f"**BREAK GLASS:** {break_glass}. Approving lets this digest pass the freeze "
+            f"windows of {stage.name}; git records it as a break glass.\n\n{description}"
+        )
     tag = awaiting_approval_tag(context.app.name, stage.name)
     await tag_current_run([tag])
     reports.announce(
@@ -113,9 +127,7 @@ async def _ask(
     )
     try:
         answer = await apause_flow_run(
-            wait_for_input=ApprovalInput.with_initial_data(
-                description=description, approve=False, approver=""
-            ),
+            wait_for_input=ApprovalInput.with_initial_data(description=description),
             timeout=int(stage.approval.timeout),
             poll_interval=APPROVAL_POLL_SECONDS,
             # Unique per pause (a repeated key would hand back an earlier answer), and found by
@@ -141,19 +153,25 @@ async def _form(
     renders: dict[str, Rendered],
     provenance: Provenance,
 ) -> str:
-    """The approval form: what each target's live objects would change, against the previous
-    stage's parameters."""
+    """The approval form: what each target's live objects would change, and its parameters
+    against those the previous stage really ran (its desired state in git: effective values,
+    defaults applied, as the renders here), so only true differences show."""
     targets = [context.app.pipeline.target(name) for name in renders]
     changes = await asyncio.gather(
         *(cluster.detect_drift(context.kube(t), renders[t.name], t) for t in targets)
     )
     previous = context.app.pipeline.previous(stage.name)
+    baseline = None
+    if previous is not None:
+        first = previous.targets[0]
+        ran = await records.read_desired_state(context.state, context.app.name, first.name)
+        baseline = replace(first, parameters=dict(ran.parameters)) if ran else first
     return approval_form(
         context.app.name,
         stage.name,
         digest,
         renders,
-        baseline=previous.targets[0] if previous else None,
+        baseline=baseline,
         changes=dict(zip(renders, changes, strict=True)),
         provenance=provenance,
     )
@@ -164,9 +182,10 @@ async def _record_answer(
 ) -> str:
     """Record the answer as the stage's evidence and announce it; go on only when approved."""
     decision: state.Decision = "approved" if answer.approve else "rejected"
-    approval = state.Approval(
-        decision, answer.approver or "unknown", answer.reason, bound_to, datetime.now(UTC)
-    )
+    if not answer.approver.strip():  # the schema refuses it; a hand-made input may not
+        decision = "rejected"
+        answer = ApprovalInput(approve=False, approver="conveyor", reason="no approver named")
+    approval = state.Approval(decision, answer.approver, answer.reason, bound_to, datetime.now(UTC))
     app = context.app.name
     await records.record_state(
         context.state,

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from prefect import flow
 
 from conveyor.adapters.prefect_api import DEPLOY_TARGET
 from conveyor.bundles.render import Rendered
 from conveyor.config.model import Stage
 from conveyor.errors import PromotionRefused, StageFailed
-from conveyor.promotion.context import RunContext, open_run_context
+from conveyor.promotion.context import RunContext
 from conveyor.records import policy
 from conveyor.records.state import StageVerdict
 from flows.approval import standing_approval
+from flows.context import run_context
 from flows.steps import LOCK_WAIT, deploy_targets, now, record_outcomes, render_stage
 from tasks import bundles, records
 from tasks.locks import hold_targets
 
 
 @flow(name=DEPLOY_TARGET, flow_run_name="deploy-{app}-{target}-{digest}")
-async def deploy_target(app: str, target: str, digest: str, config_file: str | None = None) -> None:
+async def deploy_target(app: str, target: str, digest: str) -> None:
     """Deploy `digest` to one target; the digest must have passed the previous stage."""
-    context = await asyncio.to_thread(open_run_context, config_file, app)
+    context = await run_context(app)
     chosen = context.app.pipeline.target(target)
     stage = context.app.pipeline.stage(chosen.stage)
     previous = context.app.pipeline.previous(stage.name)

@@ -10,7 +10,6 @@ hand (a revert, say) is what the next run applies.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import replace
 
@@ -19,8 +18,9 @@ from prefect import flow, get_run_logger
 from conveyor.adapters.prefect_api import RECONCILE
 from conveyor.config.model import Target
 from conveyor.errors import ConveyorError
-from conveyor.promotion.context import RunContext, open_run_context
+from conveyor.promotion.context import RunContext
 from conveyor.records.state import DesiredState
+from flows.context import run_context
 from flows.steps import READINESS_TIMEOUT
 from tasks import bundles, cluster, records, reports
 from tasks.locks import TargetBusy, hold_targets
@@ -31,7 +31,7 @@ target's slot: past that, the next cycle looks again."""
 
 
 @flow(name=RECONCILE, flow_run_name="reconcile-{app}-{target}")
-async def reconcile(app: str, target: str, config_file: str | None = None) -> int:
+async def reconcile(app: str, target: str) -> int:
     """Return the number of drifted objects found (and corrected when self-heal is on).
 
     Drift is first looked for without the target's slot, so an idle cycle takes no lock and
@@ -40,7 +40,7 @@ async def reconcile(app: str, target: str, config_file: str | None = None) -> in
     the desired state changed meanwhile, this run does nothing and says so.
     """
     logger = get_run_logger()
-    context = await asyncio.to_thread(open_run_context, config_file, app)
+    context = await run_context(app)
     chosen = context.app.pipeline.target(target)
     desired = await records.read_desired_state(context.state, app, target)
     if desired is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
@@ -11,8 +9,8 @@ from prefect.runtime import flow_run
 
 from conveyor.adapters.prefect_api import RELEASE
 from conveyor.config.model import App
-from conveyor.promotion.context import open_run_context
 from conveyor.promotion.reports import Provenance
+from flows.context import run_context
 from flows.steps import promote_through_stage
 from tasks import bundles
 
@@ -24,7 +22,7 @@ def _run_name() -> str:
 
 
 @flow(name=RELEASE, flow_run_name=_run_name, log_prints=False)
-async def release(app: str, ref: str | None = None, config_file: str | None = None) -> str:
+async def release(app: str, ref: str | None = None) -> str:
     """Build the app's bundle at `ref` (default: the app's `source.ref`; refused unless
     `source.allowedRefs` allows it), or reuse it, and promote it stage by stage.
 
@@ -32,7 +30,7 @@ async def release(app: str, ref: str | None = None, config_file: str | None = No
     `conveyor promote`), and fails where a gate fails or an approval is refused.
     """
     logger = get_run_logger()
-    context = await asyncio.to_thread(open_run_context, config_file, app)
+    context = await run_context(app)
     spec = context.app
     chosen = ref or spec.source.ref
     spec.source.check_ref(chosen)

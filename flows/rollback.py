@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 from prefect import flow, get_run_logger
 
 from conveyor.adapters.prefect_api import ROLLBACK
 from conveyor.errors import InputError, StageFailed
-from conveyor.promotion.context import open_run_context
+from conveyor.kit.redaction import without_userinfo
 from conveyor.records import state
+from flows.context import run_context
 from flows.steps import LOCK_WAIT, now, roll_back, run_label
 from tasks import records, reports
 from tasks.locks import hold_targets
 
 
 @flow(name=ROLLBACK, flow_run_name="rollback-{app}-{target}")
-async def rollback(
-    app: str, target: str, to: str | None = None, config_file: str | None = None
-) -> str:
+async def rollback(app: str, target: str, to: str | None = None) -> str:
     """Re-deploy a digest this target ran before, with the parameters it ran with then."""
     logger = get_run_logger()
-    context = await asyncio.to_thread(open_run_context, config_file, app)
+    context = await run_context(app)
     chosen = context.app.pipeline.target(target)
     current = await records.read_desired_state(context.state, app, target)
     if current is None:
@@ -35,7 +33,8 @@ async def rollback(
         raise InputError(
             f"{app}/{target}: {to} was never this target's desired digest",
             hint=f"`git log -p -- {state.desired_path(app, target)}` in a clone of the state "
-            f"repository ({context.config.state_repository}) lists the recorded digests",
+            f"repository ({without_userinfo(context.config.state_repository)}) lists the "
+            "recorded digests",
         )
     async with hold_targets(app, [target], wait_seconds=LOCK_WAIT):
         result = await roll_back(context, chosen, goal)

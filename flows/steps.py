@@ -132,10 +132,16 @@ async def deploy_targets(
     stage: Stage,
     renders: Mapping[str, Rendered],
     approved_by: str | None,
+    *,
+    break_glass: str | None = None,
 ) -> list[TargetOutcome]:
     """The given targets of the stage, `parallelism` at a time. The first failure stops the
     siblings' remaining steps and every target this run changed goes back together (undo_targets),
-    so a failed stage leaves nothing of its digest running; then the soak, undone the same way."""
+    so a failed stage leaves nothing of its digest running; then the soak, undone the same way.
+
+    Right before each batch, the stopped line and the freeze windows are looked at again (the
+    run may have waited an hour for its approval): before the first batch that is a refusal
+    (PromotionRefused, nothing changed), later it fails the stage like any other failure."""
     targets = [t for t in stage.targets if t.name in renders]
     outcomes: list[TargetOutcome] = []
     stop = asyncio.Event()
@@ -150,6 +156,20 @@ async def deploy_targets(
 
     for start in range(0, len(targets), stage.parallelism):
         batch = targets[start : start + stage.parallelism]
+        halt = await records.read_halt(context.state)
+        refusal = policy.still_admitted(stage, halt=halt, now=now(), break_glass=bool(break_glass))
+        if refusal is not None:
+            if not outcomes:
+                _announce_refusal(context, stage, renders, refusal)
+                raise PromotionRefused(
+                    f"{context.app.name}: not applied to {stage.name}: {refusal}"
+                )
+            for target in batch:
+                outcome = TargetOutcome(target.name, renders[target.name])
+                outcome.results.append(gates.GateResult("admission", False, refusal, 0.0))
+                outcomes.append(outcome)
+            await undo_targets(context, stage, outcomes)
+            return outcomes
         outcomes += await asyncio.gather(*(watched(t) for t in batch))
         if stop.is_set():
             await undo_targets(context, stage, outcomes)
@@ -208,8 +228,11 @@ async def record_outcomes(
     digest: str,
     outcomes: Sequence[TargetOutcome],
     verdict: state.StageVerdict,
+    *,
+    note: str | None = None,
 ) -> None:
-    """ONE commit for what the stage did: its evidence (every target's gate results, the
+    """ONE commit for what the stage did (`note`, a break glass say, goes into its message):
+    its evidence (every target's gate results, the
     verdict) and the desired state of each target that now runs the digest. Git never holds
     desired state without its evidence, a run killed before this point leaves no record (its
     re-run redoes the stage), and `git revert` of the commit undoes the promotion cleanly.
@@ -221,7 +244,7 @@ async def record_outcomes(
             context.state,
             desired=[o.desired for o in outcomes if o.desired is not None],
             evidence=stage_evidence(context.app.name, digest, stage.name, verdict, outcomes, now()),
-            reason=f"{stage.name} gates passed",
+            reason=f"{stage.name} gates passed" + (f"; {note}" if note else ""),
         )
     except Exception as error:
         changed = [o for o in outcomes if o.desired is not None]
@@ -257,16 +280,35 @@ async def roll_back(
     )
 
 
+def _announce_refusal(
+    context: RunContext, stage: Stage, renders: Mapping[str, Rendered], reason: str
+) -> None:
+    digests = {r.digest for r in renders.values()}
+    reports.announce(
+        "promotion.refused",
+        app=context.app.name,
+        stage=stage.name,
+        payload={"digest": ", ".join(sorted(digests)), "reasons": [reason]},
+    )
+
+
 async def promote_through_stage(
-    context: RunContext, digest: str, stage_name: str, provenance: Provenance | None = None
+    context: RunContext,
+    digest: str,
+    stage_name: str,
+    provenance: Provenance | None = None,
+    *,
+    break_glass: str | None = None,
 ) -> list[TargetOutcome]:
     """Policy, lock, approval, the stage's targets within its budget, soak, evidence, report.
     `provenance` (a release's ref and commit) is shown to approvers; without it, the bundle's
-    own source and commit annotations are."""
+    own source and commit annotations are. `break_glass` (a reason) lets the digest pass the
+    stage's freeze windows, and only that: it needs an approval even where the stage asks for
+    none, and git records it as such."""
     logger = get_run_logger()
     app = context.app
     stage = app.pipeline.stage(stage_name)
-    evidence = await _admit(context, stage, digest)
+    evidence = await _admit(context, stage, digest, break_glass=bool(break_glass))
 
     # Rendered once per target (each render pulls and verifies the bundle), for every step below.
     renders = await render_stage(context, stage, digest)
@@ -281,19 +323,30 @@ async def promote_through_stage(
     targets = [t.name for t in stage.targets]
     async with hold_targets(app.name, targets, wait_seconds=LOCK_WAIT):
         approved_by = None
-        if stage.approval.required:
-            approved_by = await obtain_approval(context, stage, digest, renders, provenance)
+        if stage.approval.required or break_glass:
+            approved_by = await obtain_approval(
+                context, stage, digest, renders, provenance, break_glass=break_glass
+            )
         reports.announce(
             "promotion.started",
             app=app.name,
             stage=stage_name,
             payload={"digest": digest, "targets": targets},
         )
-        outcomes = await deploy_targets(context, stage, renders, approved_by)
+        outcomes = await deploy_targets(
+            context, stage, renders, approved_by, break_glass=break_glass
+        )
         passed = all(o.passed for o in outcomes) and len(outcomes) == len(stage.targets)
         try:
             await record_outcomes(
-                context, stage, digest, outcomes, "passed" if passed else "failed"
+                context,
+                stage,
+                digest,
+                outcomes,
+                "passed" if passed else "failed",
+                note=f"BREAK GLASS approved by {approved_by}: {break_glass}"
+                if break_glass
+                else None,
             )
         except StateError:
             # The report is published only once the record is in git: here, a failed one.
@@ -314,7 +367,9 @@ async def promote_through_stage(
     return outcomes
 
 
-async def _admit(context: RunContext, stage: Stage, digest: str) -> state.Evidence | None:
+async def _admit(
+    context: RunContext, stage: Stage, digest: str, *, break_glass: bool
+) -> state.Evidence | None:
     """Refuse the digest unless policy lets it enter the stage; return what the stage itself
     already proved about it (None when nothing)."""
     pipeline = context.app.pipeline
@@ -331,6 +386,8 @@ async def _admit(context: RunContext, stage: Stage, digest: str) -> state.Eviden
         digest,
         previous_evidence=evidence[previous.name] if previous else None,
         now=now(),
+        halt=await records.read_halt(context.state),
+        break_glass=break_glass,
     )
     if not decision.allowed:
         reports.announce(

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from conveyor.adapters import oci
 from conveyor.bundles import artifact
+from conveyor.bundles.parameters import restore_sensitive
 from conveyor.bundles.render import Rendered
 from conveyor.config.model import App, Target
 from conveyor.promotion import deploy
@@ -50,7 +51,12 @@ async def render_bundle(
     parameters: Mapping[str, Any] | None = None,
 ) -> Rendered:
     """Pull and verify the digest, then render it with the target's parameters (or, to
-    reproduce a recorded state, with the recorded ones)."""
+    reproduce a recorded state, with the recorded ones: a sensitive value, recorded as its hash
+    only, comes from the target's configuration, which must still hash the same)."""
+    if parameters is not None:
+        parameters = restore_sensitive(
+            parameters, target.parameters, f"recorded parameters of {app}/{target.name}"
+        )
     return await asyncio.to_thread(
         deploy.render_target,
         store,
@@ -59,4 +65,6 @@ async def render_bundle(
         target=target.name,
         namespace=target.namespace,
         parameters=dict(target.parameters if parameters is None else parameters),
+        namespaces=target.namespaces,
+        cluster_scoped=target.cluster_scoped,
     )

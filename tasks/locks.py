@@ -50,6 +50,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
 from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import get_run_context
 from prefect.exceptions import ObjectAlreadyExists
 
@@ -64,6 +65,8 @@ LEASE_SECONDS = 60
 (Prefect's minimum)."""
 RENEW_EVERY = LEASE_SECONDS / 4
 RELEASE_PATIENCE = 10.0
+QUEUE_POLL_SECONDS = 1.0
+"""How often a run that is not first in its target's queue looks again."""
 ORPHAN_CHECK_EVERY = 5.0
 """How often a run waiting for a slot looks at who holds it."""
 BUDGET_WAIT = 600.0
@@ -235,11 +238,13 @@ async def _acquire(
     holder: ConcurrencyLeaseHolder | None,
     holder_tags: Mapping[str, str],
     wait_seconds: float,
+    my_turn: Callable[[], Awaitable[bool]] | None = None,
 ) -> UUID:
     """One slot of every limit in `limits` (name -> size), under one lease. Limits that are
     missing or sized differently are created or resized first (once), then asked again. While
     the slots are taken, every ORPHAN_CHECK_EVERY seconds, frees those that no live run holds
-    (`holder_tags`: limit name -> the tag its holders carry)."""
+    (`holder_tags`: limit name -> the tag its holders carry). With `my_turn`, the slots are only
+    asked for once it says so (the waiters' queue, see hold_targets)."""
     deadline = time.monotonic() + wait_seconds
     names = sorted(limits)
     request: dict[str, Any] = {
@@ -253,6 +258,11 @@ async def _acquire(
     shaped = False
     watches: dict[str, OrphanWatch] = {}
     while True:
+        if my_turn is not None and not await my_turn():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{', '.join(names)}: older runs still waiting")
+            await asyncio.sleep(min(QUEUE_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            continue
         look_again = time.monotonic() + ORPHAN_CHECK_EVERY
         try:
             response = await send_soon_again(
@@ -312,7 +322,11 @@ async def _renew(client: PrefectClient, lease_id: UUID, on_lost: Callable[[str],
 
 @asynccontextmanager
 async def hold_slots(
-    limits: Mapping[str, int], *, holder_tags: Mapping[str, str], wait_seconds: float
+    limits: Mapping[str, int],
+    *,
+    holder_tags: Mapping[str, str],
+    wait_seconds: float,
+    my_turn: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[None]:
     """Hold one slot of each limit for the block, under a lease whose holder is the current
     flow run (which tags itself with `holder_tags`' tag for each limit it holds, see _acquire).
@@ -322,7 +336,12 @@ async def hold_slots(
     holder = ConcurrencyLeaseHolder(type="flow_run", id=run_id) if run_id else None
     async with get_client() as client:
         lease_id = await _acquire(
-            client, limits, holder=holder, holder_tags=holder_tags, wait_seconds=wait_seconds
+            client,
+            limits,
+            holder=holder,
+            holder_tags=holder_tags,
+            wait_seconds=wait_seconds,
+            my_turn=my_turn,
         )
         lost: list[str] = []
         block = asyncio.current_task()
@@ -356,6 +375,30 @@ def limit_name(app: str, target: str) -> str:
 
 def holder_tag(app: str, target: str) -> str:
     return f"conveyor-holds:{app}/{target}"
+
+
+def queue_tag(app: str, target: str) -> str:
+    """The tag of a run waiting for the target's slot."""
+    return f"conveyor-waits:{app}/{target}"
+
+
+async def _first_in_line(app: str, targets: Sequence[str]) -> bool:
+    """Whether no live run requested before this one (its expected start time: when it was
+    created, or scheduled) waits for any of `targets`."""
+    me = _current_run_id()
+    async with get_client() as client:
+        for target in targets:
+            waiting = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[queue_tag(app, target)]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(LIVE_STATES))),
+                ),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                limit=1,
+            )
+            if waiting and waiting[0].id != me:
+                return False
+    return True
 
 
 @dataclass
@@ -417,19 +460,32 @@ async def _holders(app: str, targets: Sequence[str]) -> list[str]:
 async def hold_targets(
     app: str, targets: Sequence[str], *, wait_seconds: float
 ) -> AsyncIterator[None]:
-    """Hold every target's slot for the duration of the block; wait up to `wait_seconds`."""
+    """Hold every target's slot for the duration of the block; wait up to `wait_seconds`.
+
+    Waiting runs take turns in the order they were requested: each tags itself as waiting and
+    asks for the slots only when no live run requested earlier waits for one of its targets. So
+    when several promotions of one target queue up, they are served oldest first and the newest
+    one is what the target runs at the end (Prefect grants a free slot to whichever waiter asks
+    first)."""
     acquired = False
     untagging: asyncio.Task[None] | None = None
+    queued = [queue_tag(app, t) for t in targets]
+    in_a_run = _current_run_id() is not None
+    if in_a_run:
+        await tag_current_run(queued)  # seen by the others before this run asks for a slot
     try:
         async with hold_slots(
             {limit_name(app, target): 1 for target in targets},
             holder_tags={limit_name(app, target): holder_tag(app, target) for target in targets},
             wait_seconds=wait_seconds,
+            my_turn=partial(_first_in_line, app, targets) if in_a_run else None,
         ):
             acquired = True
             # The tag only serves to name the holder: it is set while the block starts its
             # work, and taken off while the slots are released.
-            tagging = asyncio.create_task(tag_current_run([holder_tag(app, t) for t in targets]))
+            tagging = asyncio.create_task(
+                tag_current_run([holder_tag(app, t) for t in targets], remove=queued)
+            )
             try:
                 yield
             finally:
@@ -446,6 +502,8 @@ async def hold_targets(
     finally:
         if untagging is not None:
             await untagging
+        elif in_a_run:
+            await tag_current_run([], remove=queued)
 
 
 async def _untag_after(tagging: asyncio.Task[None], app: str) -> None:

@@ -9,7 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from conveyor.adapters.gitrepo import StateRepository
-from conveyor.records import state
+from conveyor.records import halt, state
 
 
 @task(name="read-desired-state", cache_policy=NO_CACHE, task_run_name="read-desired-{target}")
@@ -48,6 +48,12 @@ async def record_state(
     return await asyncio.to_thread(
         state.record, repo, desired=desired, evidence=evidence, action=action, reason=reason
     )
+
+
+@task(name="read-halt", cache_policy=NO_CACHE)
+async def read_halt(repo: StateRepository) -> halt.Halt | None:
+    """Whether the line is stopped (halt.yaml in the state repository)."""
+    return await asyncio.to_thread(halt.read_halt, repo)
 
 
 @task(name="read-history", cache_policy=NO_CACHE, task_run_name="history-{target}")

@@ -38,6 +38,7 @@ from gitdb.base import IStream  # type: ignore[import-untyped]  # GitPython's ob
 
 from conveyor.errors import InfrastructureError, SourceError, StateError
 from conveyor.kit.paths import cache_root
+from conveyor.kit.redaction import without_userinfo
 from conveyor.kit.syntax import is_git_url
 
 SYMLINK_MODE = 0o120000
@@ -103,13 +104,15 @@ def _open(location: str, timeout: float) -> git.Repo:
             shutil.rmtree(staging, ignore_errors=True)
         return git.Repo(mirror)
     except git.NoSuchPathError as error:
-        raise SourceError(f"git repository {location}: no such path") from error
+        raise SourceError(f"git repository {without_userinfo(location)}: no such path") from error
     except git.InvalidGitRepositoryError as error:
-        raise SourceError(f"{location} is not a git repository") from error
+        raise SourceError(f"{without_userinfo(location)} is not a git repository") from error
     except git.GitCommandError as error:
         raise InfrastructureError(
-            f"git repository {location}: `{' '.join(map(str, error.command))}` failed: "
-            f"{_stderr(error)}",
+            without_userinfo(
+                f"git repository {location}: `{' '.join(map(str, error.command))}` failed: "
+                f"{_stderr(error)}"
+            ),
             hint="check the URL, your network and your git credentials",
         ) from error
 
@@ -127,13 +130,14 @@ def read_source(
     Symlinks and submodules are reported as SourceError (a bundle must be self-contained).
     """
     repo = _open(location, timeout)
+    shown = without_userinfo(location)
     try:
         # Resolved by git itself: GitPython's own parser crashes on some refs (`@{-1}` raises
         # IndexError) and reads others differently from git.
         sha = repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
     except git.GitCommandError as error:
         raise SourceError(
-            f"git repository {location}: ref {ref!r} does not exist",
+            f"git repository {shown}: ref {ref!r} does not exist",
             hint="name a branch, tag or commit that the repository has",
         ) from error
     commit = repo.commit(sha)
@@ -148,10 +152,10 @@ def read_source(
             tree = tree / str(folder)
         except KeyError as error:
             raise SourceError(
-                f"git repository {location} at {commit.hexsha[:12]}: no folder {subpath!r}"
+                f"git repository {shown} at {commit.hexsha[:12]}: no folder {subpath!r}"
             ) from error
         if tree.type != "tree":
-            raise SourceError(f"{location}@{commit.hexsha[:12]}:{subpath} is not a folder")
+            raise SourceError(f"{shown}@{commit.hexsha[:12]}:{subpath} is not a folder")
     files = []
     for item in tree.traverse():
         if isinstance(item, tuple):  # traverse() yields tuples only for branched walks
@@ -161,7 +165,7 @@ def read_source(
         kind = {SYMLINK_MODE: "a symlink", SUBMODULE_MODE: "a submodule"}.get(item.mode)
         if kind:
             raise SourceError(
-                f"{location}@{commit.hexsha[:12]}:{path} is {kind}: "
+                f"{shown}@{commit.hexsha[:12]}:{path} is {kind}: "
                 "a bundle source may hold regular files only"
             )
         if item.type == "blob":
@@ -174,10 +178,10 @@ def read_source(
 
 def _origin(repo: git.Repo, location: str) -> str:
     if is_git_url(location):
-        return location
+        return without_userinfo(location)
     remote = next((r for r in repo.remotes if r.name == "origin"), None)
     url = next(iter(remote.urls), None) if remote is not None else None
-    return url or str(Path(location).expanduser().absolute())
+    return without_userinfo(url) if url else str(Path(location).expanduser().absolute())
 
 
 # --- State repositories ---------------------------------------------------------------------------
@@ -250,8 +254,10 @@ def _check_path(path: str) -> str:
 
 def _command_failed(location: str, error: git.GitCommandError) -> StateError:
     return StateError(
-        f"state repository {location}: `{' '.join(map(str, error.command))}` failed "
-        f"(exit {error.status}): {_stderr(error)}",
+        without_userinfo(
+            f"state repository {location}: `{' '.join(map(str, error.command))}` failed "
+            f"(exit {error.status}): {_stderr(error)}"
+        ),
         hint="check that the repository exists and is reachable, and your git credentials",
     )
 
@@ -264,7 +270,9 @@ def _git_errors(location: str) -> Iterator[None]:
     except git.GitCommandError as error:
         raise _command_failed(location, error) from error
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
-        raise StateError(f"state repository {location}: {error} is not a git repository") from error
+        raise StateError(
+            without_userinfo(f"state repository {location}: {error} is not a git repository")
+        ) from error
 
 
 def _store(repo: git.Repo, kind: str, data: bytes) -> bytes:
@@ -348,7 +356,7 @@ class StateRepository:
         self._repo: git.Repo | None = None
 
     def __str__(self) -> str:
-        return self.location
+        return without_userinfo(self.location)
 
     @contextmanager
     def _clone(self) -> Iterator[git.Repo]:
@@ -376,7 +384,7 @@ class StateRepository:
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         raise StateError(
-                            f"state repository {self.location}: waited {self._lock_timeout:g} s "
+                            f"state repository {self}: waited {self._lock_timeout:g} s "
                             f"for the lock {lock_file}: another writer on this host holds it",
                             hint="see which process holds it with `fuser` and whether it is "
                             "stuck; retry when it is done",
@@ -399,7 +407,7 @@ class StateRepository:
             repo.create_remote("origin", self.location)
         except OSError as error:
             raise StateError(
-                f"cannot create a working clone of {self.location} in {folder}: {error.strerror}",
+                f"cannot create a working clone of {self} in {folder}: {error.strerror}",
                 hint="pass a writable folder as the working folder",
             ) from error
         repo.git.update_environment(**_NO_PROMPTS)
@@ -437,7 +445,7 @@ class StateRepository:
         tip = self._fetch(repo)
         if tip is None:
             raise StateError(
-                f"state repository {self.location} has no branch {MAIN!r}",
+                f"state repository {self} has no branch {MAIN!r}",
                 hint="open it with open_state_repository(), which creates the branch",
             )
         return tip
@@ -478,9 +486,7 @@ class StateRepository:
             try:
                 tree = (repo.commit(commit) if commit else self._tip(repo)).tree
             except (git.BadName, ValueError) as error:
-                raise StateError(
-                    f"state repository {self.location}: no commit {commit!r}"
-                ) from error
+                raise StateError(f"state repository {self}: no commit {commit!r}") from error
             return self._blob(tree, path)
 
     def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
@@ -497,7 +503,7 @@ class StateRepository:
         except KeyError:
             return None
         if item.type != "blob":
-            raise StateError(f"state repository {self.location}: {path} is a folder")
+            raise StateError(f"state repository {self}: {path} is a folder")
         data: bytes = item.data_stream.read()
         return data
 
@@ -554,7 +560,7 @@ class StateRepository:
                     log.info(
                         "state repository %s: main moved since this clone last fetched it; "
                         "rebuilding on the new tip",
-                        self.location,
+                        self,
                     )
                     known = None
                     continue
@@ -563,7 +569,7 @@ class StateRepository:
                     break
                 log.info(
                     "state repository %s: main moved during push (attempt %d of %d); retrying",
-                    self.location,
+                    self,
                     attempt,
                     attempts,
                 )
@@ -571,7 +577,7 @@ class StateRepository:
                     random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_SECONDS * 2**attempt))
                 )
         raise StateError(
-            f"state repository {self.location}: could not push to {MAIN} after {attempts} "
+            f"state repository {self}: could not push to {MAIN} after {attempts} "
             "attempts: other writers kept moving it",
             hint="retry the operation; if this persists, fewer writers should write at once",
         )
@@ -592,8 +598,9 @@ def _apply(repo: git.Repo, base: git.Tree, changes: Mapping[str, Change]) -> git
         for entry_path, _ in index.entries:
             existing = str(entry_path)
             if existing.startswith(f"{path}/") or path.startswith(f"{existing}/"):
+                origin = without_userinfo(repo.remote("origin").url)
                 raise StateError(
-                    f"state repository {repo.remote('origin').url}: cannot write {path}: "
+                    f"state repository {origin}: cannot write {path}: "
                     f"{existing} is in the way (a file and a folder would share a name)"
                 )
         binsha = _store(repo, "blob", change)

@@ -63,6 +63,7 @@ import requests
 
 from conveyor.errors import InputError, IntegrityError, RegistryError
 from conveyor.kit.digests import DIGEST, canonical_json, check_digest, sha256_digest
+from conveyor.kit.redaction import without_userinfo
 from conveyor.kit.syntax import REGISTRY_HOST, REPOSITORY, parse_rfc3339
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -122,7 +123,7 @@ class BundleAnnotations:
             ANNOTATION_CREATED: self.created,
             ANNOTATION_NAME: self.name,
             ANNOTATION_REVISION: self.revision,
-            ANNOTATION_SOURCE: self.source,
+            ANNOTATION_SOURCE: without_userinfo(self.source),
             ANNOTATION_TREE_HASH: self.tree_hash,
         }
 

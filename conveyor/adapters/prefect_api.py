@@ -12,6 +12,7 @@ run's final state stands for (the CLI following a served run, and `python -m flo
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -191,7 +192,9 @@ class FlowRun:
 class PrefectAPI:
     """A Prefect server at `url` (PREFECT_API_URL, e.g. http://127.0.0.1:4200/api)."""
 
-    def __init__(self, url: str | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str | None = None, *, timeout: float = 10.0, auth_string: str | None = None
+    ) -> None:
         chosen = url or os.environ.get("PREFECT_API_URL")
         if not chosen:
             raise InputError(
@@ -200,6 +203,15 @@ class PrefectAPI:
             )
         self.url = chosen.rstrip("/")
         self.timeout = timeout
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        # The same credentials the Prefect client sends: a server's auth string (Basic, as
+        # PREFECT_SERVER_API_AUTH_STRING expects) or a Prefect Cloud key (Bearer).
+        auth = auth_string or os.environ.get("PREFECT_API_AUTH_STRING")
+        key = os.environ.get("PREFECT_API_KEY")
+        if auth:
+            self._headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+        elif key:
+            self._headers["Authorization"] = f"Bearer {key}"
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -207,7 +219,7 @@ class PrefectAPI:
             f"{self.url}{path}",
             data=data,
             method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers=self._headers,
         )
         try:
             raw = self._send(request)
@@ -327,6 +339,16 @@ class PrefectAPI:
         for run in self.flow_runs(tags=[awaiting_approval_tag(app, stage)], states=["PAUSED"]):
             found.setdefault(run.id, run)
         return list(found.values())
+
+    def pause_form(self, run: FlowRun) -> str:
+        """The text a run paused for input shows whoever resumes it (an approval form); empty
+        when it shows none."""
+        key = f"{run.state_name.lower()}-{run.pause_key}-description"
+        try:
+            text = self._call("GET", f"/flow_runs/{run.id}/input/{urllib.parse.quote(key)}")
+        except InputError:
+            return ""
+        return text if isinstance(text, str) else ""
 
     def resume(self, run_id: str, run_input: Mapping[str, Any]) -> str:
         """Resume a paused run with input; returns Prefect's verdict (ACCEPT, REJECT, ABORT)."""

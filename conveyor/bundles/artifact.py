@@ -18,6 +18,7 @@ from conveyor.bundles import archive, lint
 from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE, Source, source_from_files, tree_hash
 from conveyor.errors import InputError, IntegrityError
 from conveyor.kit.progress import ProgressNote
+from conveyor.kit.redaction import without_userinfo
 
 FIXED_CREATED = "1970-01-01T00:00:00Z"
 """`org.opencontainers.image.created` of every bundle: a real time would change the digest."""
@@ -61,11 +62,12 @@ def build(
     progress: ProgressNote | None = None,
 ) -> Built:
     """The digest of the bundle for `location@ref:subpath`, pushing it only if it is new."""
+    shown = without_userinfo(location)
     if progress:
-        progress(f"reading {location}@{ref}:{subpath}")
+        progress(f"reading {shown}@{ref}:{subpath}")
     snapshot = gitrepo.read_source(location, ref, subpath)
     size = sum(len(file.content) for file in snapshot.files)
-    label = f"{location}@{snapshot.commit[:12]}:{subpath}"
+    label = f"{shown}@{snapshot.commit[:12]}:{subpath}"
     if size > max_size:
         raise InputError(
             f"{label}: the source holds {size} bytes, over the {max_size}-byte bundle limit",
@@ -88,7 +90,7 @@ def build(
     annotations = oci.BundleAnnotations(
         name=source.spec.name,
         tree_hash=tree,
-        source=snapshot.origin,
+        source=without_userinfo(snapshot.origin),  # immutable and public: no credentials
         revision=snapshot.commit,
         created=FIXED_CREATED,
     )

@@ -7,6 +7,10 @@ TARGET_B` shows exactly that difference, nothing else: each parameter whose valu
 Objects are paired by position, not by name: both renders come from the same source, so the
 i-th object of one is the i-th object of the other even when a parameter changes its name or
 namespace (which then shows up as a differing `metadata.name` or `metadata.namespace`).
+
+Secrets stay secret: a parameter marked `writeOnly`, a value under a Secret's `data` or
+`stringData`, and a sensitive parameter's text inside any other rendered string are shown as
+their short hash (`sha256:1a2b3c4d…`); the comparison itself is made on the values.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from conveyor.bundles.render import (
 from conveyor.bundles.source import Source
 from conveyor.errors import ConveyorError
 from conveyor.kit.absent import ABSENT, Absent
+from conveyor.kit.redaction import short_hash
 from conveyor.kit.strict_yaml import JsonValue
 
 Side = JsonValue | Absent
@@ -67,17 +72,53 @@ def compare(
     """
     values_a, objects_a = _resolve_and_render(source, parameters_a, labels[0])
     values_b, objects_b = _resolve_and_render(source, parameters_b, labels[1])
+    sensitive = source.spec.parameters.sensitive_names
+    secrets = [
+        value
+        for values in (values_a, values_b)
+        for name, value in values.items()
+        if name in sensitive and isinstance(value, str) and value
+    ]
     parameter_differences = tuple(
-        ParameterDifference(name, values_a.get(name, ABSENT), values_b.get(name, ABSENT))
+        ParameterDifference(
+            name,
+            *(_hidden(side) if name in sensitive else side for side in (value_a, value_b)),
+        )
         for name in source.spec.parameters.names
-        if not _same(values_a.get(name, ABSENT), values_b.get(name, ABSENT))
+        for value_a, value_b in [(values_a.get(name, ABSENT), values_b.get(name, ABSENT))]
+        if not _same(value_a, value_b)
     )
     field_differences = tuple(
-        FieldDifference(_pair_label(object_a, object_b), field_path(path), a, b)
+        FieldDifference(
+            _pair_label(object_a, object_b),
+            field_path(path),
+            *(
+                _hidden(side) if _in_secret_data(object_a, path) else _masked(side, secrets)
+                for side in (a, b)
+            ),
+        )
         for object_a, object_b in zip(objects_a, objects_b, strict=True)
         for path, a, b in _differences(object_a, object_b, ())
     )
     return Comparison(parameters=parameter_differences, fields=field_differences)
+
+
+def _hidden(value: Side) -> Side:
+    return value if value is ABSENT else short_hash(value)
+
+
+def _in_secret_data(obj: KubeObject, path: FieldPath) -> bool:
+    is_secret = obj.get("apiVersion") == "v1" and obj.get("kind") == "Secret"
+    return is_secret and bool(path) and path[0] in ("data", "stringData")
+
+
+def _masked(value: Side, secrets: list[str]) -> Side:
+    """A rendered string with the text of every sensitive parameter replaced by its hash."""
+    if not isinstance(value, str):
+        return value
+    for secret in secrets:
+        value = value.replace(secret, short_hash(secret))
+    return value
 
 
 def _resolve_and_render(

@@ -120,6 +120,8 @@ def resolve_parameters(
     for parameter in schema.parameters:
         if parameter.name in given:
             problem = value_problem(parameter.schema, given[parameter.name])
+            if problem and parameter.sensitive:  # the value stays out of the message
+                problem = problem.replace(show(given[parameter.name]), "the value")
             if problem:
                 raise RenderError(f"{where}: parameter {parameter.name!r}: {problem}")
             values[parameter.name] = cast(JsonValue, copy.deepcopy(given[parameter.name]))
@@ -135,12 +137,30 @@ def resolve_parameters(
 
 def render(source: Source, parameters: Mapping[str, object]) -> list[KubeObject]:
     """The app's objects (every manifest but the tests) rendered with `parameters`."""
+    return [obj for _, obj in render_located(source, parameters)]
+
+
+def render_located(
+    source: Source, parameters: Mapping[str, object]
+) -> list[tuple[str, KubeObject]]:
+    """`render`, each object with the file it came from (as messages name it)."""
     return _render_files(source, source.app_manifests, parameters)
 
 
 def render_tests(source: Source, parameters: Mapping[str, object]) -> list[KubeObject]:
-    """The gate Jobs (the manifests bundle.yaml lists as tests) rendered with `parameters`."""
-    return _render_files(source, source.test_manifests, parameters)
+    """The gate Jobs (the manifests bundle.yaml lists as tests) rendered with `parameters`.
+
+    Anything but a batch/v1 Job is refused (SourceError naming the file): the tests run in the
+    target's namespace outside its inventory, so they may only be what the gate runs and then
+    deletes."""
+    located = _render_files(source, source.test_manifests, parameters)
+    for where, obj in located:
+        if (obj.get("apiVersion"), obj.get("kind")) != ("batch/v1", "Job"):
+            raise SourceError(
+                f"{where}: {describe_object(obj)}: a test manifest must be a batch/v1 Job",
+                hint="move other objects the tests need into manifests/, or drop them",
+            )
+    return [obj for _, obj in located]
 
 
 def rendered_hash(objects: Sequence[KubeObject]) -> str:
@@ -163,6 +183,12 @@ class Rendered:
     rendered_hash: str
     objects: list[dict[str, Any]]
     tests: list[dict[str, Any]]
+    origins: tuple[str, ...] = ()
+    """The file of each of `objects`, in order, for messages (empty: not known)."""
+    namespaces: tuple[str, ...] = ()
+    """Namespaces beyond its own the target may write to (its `namespaces`)."""
+    cluster_scoped: tuple[str, ...] = ()
+    """Cluster-scoped kinds the target allows beyond the defaults (its `clusterScoped`)."""
 
 
 class _QuotedString(str):
@@ -188,10 +214,10 @@ class _SubstitutionProblem(Exception):
 
 def _render_files(
     source: Source, files: Sequence[SourceFile], parameters: Mapping[str, object]
-) -> list[KubeObject]:
+) -> list[tuple[str, KubeObject]]:
     values = resolve_parameters(source.spec.parameters, parameters, source.label)
     substitution = _Substitution(source.spec.parameters, values)
-    objects: list[KubeObject] = []
+    objects: list[tuple[str, KubeObject]] = []
     for file in files:
         where = source.where(file.path)
         documents = load_documents(decode_text(file.content, where), where, _RenderLoader)
@@ -204,7 +230,7 @@ def _render_files(
                     f"got {show(document)}"
                 )
             try:
-                objects.append(cast(KubeObject, substitution.apply(document, ())))
+                objects.append((where, cast(KubeObject, substitution.apply(document, ()))))
             except _SubstitutionProblem as problem:
                 raise problem.error_class(
                     f"{where}: document {number} ({describe_object(document)}): "

@@ -10,7 +10,9 @@ The parameters object: `type: object`, `properties`, `required`, `description`, 
 Each property: `type` (string, integer, number, boolean, array), `description`, `default`, `enum`;
 for numbers `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`; for strings
 `minLength`, `maxLength`, `pattern` (searched, as JSON Schema does); for arrays `items`
-(required), `minItems`, `maxItems`. Integers are ints (3.0 is not an integer); booleans are never
+(required), `minItems`, `maxItems`; and `writeOnly: true` on a parameter whose value is a secret
+(a password, a token): Conveyor renders with it but never records or shows it, only its hash
+(see conveyor.bundles.parameters). Integers are ints (3.0 is not an integer); booleans are never
 numbers; numbers are finite.
 """
 
@@ -67,6 +69,8 @@ class Parameter:
     required: bool
     description: str = ""
     default: JsonValue = None
+    sensitive: bool = False
+    """`writeOnly: true`: the value is a secret, recorded and shown only as its hash."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,10 @@ class ParameterSchema:
 
     def get(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
+
+    @property
+    def sensitive_names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.parameters if p.sensitive)
 
 
 def show(value: object) -> str:
@@ -193,7 +201,14 @@ def parse_parameter_schema(raw: object, where: str) -> ParameterSchema:
                 "a parameter name is letters, digits and '_', not starting with a digit",
             )
         spec = _mapping(raw_property, where, property_field)
-        schema = _value_schema(spec, where, property_field, ("default",))
+        schema = _value_schema(spec, where, property_field, ("default", "writeOnly"))
+        sensitive = spec.get("writeOnly", False)
+        if not isinstance(sensitive, bool):
+            _fail(
+                where,
+                f"{property_field}.writeOnly",
+                f"must be true or false, got {show(sensitive)}",
+            )
         default = spec.get("default")
         if "default" in spec:
             problem = value_problem(schema, default)
@@ -206,6 +221,7 @@ def parse_parameter_schema(raw: object, where: str) -> ParameterSchema:
                 required=name in required,
                 description=_description(spec, where, property_field),
                 default=default,
+                sensitive=sensitive,
             )
         )
     return ParameterSchema(tuple(parameters))

@@ -34,6 +34,8 @@ app.command("reject")(pipeline.reject)
 app.command("rollback")(pipeline.rollback)
 app.command("reconcile")(pipeline.reconcile)
 app.command("status")(pipeline.status)
+app.command("stop-the-line")(pipeline.stop_the_line)
+app.command("resume-the-line")(pipeline.resume_the_line)
 app.command("serve")(pipeline.serve)
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -33,19 +35,21 @@ from conveyor.adapters.prefect_api import (
     PrefectAPI,
 )
 from conveyor.bundles import artifact, compare, render
+from conveyor.bundles.parameters import restore_sensitive
 from conveyor.bundles.source import Source
 from conveyor.cli.bundle import show_comparison
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.cluster import apply, drift, health
 from conveyor.cluster.health_rules import HealthRules
 from conveyor.cluster.ordering import ObjectRef
-from conveyor.config.model import App, Target
+from conveyor.config.binding import check_binding
+from conveyor.config.model import App, Config, Target
 from conveyor.config.reader import load_config
 from conveyor.errors import ConveyorError, InputError
 from conveyor.kit.digests import check_digest
 from conveyor.kit.paths import state_dir
 from conveyor.platform import process
-from conveyor.records import state
+from conveyor.records import halt, state
 
 if TYPE_CHECKING:
     from conveyor.adapters import oci
@@ -87,16 +91,19 @@ class _Following:
         ]
 
 
-def _run_flow(flow: str, parameters: dict[str, Any], config_file: Path, how: _Following) -> None:
+def _run_flow(flow: str, parameters: dict[str, Any], config: Config, how: _Following) -> None:
     """Start `flow` through its served deployment, or in a child process when none is served.
 
-    The run reads the same configuration file as this command, wherever it runs.
+    The run reads the same configuration as this command: the child process gets its path in
+    $CONVEYOR_CONFIG; a served deployment must have been served with this very configuration
+    (its digest tag, conveyor.config.binding), else the command refuses to start it.
     """
-    parameters = {**parameters, "config_file": str(config_file)}
     api = _prefect_api()
     if api is None or not api.is_served(flow, SERVED_DEPLOYMENT):
-        _run_in_child_process(flow, parameters, api, how)
+        _run_in_child_process(flow, parameters, config, api, how)
     else:
+        served = api.deployment(flow, SERVED_DEPLOYMENT)
+        check_binding(config, served.get("tags") or [], f"{flow}/{SERVED_DEPLOYMENT}")
         _run_served(api, flow, parameters, how)
 
 
@@ -114,7 +121,7 @@ def _prefect_api() -> PrefectAPI | None:
 
 
 def _run_in_child_process(
-    flow: str, parameters: dict[str, Any], api: PrefectAPI | None, how: _Following
+    flow: str, parameters: dict[str, Any], config: Config, api: PrefectAPI | None, how: _Following
 ) -> NoReturn:
     unusable = how.unusable_without_a_served_run()
     if unusable:
@@ -128,7 +135,9 @@ def _run_in_child_process(
     if api is not None:
         api.ensure_crash_automation()
     completed = subprocess.run(
-        [sys.executable, "-m", "flows", flow, json.dumps(parameters)], check=False
+        [sys.executable, "-m", "flows", flow, json.dumps(parameters)],
+        env={**os.environ, "CONVEYOR_CONFIG": str(config.path)},
+        check=False,
     )
     raise typer.Exit(completed.returncode)
 
@@ -204,13 +213,18 @@ def release(
     source = loaded.app(app).source
     source.check_ref(ref or source.ref)
     how = _Following(wait, output, approve_as, idempotency_key)
-    _run_flow(RELEASE, {"app": app, "ref": ref}, loaded.path, how)
+    _run_flow(RELEASE, {"app": app, "ref": ref}, loaded, how)
 
 
 def promote(
     app: str = typer.Argument(..., help="app name from conveyor.yaml"),
     stage: str = typer.Argument(..., help="stage to promote into"),
     digest: str = typer.Option(..., help="bundle digest that passed the previous stage"),
+    break_glass: str | None = typer.Option(
+        None,
+        "--break-glass",
+        help="REASON: pass the stage's freeze windows; needs an approval, recorded in git",
+    ),
     approve_as: str | None = ApproveAsOption,
     wait: bool = WaitOption,
     config: Path | None = ConfigOption,
@@ -219,8 +233,16 @@ def promote(
     """Promote DIGEST into STAGE (policy, approval, targets, soak, evidence)."""
     loaded = load_config(config)
     loaded.app(app).pipeline.stage(stage)
-    parameters = {"app": app, "digest": check_digest(digest, given_as="--digest"), "stage": stage}
-    _run_flow(PROMOTE_STAGE, parameters, loaded.path, _Following(wait, output, approve_as))
+    parameters: dict[str, Any] = {
+        "app": app,
+        "digest": check_digest(digest, given_as="--digest"),
+        "stage": stage,
+    }
+    if break_glass is not None:
+        if not break_glass.strip():
+            raise InputError("--break-glass needs a reason: why the freeze may be broken")
+        parameters["break_glass"] = break_glass
+    _run_flow(PROMOTE_STAGE, parameters, loaded, _Following(wait, output, approve_as))
 
 
 def rollback(
@@ -235,7 +257,7 @@ def rollback(
     loaded = load_config(config)
     loaded.app(app).pipeline.target(target)
     parameters = {"app": app, "target": target, "to": to}
-    _run_flow(ROLLBACK, parameters, loaded.path, _Following(wait, output))
+    _run_flow(ROLLBACK, parameters, loaded, _Following(wait, output))
 
 
 def reconcile(
@@ -249,25 +271,61 @@ def reconcile(
     loaded = load_config(config)
     loaded.app(app).pipeline.target(target)
     parameters = {"app": app, "target": target}
-    _run_flow(RECONCILE, parameters, loaded.path, _Following(wait, output))
+    _run_flow(RECONCILE, parameters, loaded, _Following(wait, output))
+
+
+_FORM_DIGEST = re.compile(r"Digest: `(sha256:[0-9a-f]{64})`")
 
 
 def _answer(
-    app: str, stage: str, approve: bool, approver: str, reason: str, config: Path | None
+    app: str,
+    stage: str,
+    approve: bool,
+    approver: str,
+    reason: str,
+    config: Path | None,
+    digest: str | None,
 ) -> None:
+    """Answer the one run waiting for an approval of `stage` (of `digest`, when given), after
+    printing the form it shows: the digest, where it was built from, what it changes."""
     load_config(config).app(app).pipeline.stage(stage)
+    if not approver.strip():
+        raise InputError("--approver is empty: an approval is recorded with who gave it")
     api = PrefectAPI()
-    waiting = api.awaiting_approval(app, stage)
+    forms = {run: api.pause_form(run) for run in api.awaiting_approval(app, stage)}
+    waiting = {
+        run: form for run, form in forms.items() if digest is None or _form_digest(form) == digest
+    }
     if not waiting:
         raise InputError(
-            f"no run of {app} is waiting for an approval of {stage}",
+            f"no run of {app} is waiting for an approval of {stage}"
+            + (f" of {digest}" if digest else ""),
             hint="`conveyor status` shows what is deployed where",
         )
-    for run in waiting:
-        verdict = api.resume(run.id, {"approve": approve, "approver": approver, "reason": reason})
-        if verdict != "ACCEPT":
-            raise ConveyorError(f"Prefect did not resume {run.name}: {verdict}")
-        say(f"{'approved' if approve else 'rejected'} {stage} of {app} in {run.name} as {approver}")
+    if len(waiting) > 1:
+        listed = "; ".join(f"{run.name}: {_form_digest(form)}" for run, form in waiting.items())
+        raise InputError(
+            f"{len(waiting)} runs of {app} wait for an approval of {stage} ({listed})",
+            hint="name the one you mean with --digest",
+        )
+    [(run, form)] = waiting.items()
+    say(form.rstrip())
+    verdict = api.resume(run.id, {"approve": approve, "approver": approver, "reason": reason})
+    if verdict != "ACCEPT":
+        raise ConveyorError(f"Prefect did not resume {run.name}: {verdict}")
+    shown = _form_digest(form) or "(digest not shown)"
+    answered = "approved" if approve else "rejected"
+    say(f"{answered} {stage} of {app} ({shown}) in {run.name} as {approver}")
+
+
+def _form_digest(form: str) -> str | None:
+    found = _FORM_DIGEST.search(form)
+    return found.group(1) if found else None
+
+
+DigestAnswerOption = typer.Option(
+    None, "--digest", help="the digest the waiting run promotes (needed when several wait)"
+)
 
 
 def approve(
@@ -275,10 +333,11 @@ def approve(
     stage: str = typer.Argument(...),
     approver: str = typer.Option(getpass.getuser(), help="who approves (recorded in git)"),
     reason: str = typer.Option("", help="why (recorded in git)"),
+    digest: str | None = DigestAnswerOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """Approve the run waiting at STAGE: bound to its digest and rendered manifests."""
-    _answer(app, stage, True, approver, reason, config)
+    _answer(app, stage, True, approver, reason, config, digest)
 
 
 def reject(
@@ -286,10 +345,11 @@ def reject(
     stage: str = typer.Argument(...),
     reason: str = typer.Option(..., help="why (recorded in git)"),
     approver: str = typer.Option(getpass.getuser(), help="who rejects (recorded in git)"),
+    digest: str | None = DigestAnswerOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """Reject the run waiting at STAGE; it stops and records the rejection."""
-    _answer(app, stage, False, approver, reason, config)
+    _answer(app, stage, False, approver, reason, config, digest)
 
 
 def status(
@@ -303,6 +363,9 @@ def status(
     loaded = load_config(config)
     connections = Connections()  # one client (and discovery) per cluster
     repo = connections.state_repository(loaded.state_repository)
+    stopped = halt.read_halt(repo)
+    if stopped is not None:
+        note(f"STOPPED: {stopped.explain()}")
     live = _LiveStatus(connections)
     rows: list[dict[str, str]] = []
     for spec in [loaded.app(app)] if app else list(loaded.apps.values()):
@@ -332,6 +395,32 @@ def status(
     console.print(table)
 
 
+def stop_the_line(
+    reason: str = typer.Option(..., "--reason", help="why every promotion must wait"),
+    by: str = typer.Option(getpass.getuser(), "--by", help="who stops it (recorded in git)"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Halt every promotion of every app (a commit in the state repository) until resumed."""
+    from conveyor.promotion.context import Connections
+
+    repo = Connections().state_repository(load_config(config).state_repository)
+    commit = halt.stop_the_line(repo, by=by, reason=reason, now=datetime.now(UTC))
+    say(f"the line is stopped ({commit[:12]}): no promotion starts or applies until resumed")
+
+
+def resume_the_line(
+    reason: str = typer.Option("", "--reason", help="why promotions may go on"),
+    by: str = typer.Option(getpass.getuser(), "--by", help="who resumes it (recorded in git)"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Lift the halt: promotions go on."""
+    from conveyor.promotion.context import Connections
+
+    repo = Connections().state_repository(load_config(config).state_repository)
+    commit = halt.resume_the_line(repo, by=by, reason=reason)
+    say(f"the line runs again ({commit[:12]})")
+
+
 class _LiveStatus:
     """The health and drift of targets against their desired state, each digest pulled and
     verified once."""
@@ -349,7 +438,10 @@ class _LiveStatus:
             key = f"{store}@{desired.digest}"
             if key not in self._sources:
                 self._sources[key] = artifact.load(store, desired.digest).source
-            objects = render.render(self._sources[key], desired.parameters)
+            parameters = restore_sensitive(
+                desired.parameters, target.parameters, f"recorded parameters of {target.name}"
+            )
+            objects = render.render(self._sources[key], parameters)
             placement = apply.Placement(app.name, target.name, target.namespace)
             prepared = apply.prepare(kube, objects, placement, desired.digest)
             live = drift.read_live(kube, prepared, app=app.name, target=target.name)

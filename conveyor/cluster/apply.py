@@ -17,6 +17,18 @@ whichever of its targets applies them (see `ordering`). So, before anything is a
   pruning it while custom resources of it exist (other than the ones this prune removes) is a
   ConflictError naming the definition and how many there are.
 
+Where a bundle may write is checked first, before anything is read or written
+(`confinement`): its target's namespace (and those the target lists), and the cluster-scoped kinds
+the target allows.
+
+Each app and target applies with a field manager of its own (`ordering.field_manager`), the app
+alone for cluster-scoped objects, so taking a field another target set is a conflict naming that
+target. Objects applied before, under the one manager `conveyor` every target shared, move to the
+new manager once: when an apply by the new manager answers with (or conflicts with) fields of the
+old one on an object this placement's labels say is its own, the old manager's entry is merged
+into the new one's in the object's managedFields (guarded by its resourceVersion) and, after a
+conflict, the apply is sent again. Fields of any other manager still conflict.
+
 The target's namespace: apply creates it when it is missing, labelled as Conveyor's
 (`app.kubernetes.io/managed-by: conveyor`), and prune never deletes it, even when a bundle that
 shipped it drops it: it may hold what others put there. Delete it by hand when the target goes.
@@ -32,11 +44,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.adapters.kube import Kube, NotFound
+from conveyor.adapters.kube import ApplyConflict, Kube, NotFound
 from conveyor.cluster import health
+from conveyor.cluster.confinement import Confinement, refuse_outside
 from conveyor.cluster.ordering import (
+    LEGACY_FIELD_MANAGER,
     MANAGED_BY,
     ObjectRef,
+    field_manager,
     is_cluster_scoped,
     label,
     owned_by,
@@ -55,14 +70,26 @@ _CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 @dataclass(frozen=True)
 class Placement:
     """Where an app's objects go on a cluster: the app, the target's name (labels and inventory),
-    its namespace, whether to take over fields other managers own, and whether prune may delete
-    CustomResourceDefinitions the bundle dropped."""
+    its namespace, whether to take over fields other managers own, whether prune may delete
+    CustomResourceDefinitions the bundle dropped, and where else the target may write (other
+    namespaces, cluster-scoped kinds beyond the defaults: see `confinement`)."""
 
     app: str
     target: str
     namespace: str
     force_conflicts: bool = False
     prune_definitions: bool = False
+    namespaces: tuple[str, ...] = ()
+    cluster_scoped: tuple[str, ...] = ()
+
+    @property
+    def confinement(self) -> Confinement:
+        return Confinement(self.namespace, self.namespaces, self.cluster_scoped)
+
+    def field_manager(self, obj: Mapping[str, Any]) -> str:
+        """The manager `obj` (prepared) is applied with: the app's and target's, the app's
+        alone for a cluster-scoped object."""
+        return field_manager(self.app, None if is_cluster_scoped(obj) else self.target)
 
     @property
     def inventory_name(self) -> str:
@@ -214,20 +241,22 @@ def _write_inventory(
             },
         },
         force=True,
+        field_manager=field_manager(placement.app, placement.target),
     )
     if _legacy_inventory(kube, placement) is not None:
         kube.delete("v1", "ConfigMap", placement.legacy_inventory_name, placement.namespace)
 
 
-def _ensure_namespace(kube: Kube, namespace: str, dry_run: bool) -> None:
-    if kube.get("v1", "Namespace", namespace) is None:
+def _ensure_namespace(kube: Kube, placement: Placement, dry_run: bool) -> None:
+    if kube.get("v1", "Namespace", placement.namespace) is None:
         kube.apply(
             {
                 "apiVersion": "v1",
                 "kind": "Namespace",
-                "metadata": {"name": namespace, "labels": {MANAGED_BY: "conveyor"}},
+                "metadata": {"name": placement.namespace, "labels": {MANAGED_BY: "conveyor"}},
             },
             dry_run=dry_run,
+            field_manager=field_manager(placement.app, None),
         )
 
 
@@ -241,19 +270,22 @@ def apply_bundle(
     dry_run: bool = False,
     prune: bool = True,
     progress: ProgressNote | None = None,
+    origins: Sequence[str] = (),
 ) -> ApplyReport:
     """Apply `objects` (rendered, unlabelled) to `placement`; prune what the bundle dropped.
 
-    Conflicts (another app's cluster-scoped object, a definition whose custom resources exist)
-    are raised before anything is written."""
+    An object outside the target (`confinement.OutsideTarget`, naming its file from `origins`,
+    one per object) and conflicts (another app's cluster-scoped object, a definition whose
+    custom resources exist) are raised before anything is written."""
     started = time.monotonic()
     report = ApplyReport()
     prepared = prepare(kube, objects, placement, digest)
+    refuse_outside(prepared, placement.confinement, target=placement.target, origins=origins)
     new_refs = [ObjectRef.of(obj) for obj in prepared]
     before = _inventory_or_nothing(kube, placement, report.notes)
     refuse_other_apps_objects(kube, prepared, placement.app)
     plan = plan_prune(kube, _stale(before, new_refs), placement) if prune else None
-    _ensure_namespace(kube, placement.namespace, dry_run)
+    _ensure_namespace(kube, placement, dry_run)
     if not dry_run and not set(new_refs) <= set(before):  # already covered: no widening needed
         _write_inventory(kube, placement, [*before, *new_refs], digest)
     _apply_in_phases(kube, prepared, placement, report, concurrency, dry_run, progress)
@@ -279,9 +311,7 @@ def _apply_in_phases(
         for group in phases(prepared):
             if progress:
                 progress(f"applying {len(group)} object(s): {_kinds(group)}")
-            results = pool.map(
-                lambda obj: kube.apply(obj, force=placement.force_conflicts, dry_run=dry_run), group
-            )
+            results = pool.map(lambda obj: _apply_one(kube, obj, placement, dry_run=dry_run), group)
             for obj, live in zip(group, results, strict=True):
                 ref = ObjectRef.of(obj)
                 report.applied.append(ref)
@@ -289,6 +319,76 @@ def _apply_in_phases(
             crds = [o for o in group if o["kind"] == "CustomResourceDefinition"]
             if crds and not dry_run:
                 _wait_established(kube, crds, progress)
+
+
+def _apply_one(
+    kube: Kube, obj: Mapping[str, Any], placement: Placement, *, dry_run: bool
+) -> dict[str, Any]:
+    """Apply one prepared object with the placement's manager, moving the fields the legacy
+    manager holds on it to that manager (see the module's docstring)."""
+    manager = placement.field_manager(obj)
+    try:
+        live = kube.apply(
+            obj, force=placement.force_conflicts, dry_run=dry_run, field_manager=manager
+        )
+    except ApplyConflict:
+        ref = ObjectRef.of(obj)
+        current = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace)
+        if dry_run or current is None or not _migrate_legacy_fields(kube, current, placement):
+            raise
+        return kube.apply(obj, force=placement.force_conflicts, field_manager=manager)
+    if not dry_run:
+        _migrate_legacy_fields(kube, live, placement)
+    return live
+
+
+def _migrate_legacy_fields(kube: Kube, live: Mapping[str, Any], placement: Placement) -> bool:
+    """Give the placement's manager the fields the legacy manager applied on `live`, when its
+    labels say it is this placement's; False when there was nothing to move, the object is not
+    ours, or it changed meanwhile (the next apply tries again)."""
+    metadata = live.get("metadata", {})
+    entries = metadata.get("managedFields") or []
+    legacy = [e for e in entries if _is_apply_by(e, LEGACY_FIELD_MANAGER)]
+    if not legacy or not owned_by(live, app=placement.app, target=placement.target):
+        return False
+    manager = placement.field_manager(live)
+    moved = [e for e in entries if not _is_apply_by(e, LEGACY_FIELD_MANAGER)]
+    for old in legacy:
+        mine = next(
+            (e for e in moved if _is_apply_by(e, manager) and e["apiVersion"] == old["apiVersion"]),
+            None,
+        )
+        if mine is None:
+            moved.append({**old, "manager": manager})
+        else:
+            mine["fieldsV1"] = _union(mine.get("fieldsV1", {}), old.get("fieldsV1", {}))
+    ref = ObjectRef.of(live)
+    resource = kube.resource_type(ref.api_version, ref.kind)
+    try:
+        kube.request(
+            "PATCH",
+            resource.path(ref.namespace, ref.name),
+            body={
+                "metadata": {"managedFields": moved, "resourceVersion": metadata["resourceVersion"]}
+            },
+            content_type="application/merge-patch+json",
+            what=f"move {ref}'s fields from field manager {LEGACY_FIELD_MANAGER!r} to {manager!r}",
+        )
+    except ApplyConflict:  # its resourceVersion moved on: somebody wrote it meanwhile
+        return False
+    return True
+
+
+def _is_apply_by(entry: Mapping[str, Any], manager: str) -> bool:
+    return bool(entry.get("manager") == manager and entry.get("operation") == "Apply")
+
+
+def _union(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, Any]:
+    """Two managedFields field sets (FieldsV1: nested mappings, `{}` leaves) merged."""
+    merged = copy.deepcopy(dict(mine))
+    for key, value in theirs.items():
+        merged[key] = _union(merged.get(key, {}), value) if isinstance(value, dict) else value
+    return merged
 
 
 def prune(

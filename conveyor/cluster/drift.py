@@ -7,12 +7,19 @@ list we set that the server leaves out. The comparison is a pure function: every
 desired object must be present in the live one with an equal value; lists compare item by item,
 and Kubernetes quantities compare by value ("1000m" equals "1").
 
+A Secret is compared as the API server stores it: `stringData` is write-only, merged into `data`
+(base64 of the UTF-8 text, winning over `data` for the same key), so a Secret written with
+`stringData` matches its live object. Its values never leave this module: a drifting field of a
+Secret's `data` shows the short hash of each side (`sha256:1a2b3c4d…`), as drift tables, logs,
+artifacts and approval forms are read by people who may not read the Secret.
+
 Detection reads each (kind, namespace) once with a label selector: the number of API requests
 grows with the kinds and namespaces of a bundle, not with its objects.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +29,7 @@ from typing import Any
 from conveyor.adapters.kube import Kube
 from conveyor.cluster.ordering import ObjectRef, selector
 from conveyor.kit.absent import ABSENT
+from conveyor.kit.redaction import short_hash
 
 _SERVER_OWNED_METADATA = {
     "managedFields",
@@ -187,6 +195,46 @@ def compare(
     return [FieldDrift(path, desired, live)]
 
 
+def is_secret(obj: Mapping[str, Any]) -> bool:
+    return obj.get("apiVersion") == "v1" and obj.get("kind") == "Secret"
+
+
+def as_stored(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`obj` as the API server stores it: a Secret's `stringData` merged into `data` (base64 of
+    the UTF-8 text; `stringData` wins for a key both have). Other objects are returned as given."""
+    string_data = obj.get("stringData")
+    if not is_secret(obj) or not isinstance(string_data, Mapping):
+        return obj
+    stored = {key: value for key, value in obj.items() if key != "stringData"}
+    data = dict(obj.get("data") or {})
+    for key, text in string_data.items():
+        data[key] = base64.b64encode(str(text).encode("utf-8")).decode("ascii")
+    stored["data"] = data
+    return stored
+
+
+def _hidden(value: Any) -> Any:
+    """A Secret's value as drift shows it: its short hash (absent stays absent)."""
+    return value if value is ABSENT else short_hash(value)
+
+
+def _without_secret_values(fields: list[FieldDrift]) -> list[FieldDrift]:
+    return [
+        FieldDrift(f.path, _hidden(f.desired), _hidden(f.live))
+        if f.path.split(".")[0].split("[")[0] in ("data", "stringData", ".")
+        else f
+        for f in fields
+    ]
+
+
+def object_drift(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[FieldDrift]:
+    """Fields of the `desired` object whose live value differs; a Secret is compared as stored
+    and its values are shown as short hashes."""
+    if not is_secret(desired):
+        return compare(desired, live)
+    return _without_secret_values(compare(as_stored(desired), live))
+
+
 def read_live(
     kube: Kube, desired: Sequence[Mapping[str, Any]], *, app: str, target: str
 ) -> dict[ObjectRef, Mapping[str, Any] | None]:
@@ -232,7 +280,7 @@ def detect(
         if found is None:
             drifts.append(ObjectDrift(ref, missing=True))
             continue
-        fields = compare(obj, found)
+        fields = object_drift(obj, found)
         if fields:
             drifts.append(ObjectDrift(ref, fields=tuple(fields)))
     return drifts

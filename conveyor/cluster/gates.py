@@ -5,6 +5,17 @@ digest at that stage. A gate that cannot run (a command that does not exist, a U
 answer) fails with the reason; it never raises, so one broken gate cannot hide the others.
 The gate that runs another Prefect deployment is run by tasks/gates.py (the one place every
 gate is dispatched), since the core never imports Prefect.
+
+A command gate runs with a minimal environment, not the worker's: PATH, HOME, LANG, LC_*, TMPDIR
+(and KUBECONFIG when the target names no kubeconfig of its own), the Conveyor variables of the
+deployment it checks and what the gate's `env` sets. So the registry's password, Prefect's API
+address and credentials and cloud credentials of the worker never reach it, and a gate of one
+stage cannot act as the worker (answer an approval, push a bundle). Known secret values (the
+worker's variables named *_PASSWORD, *_TOKEN, *_SECRET, *_KEY, PREFECT_API_AUTH_STRING) are
+masked as `***` in the output before it becomes evidence.
+
+The bundle's test Jobs are applied without force, with the app's and target's field manager,
+and a Job of the same name is deleted before a run only when it is one of the app's test runs.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from typing import Any, Protocol
 
 from conveyor.adapters.kube import Kube
 from conveyor.cluster import wait
-from conveyor.cluster.ordering import label
+from conveyor.cluster.ordering import APP_LABEL, TARGET_LABEL, field_manager, label, owned_by
 from conveyor.errors import ConveyorError
 from conveyor.kit.syntax import object_path
 
@@ -39,6 +50,13 @@ OUTPUT_GRACE = 1.0
 """Seconds a command gate still reads output after the command ended or was killed."""
 HTTP_BODY_LIMIT = 1 << 20
 """Bytes of an HTTP gate's response body read at most."""
+PASSED_FROM_WORKER = ("PATH", "HOME", "LANG", "TMPDIR")
+"""Variables of the worker's environment a command gate gets (and every LC_*)."""
+SECRET_SUFFIXES = ("_PASSWORD", "_TOKEN", "_SECRET", "_KEY")
+SECRET_NAMES = ("PREFECT_API_AUTH_STRING",)
+MASK = "***"
+_SHORTEST_MASKED = 4
+"""Shorter values (a `1`, a `yes`) are not masked: hiding them would garble all output."""
 _READ_SIZE = 65536
 _EXIT_POLL_SECONDS = 0.05
 
@@ -87,8 +105,8 @@ def run_test_jobs(
     try:
         for job in labelled:
             job["metadata"]["labels"][TEST_RUN_LABEL] = digest.removeprefix("sha256:")[:63]
-            _delete_and_wait_gone(kube, job["metadata"]["name"], namespace, started + timeout)
-            kube.apply(job, force=True)
+            _delete_and_wait_gone(kube, job, started + timeout)
+            kube.apply(job, field_manager=field_manager(app, target))
         result = wait.wait_ready(kube, labelled, timeout=max(1.0, timeout - _since(started)))
     except ConveyorError as error:
         return GateResult(
@@ -100,9 +118,22 @@ def run_test_jobs(
     return GateResult(name, False, wait.describe_failure(result), _since(started))
 
 
-def _delete_and_wait_gone(kube: Kube, job: str, namespace: str, deadline: float) -> None:
+def _delete_and_wait_gone(kube: Kube, labelled: Mapping[str, Any], deadline: float) -> None:
     """A Job's pod template is immutable: a re-run needs the old Job (and its pods) gone
-    before `deadline` (monotonic: the gate's, shared by all its Jobs)."""
+    before `deadline` (monotonic: the gate's, shared by all its Jobs). Only a Job of the same
+    app's tests on the same target is deleted; another object of that name fails the gate."""
+    metadata = labelled["metadata"]
+    job, namespace = metadata["name"], metadata["namespace"]
+    live = kube.get("batch/v1", "Job", job, namespace)
+    if live is None:
+        return
+    if not owned_by(
+        live, app=metadata["labels"][APP_LABEL], target=metadata["labels"][TARGET_LABEL]
+    ):
+        raise ConveyorError(
+            f"{object_path('Job', namespace, job)} exists and is not a run of these tests; "
+            "it was left alone"
+        )
     if not kube.delete("batch/v1", "Job", job, namespace):
         return
     while kube.get("batch/v1", "Job", job, namespace) is not None:
@@ -123,6 +154,8 @@ def run_command(
 ) -> GateResult:
     """Run a command (a pytest suite, a script); its exit code decides.
 
+    The command's environment is `environment` plus the few variables of the worker's that
+    `gate_process_environment` passes on; secret values are masked in the reason (`mask`).
     `timeout` bounds the gate: the command and whatever it started (its own session) are killed
     at the deadline, and its output is read for at most OUTPUT_GRACE more, so a descendant that
     escaped the session and keeps the output pipe open cannot hold the gate. Only the last
@@ -132,7 +165,7 @@ def run_command(
         # A session of its own, so one signal to its process group stops everything it started.
         process = subprocess.Popen(
             list(command),
-            env={**os.environ, **environment},
+            env=gate_process_environment(os.environ, environment),
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -154,11 +187,11 @@ def run_command(
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         complete = _read_to_end(pipe.fileno(), output, time.monotonic() + OUTPUT_GRACE)
+    secrets = secret_values(os.environ, environment)
     if not finished:
-        return GateResult(
-            name, False, f"`{' '.join(command)}` did not finish in {timeout:.0f}s", _since(started)
-        )
-    text = output.text()
+        late = f"`{' '.join(command)}` did not finish in {timeout:.0f}s"
+        return GateResult(name, False, mask(late, secrets), _since(started))
+    text = mask(output.text(), secrets)
     if not complete:
         text += (
             f"\n[stopped reading after {OUTPUT_GRACE:g}s: a process the command started outside "
@@ -228,8 +261,43 @@ def _read_to_end(fd: int, output: _OutputTail, deadline: float) -> bool:
     return True
 
 
+def gate_process_environment(
+    worker: Mapping[str, str], environment: Mapping[str, str]
+) -> dict[str, str]:
+    """A command gate's whole environment: from the `worker`'s, only PATH, HOME, LANG, LC_*,
+    TMPDIR (and KUBECONFIG when `environment` sets none); then `environment`."""
+    passed = {
+        name: value
+        for name, value in worker.items()
+        if name in PASSED_FROM_WORKER or name.startswith("LC_")
+    }
+    if "KUBECONFIG" in worker and "KUBECONFIG" not in environment:
+        passed["KUBECONFIG"] = worker["KUBECONFIG"]
+    return {**passed, **environment}
+
+
+def secret_values(*environments: Mapping[str, str]) -> list[str]:
+    """Values of the variables that hold secrets by their name, longest first."""
+    found = {
+        value
+        for environment in environments
+        for name, value in environment.items()
+        if (name.endswith(SECRET_SUFFIXES) or name in SECRET_NAMES)
+        and len(value) >= _SHORTEST_MASKED
+    }
+    return sorted(found, key=len, reverse=True)
+
+
+def mask(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every occurrence of each of `secrets` replaced by MASK."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
 def command_environment(
     *,
+    app: str,
     kubeconfig: Path | None,
     namespace: str,
     digest: str,
@@ -239,6 +307,7 @@ def command_environment(
 ) -> dict[str, str]:
     """What a command gate gets to know about the deployment it checks."""
     environment = {
+        "CONVEYOR_APP": app,
         "CONVEYOR_NAMESPACE": namespace,
         "CONVEYOR_DIGEST": digest,
         "CONVEYOR_TARGET": target,

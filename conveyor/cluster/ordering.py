@@ -19,6 +19,7 @@ and may be applied in parallel.
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,10 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 APP_LABEL = "conveyor.dev/app"
 TARGET_LABEL = "conveyor.dev/target"
 DIGEST_ANNOTATION = "conveyor.dev/bundle-digest"
+LEGACY_FIELD_MANAGER = "conveyor"
+"""The one field manager every target used before each got its own: its fields are taken over
+by the app's and target's manager (`apply`), never left to conflict for ever."""
+_FIELD_MANAGER_BYTES = 128
 
 PHASES = ("namespaces", "definitions", "rbac", "configuration", "workloads", "custom resources")
 
@@ -48,7 +53,7 @@ _PHASE_OF_KIND = {
 }
 
 # API groups served by Kubernetes itself; anything else is a custom resource.
-_BUILTIN_GROUPS = {
+BUILTIN_GROUPS = {
     "",
     "apps",
     "batch",
@@ -78,7 +83,7 @@ def phase_of(obj: Mapping[str, Any]) -> int:
     kind = str(obj.get("kind", ""))
     if kind in _PHASE_OF_KIND:
         return _PHASE_OF_KIND[kind]
-    if group_of(str(obj.get("apiVersion", ""))) not in _BUILTIN_GROUPS:
+    if group_of(str(obj.get("apiVersion", ""))) not in BUILTIN_GROUPS:
         return 5
     return 4
 
@@ -172,6 +177,17 @@ def owner_app(obj: Mapping[str, Any]) -> str | None:
         return None
     app = labels.get(APP_LABEL)
     return str(app) if app else None
+
+
+def field_manager(app: str, target: str | None) -> str:
+    """The server-side apply field manager of an app on a target, `conveyor/<app>.<target>`
+    (`conveyor/<app>` for cluster-scoped objects, which the app's targets share), so that one
+    target taking another's field is a conflict naming the other. The API server allows 128
+    bytes: a longer name keeps its start and ends in a hash of the whole."""
+    name = f"{LEGACY_FIELD_MANAGER}/{app}" + (f".{target}" if target is not None else "")
+    if len(name.encode()) <= _FIELD_MANAGER_BYTES:
+        return name
+    return f"{name[: _FIELD_MANAGER_BYTES - 13]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
 def selector(*, app: str, target: str | None) -> str:

@@ -144,6 +144,11 @@ class Target:
     for the same group and kind."""
     prune_custom_resource_definitions: bool = False
     """The pipeline's `pruneCustomResourceDefinitions`: may prune delete a dropped CRD."""
+    namespaces: tuple[str, ...] = ()
+    """Namespaces beyond `namespace` the target's bundle may write to."""
+    cluster_scoped: tuple[str, ...] = ()
+    """Cluster-scoped kinds (`Kind` or `Kind.group`) the target's bundle may apply beyond the
+    defaults (CustomResourceDefinition, ClusterRole, its own Namespace)."""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,10 @@ resource of its kind) and ordered `stages`, each with:
 A target: `name` (unique across the pipeline), `cluster` (a key of `clusters`), `namespace`,
 `parameters` (a file of name: value, relative to the config folder; default
 `environments/<target name>.yaml`; it must exist and hold a mapping), `forceConflicts` false,
-`selfHeal` true. No two targets of a pipeline share a cluster and namespace.
+`selfHeal` true, `namespaces` [] (other namespaces its bundle may write to) and `clusterScoped` []
+(cluster-scoped kinds its bundle may apply beyond CustomResourceDefinition, ClusterRole and its
+own Namespace: `Kind`, or `Kind.group` for one API group; see `conveyor.cluster.confinement`).
+No two targets of a pipeline share a cluster and namespace.
 
 Readiness is judged by the built-in rules (`conveyor.cluster.health`); `healthChecks`, a list under
 a stage and under a target, gives per-kind rules as CEL expressions in the shape of Flux's
@@ -364,7 +367,10 @@ _TARGET_KEYS = (
     "forceConflicts",
     "selfHeal",
     "healthChecks",
+    "namespaces",
+    "clusterScoped",
 )
+_KIND = re.compile(r"[A-Z][A-Za-z0-9]*(?:\.[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?")
 
 
 def _budget(raw: object, at: Place) -> Budget | None:
@@ -478,7 +484,37 @@ class _PipelineReader:
             self_heal=fields.boolean("selfHeal", True),
             health_checks=stage_rules.overridden_by(_health_checks(fields)),
             prune_custom_resource_definitions=self.prune_definitions,
+            namespaces=_other_namespaces(fields, namespace),
+            cluster_scoped=_cluster_scoped_kinds(fields),
         )
+
+
+def _other_namespaces(fields: _ConfigFields, namespace: str) -> tuple[str, ...]:
+    """A target's `namespaces`: DNS labels, each once, not its own namespace."""
+    names: list[str] = []
+    for value, at in fields.items("namespaces", default=[]):
+        name = _label(value, at) if isinstance(value, str) else None
+        if name is None:
+            raise at.error(f"must be a namespace name, got {show(value)}")
+        if name == namespace or name in names:
+            raise at.error(f"{name!r} is already the target's namespace or listed")
+        names.append(name)
+    return tuple(names)
+
+
+def _cluster_scoped_kinds(fields: _ConfigFields) -> tuple[str, ...]:
+    """A target's `clusterScoped`: kinds as manifests write them, optionally `.group`."""
+    kinds: list[str] = []
+    for value, at in fields.items("clusterScoped", default=[]):
+        if not isinstance(value, str) or not _KIND.fullmatch(value):
+            raise at.error(
+                f"must be a kind (ClusterRoleBinding) or kind.group "
+                f"(ValidatingWebhookConfiguration.admissionregistration.k8s.io), got {show(value)}"
+            )
+        if value in kinds:
+            raise at.error(f"{value!r} is listed twice")
+        kinds.append(value)
+    return tuple(kinds)
 
 
 _GATE_FIELDS = {  # beyond name, type and timeout

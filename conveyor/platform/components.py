@@ -16,6 +16,7 @@ Everything binds 127.0.0.1. A component never signals a process it did not recor
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import ssl
 import subprocess
@@ -397,7 +398,10 @@ class Registry(_ServiceProcess):
 
 
 class PrefectServer(_ServiceProcess):
-    """`prefect server start` with its SQLite database under `<state>/prefect`."""
+    """`prefect server start` with its SQLite database under `<state>/prefect`, its concurrency
+    leases in files there, and an API credential (PREFECT_SERVER_API_AUTH_STRING, generated into
+    `<state>/prefect/api-auth-string`, mode 0600): nothing on the machine drives promotions
+    through its API without it (the health probe excepted)."""
 
     name = "prefect"
     process_name = "prefect-server"
@@ -428,10 +432,34 @@ class PrefectServer(_ServiceProcess):
     def health_url(self) -> str:
         return f"{self.api_url}/health"
 
+    @property
+    def auth_file(self) -> Path:
+        return self.home / "api-auth-string"
+
+    def auth_string(self) -> str:
+        """`conveyor:<random>`, the server's API credential: generated on first use, kept with
+        the platform's state, readable by its owner only (0600)."""
+        try:
+            return self.auth_file.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.home.mkdir(parents=True, exist_ok=True)
+        value = "conveyor:" + secrets.token_urlsafe(32)
+        try:
+            descriptor = os.open(self.auth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return self.auth_file.read_text().strip()
+        with os.fdopen(descriptor, "w") as file:
+            file.write(value + "\n")
+        return value
+
     def environment(self) -> dict[str, str]:
+        """What a client of this server needs: its URL and credential (and the settings the
+        server itself runs with, harmless to a client)."""
         return {
             "PREFECT_HOME": str(self.home),
             "PREFECT_API_URL": self.api_url,
+            "PREFECT_API_AUTH_STRING": self.auth_string(),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             # A run waiting for a target's slot asks again after at most this long (default 30).
             "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
@@ -462,10 +490,14 @@ class PrefectServer(_ServiceProcess):
             self._start(
                 [*command, "--port", str(self.port)],
                 timeout=90,
-                env=self.environment(),
+                env={**self.environment(), "PREFECT_SERVER_API_AUTH_STRING": self.auth_string()},
                 cwd=self.home,
             )
-        PrefectAPI(self.api_url).ensure_crash_automation()
+        self.api().ensure_crash_automation()
+
+    def api(self) -> PrefectAPI:
+        """A client of this server, with its credential."""
+        return PrefectAPI(self.api_url, auth_string=self.auth_string())
 
 
 def describe(health: Health) -> dict[str, Any]:

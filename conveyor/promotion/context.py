@@ -86,12 +86,11 @@ class RunContext:
         return self.connections.kube(target.cluster)
 
 
-def open_run_context(
-    config_file: str | None, app: str, *, connections: Connections = PROCESS_CONNECTIONS
-) -> RunContext:
-    """Read the configuration (`config_file`, else the default one), check that it has `app`,
-    and open the state repository and the app's bundle store (once per process)."""
-    config = load_config(Path(config_file) if config_file else None)
+def open_run_context(app: str, *, connections: Connections = PROCESS_CONNECTIONS) -> RunContext:
+    """Read this process's configuration ($CONVEYOR_CONFIG, else the default file: never a path
+    a caller chose, see conveyor.config.binding), check that it has `app`, and open the state
+    repository and the app's bundle store (once per process)."""
+    config = load_config()
     spec = config.app(app)
     return RunContext(
         config=config,

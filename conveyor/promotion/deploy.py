@@ -15,8 +15,9 @@ from typing import Any
 from conveyor.adapters import oci
 from conveyor.adapters.kube import Kube
 from conveyor.bundles import artifact, render
+from conveyor.bundles.parameters import withhold_sensitive
 from conveyor.bundles.render import Rendered
-from conveyor.cluster import apply, drift, gates, wait
+from conveyor.cluster import apply, confinement, drift, gates, wait
 from conveyor.cluster.health_rules import NO_RULES, HealthRules
 from conveyor.cluster.ordering import ObjectRef
 from conveyor.kit.digests import json_digest
@@ -35,23 +36,39 @@ def render_target(
     target: str,
     namespace: str,
     parameters: Mapping[str, Any],
+    namespaces: Sequence[str] = (),
+    cluster_scoped: Sequence[str] = (),
 ) -> Rendered:
-    """Pull and verify `digest`, then render it with the target's parameters."""
+    """Pull and verify `digest`, then render it with the target's parameters; `namespaces` and
+    `cluster_scoped` are the target's confinement settings: an object outside them is refused
+    here as far as its scope is known without a cluster (`confinement.OutsideTarget`), and by
+    the apply in any case."""
     loaded = artifact.load(store, digest)
     resolved = render.resolve_parameters(
         loaded.source.spec.parameters, parameters, f"parameters of target {target}"
     )
-    objects = render.render(loaded.source, resolved)
+    located = render.render_located(loaded.source, resolved)
+    objects = [obj for _, obj in located]
+    confinement.refuse_outside_rendered(
+        objects,
+        confinement.Confinement(namespace, tuple(namespaces), tuple(cluster_scoped)),
+        target=target,
+        origins=[where for where, _ in located],
+    )
     return Rendered(
         app=app,
         target=target,
         namespace=namespace,
         digest=digest,
-        parameters=dict(resolved),
+        # As recorded, logged and shown: a sensitive value (writeOnly) only as its hash.
+        parameters=withhold_sensitive(loaded.source.spec.parameters, resolved),
         parameters_hash=parameters_hash(resolved),
         rendered_hash=render.rendered_hash(objects),
         objects=objects,
         tests=render.render_tests(loaded.source, resolved),
+        origins=tuple(where for where, _ in located),
+        namespaces=tuple(namespaces),
+        cluster_scoped=tuple(cluster_scoped),
     )
 
 
@@ -60,7 +77,13 @@ def placement(
 ) -> apply.Placement:
     """Where `rendered` goes: its app, target and namespace, and how it is applied there."""
     return apply.Placement(
-        rendered.app, rendered.target, rendered.namespace, force_conflicts, prune_definitions
+        rendered.app,
+        rendered.target,
+        rendered.namespace,
+        force_conflicts,
+        prune_definitions,
+        rendered.namespaces,
+        rendered.cluster_scoped,
     )
 
 
@@ -80,6 +103,7 @@ def apply_target(
         digest=rendered.digest,
         dry_run=dry_run,
         progress=progress,
+        origins=rendered.origins,
     )
 
 
@@ -139,6 +163,7 @@ def soak(
 
 def gate_environment(rendered: Rendered, *, stage: str, kubeconfig: Path | None) -> dict[str, str]:
     return gates.command_environment(
+        app=rendered.app,
         kubeconfig=kubeconfig,
         namespace=rendered.namespace,
         digest=rendered.digest,

@@ -2,7 +2,8 @@
 
 Why a module of its own: the text is the part of a promotion people judge it by, so it is made by
 pure functions of what the promotion found (renders, drift, outcomes), testable without Prefect
-or a cluster; the flows only gather those values and publish the text.
+or a cluster; the flows only gather those values and publish the text. Nothing secret gets in:
+sensitive parameters and Secret values show as short hashes, URLs without their user-info.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from conveyor.bundles.parameters import SENSITIVE_KEY, is_withheld, shown
 from conveyor.bundles.render import Rendered
 from conveyor.cluster.drift import ObjectDrift
 from conveyor.config.model import Target
+from conveyor.kit.redaction import value_hash, without_userinfo
 from conveyor.promotion.outcome import TargetOutcome
 
 
@@ -27,7 +30,7 @@ class Provenance:
 
     def describe(self) -> str:
         at = f"`{self.ref}` at commit `{self.commit}`" if self.ref else f"commit `{self.commit}`"
-        return f"Built from `{self.repository}`, {at}"
+        return f"Built from `{without_userinfo(self.repository)}`, {at}"
 
 
 REASON_WIDTH = 200
@@ -73,8 +76,21 @@ def approval_form(
 
 
 def _differences(base: Mapping[str, object], values: Mapping[str, object]) -> str:
-    changed = sorted(k for k in {*base, *values} if base.get(k) != values.get(k))
-    return ", ".join(f"`{k}`: {base.get(k)!r} → {values.get(k)!r}" for k in changed) or "none"
+    """Each parameter that differs, `name`: before → after; a sensitive one (withheld on either
+    side) is compared by its hash and shown by its short hash."""
+    hidden = {k for k in {*base, *values} if is_withheld(base.get(k)) or is_withheld(values.get(k))}
+
+    def side(given: Mapping[str, object], key: str) -> object:
+        value = given.get(key)
+        if key not in hidden or value is None or is_withheld(value):
+            return value
+        return {SENSITIVE_KEY: value_hash(value)}
+
+    changed = sorted(k for k in {*base, *values} if side(base, k) != side(values, k))
+    return (
+        ", ".join(f"`{k}`: {shown(side(base, k))!r} → {shown(side(values, k))!r}" for k in changed)
+        or "none"
+    )
 
 
 def promotion_report(

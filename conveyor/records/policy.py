@@ -1,9 +1,11 @@
 """Whether a digest may enter a stage: pure rules over configuration and recorded evidence.
 
-A digest enters stage N only with passing evidence from stage N-1 for that same digest, never
-while one of the stage's freeze windows is active, and, where the stage requires approval, only
-with an approval given for this digest and for exactly the manifests that will be applied (a
-changed parameter changes the rendered hash and voids the approval).
+A digest enters stage N only while the line runs (conveyor.records.halt), with passing evidence
+from stage N-1 for that same digest, never while one of the stage's freeze windows is active
+(unless it is a break-glass promotion, which needs an approval and says so in git), and, where
+the stage requires approval, only with an approval given for this digest and for exactly the
+manifests that will be applied (a changed parameter changes the rendered hash and voids the
+approval).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from conveyor.config.model import Pipeline
+from conveyor.config.model import Pipeline, Stage
 from conveyor.kit.digests import sha256_digest
+from conveyor.records.halt import Halt
 from conveyor.records.state import Evidence
 
 
@@ -42,9 +45,12 @@ def may_enter(
     *,
     previous_evidence: Evidence | None,
     now: datetime,
+    halt: Halt | None = None,
+    break_glass: bool = False,
 ) -> Admission:
-    """Policy before anything is applied: the path to production and the freeze windows."""
-    reasons = []
+    """Policy before anything is applied: a stopped line, the path to production and the freeze
+    windows (which a break-glass promotion, approved and recorded as such, may pass)."""
+    reasons = [halt.explain()] if halt is not None else []
     current = pipeline.stage(stage)
     previous = pipeline.previous(stage)
     if previous is not None:
@@ -64,9 +70,22 @@ def may_enter(
                 f"(verdict {previous_evidence.verdict})"
             )
     window = current.frozen(now)
-    if window is not None:
+    if window is not None and not break_glass:
         reasons.append(f"stage {stage!r} is frozen: {window.reason}")
     return Admission(not reasons, tuple(reasons))
+
+
+def still_admitted(
+    stage: Stage, *, halt: Halt | None, now: datetime, break_glass: bool
+) -> str | None:
+    """Asked again right before each target's apply (an approval or the target's slot may have
+    kept the run waiting for an hour): why the stage may not be changed now, or None."""
+    if halt is not None:
+        return halt.explain()
+    window = stage.frozen(now)
+    if window is not None and not break_glass:
+        return f"stage {stage.name!r} is frozen: {window.reason} (the window opened meanwhile)"
+    return None
 
 
 def approval_holds(evidence: Evidence | None, *, digest: str, rendered_hash: str) -> Admission:

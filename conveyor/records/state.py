@@ -10,7 +10,9 @@ digest or a missing key must stop the loop with an error naming the file and the
 something else.
 
 Files (YAML, camelCase keys, times in RFC 3339, UTC):
-- `apps/<app>/<target>.yaml`: the desired state of one target (`DesiredState`).
+- `apps/<app>/<target>.yaml`: the desired state of one target (`DesiredState`). A parameter the
+  bundle marks sensitive is recorded as `{sensitive: sha256:<hex>}`, never as its value (see
+  conveyor.bundles.parameters): a desired state is read by everyone who can read the repository.
 - `evidence/<app>/<digest hex>/<stage>.yaml`: what stage `<stage>` proved about one digest: gate
   results per target, the approval and the stage's verdict (`Evidence`). Targets of one stage
   write it concurrently, so a write merges into what is there (see `merge_evidence`).
@@ -31,6 +33,7 @@ from typing import Any, ClassVar, Literal, TypeGuard, cast, get_args
 import yaml
 
 from conveyor.adapters.gitrepo import Author, Change, StateRepository
+from conveyor.bundles.parameters import SENSITIVE_KEY, is_withheld
 from conveyor.errors import InputError, StateError
 from conveyor.kit.digests import DIGEST, check_digest
 from conveyor.kit.fields import Fields, Place, is_text
@@ -218,7 +221,18 @@ class _StateFields(Fields):
         return value
 
     def parameters(self, key: str) -> dict[str, Any]:
-        return dict(self.expect(key, "a mapping of parameter names", _is_parameter_mapping))
+        """Parameter values; a mapping among them must be a withheld sensitive value."""
+        values = dict(self.expect(key, "a mapping of parameter names", _is_parameter_mapping))
+        for name, value in values.items():
+            if isinstance(value, dict) and not (
+                is_withheld(value) and DIGEST.fullmatch(str(value[SENSITIVE_KEY]))
+            ):
+                raise self.error(
+                    key,
+                    f"holds {name!r} as a mapping; the only mapping a parameter is recorded as "
+                    f"is {{{SENSITIVE_KEY}: sha256:<64 lowercase hex>}} (a sensitive value)",
+                )
+        return values
 
     def optional_section(self, key: str, known: Sequence[str]) -> _StateFields | None:
         return None if self.get(key) is None else self.section(key, known)

@@ -11,12 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from conveyor.adapters.prefect_api import (
     HEARTBEAT_ENVIRONMENT,
     PROMOTE_STAGE,
     SERVED_DEPLOYMENT,
 )
 from tests.support.world import World, stop_process
+
+pytestmark = pytest.mark.serial  # a served deployment of its own: nothing else may run meanwhile
 
 REFUSED = 2
 SERVE_PROMOTE_STAGE = """

@@ -23,6 +23,8 @@ import pytest
 from conveyor.cluster.ordering import APP_LABEL, TARGET_LABEL
 from tests.support.world import TARGETS, World
 
+pytestmark = pytest.mark.serial  # the API server's request counters: nothing else may run meanwhile
+
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "shared-cluster"
 WRITES = ("POST", "PUT", "PATCH", "APPLY", "DELETE")
 KINDS = (  # (apiVersion, kind) of every namespaced object the app ships

@@ -97,7 +97,7 @@ def test_objects_are_applied_labelled_and_recorded(kube: Kube, namespace: str) -
     assert live["metadata"]["labels"][APP_LABEL] == "web"
     assert live["metadata"]["annotations"][DIGEST_ANNOTATION] == DIGEST
     managers = {entry["manager"] for entry in live["metadata"]["managedFields"]}
-    assert "conveyor" in managers
+    assert "conveyor/web.dev" in managers, "the app's and target's own field manager"
     inventory = apply.read_inventory(kube, _target(namespace))
     assert sorted(map(str, inventory)) == sorted(map(str, report.applied))
 

@@ -245,6 +245,7 @@ def test_command_gate_fails_on_another_exit_code_with_the_output_tail() -> None:
     code = (
         "import sys\n"
         "for i in range(500): print(f'line {i:03d}')\n"
+        "sys.stdout.flush()\n"
         "print('assertion failed: expected 3 replicas', file=sys.stderr)\n"
         "sys.exit(3)"
     )
@@ -308,6 +309,7 @@ def test_command_gate_gets_the_deployment_it_checks_in_its_environment(tmp_path:
     kubeconfig = tmp_path / "kubeconfig"
     parameters = {"replicas": 2, "greeting": "hi there", "flags": ["a", "b"]}
     environment = gates.command_environment(
+        app="web",
         kubeconfig=kubeconfig,
         namespace="web-staging",
         digest=DIGEST,
@@ -319,7 +321,7 @@ def test_command_gate_gets_the_deployment_it_checks_in_its_environment(tmp_path:
     code = (
         "import json, os, sys\n"
         "names = ['CONVEYOR_DIGEST', 'CONVEYOR_NAMESPACE', 'CONVEYOR_TARGET', 'CONVEYOR_STAGE',\n"
-        "         'CONVEYOR_PARAMETERS', 'KUBECONFIG', 'PATH']\n"
+        "         'CONVEYOR_PARAMETERS', 'CONVEYOR_APP', 'KUBECONFIG', 'PATH']\n"
         "json.dump({n: os.environ.get(n) for n in names}, open(sys.argv[1], 'w'))"
     )
 
@@ -334,13 +336,60 @@ def test_command_gate_gets_the_deployment_it_checks_in_its_environment(tmp_path:
     assert got["CONVEYOR_TARGET"] == "staging"
     assert got["CONVEYOR_STAGE"] == "staging"
     assert json.loads(got["CONVEYOR_PARAMETERS"]) == parameters
+    assert got["CONVEYOR_APP"] == "web"
     assert got["KUBECONFIG"] == str(kubeconfig)
-    assert got["PATH"], "the gate's environment extends the process's, it does not replace it"
+    assert got["PATH"], "the gate gets the worker's PATH"
 
     no_kubeconfig = gates.command_environment(
-        kubeconfig=None, namespace="n", digest=DIGEST, target="t", stage="s", parameters={}
+        app="web",
+        kubeconfig=None,
+        namespace="n",
+        digest=DIGEST,
+        target="t",
+        stage="s",
+        parameters={},
     )
     assert "KUBECONFIG" not in no_kubeconfig
+
+
+def test_a_command_gate_cannot_read_the_workers_credentials_and_secrets_are_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = {
+        "CONVEYOR_REGISTRY_PASSWORD": "registry-pw-7f3a",
+        "CONVEYOR_REGISTRY_USERNAME": "robot-7f3a",
+        "PREFECT_API_URL": "http://127.0.0.1:4200/api",
+        "PREFECT_API_AUTH_STRING": "admin:prefect-auth-7f3a",
+        "PREFECT_API_KEY": "pnu_key7f3a",
+        "AWS_SECRET_ACCESS_KEY": "aws-7f3a",
+    }
+    for name, value in worker.items():
+        monkeypatch.setenv(name, value)
+    seen = tmp_path / "seen.json"
+    code = (
+        "import json, os, sys\n"
+        "json.dump(dict(os.environ), open(sys.argv[1], 'w'))\n"
+        "print('tried:', os.environ.get('CONVEYOR_REGISTRY_PASSWORD'),"
+        " os.environ.get('PREFECT_API_URL'))\n"
+        "print('own token:', os.environ['GATE_TOKEN'])\n"
+        "print('known by heart: registry-pw-7f3a admin:prefect-auth-7f3a')\n"
+    )
+
+    result = gates.run_command(
+        "leak",
+        [*_python(code), str(seen)],
+        environment={"CONVEYOR_DIGEST": DIGEST, "GATE_TOKEN": "gate-token-7f3a"},
+        timeout=30,
+    )
+
+    assert result.passed, result.reason
+    got = json.loads(seen.read_text())
+    assert not set(worker) & set(got), sorted(set(worker) & set(got))
+    assert got["CONVEYOR_DIGEST"] == DIGEST and got["GATE_TOKEN"] == "gate-token-7f3a"
+    assert "tried: None None" in result.reason
+    assert "own token: ***" in result.reason, "a secret the gate was given is masked too"
+    assert "known by heart: *** ***" in result.reason
+    assert "7f3a" not in result.reason
 
 
 # --- run_test_jobs on the real cluster ----------------------------------------------------------
@@ -421,6 +470,22 @@ def test_test_jobs_fail_at_their_timeout_when_the_pod_cannot_be_scheduled(
     assert "0/1 succeeded, 1 active" in result.reason, result.reason
     assert 4 <= elapsed < 10, elapsed
     assert result.duration == pytest.approx(elapsed, abs=0.5)
+
+
+def test_a_test_job_never_deletes_an_object_of_the_same_name_it_did_not_run(
+    kube: Kube, namespace: str
+) -> None:
+    others = _job("web-smoke")
+    others["metadata"].update(namespace=namespace, labels={"app": "someone-else"})
+    kube.apply(others, field_manager="someone-else")
+    uid = kube.get("batch/v1", "Job", "web-smoke", namespace)["metadata"]["uid"]  # type: ignore[index]
+
+    result = _run_jobs(kube, namespace, [_job("web-smoke")])
+
+    assert not result.passed
+    assert f"Job/{namespace}/web-smoke exists and is not a run of these tests" in result.reason
+    live = kube.get("batch/v1", "Job", "web-smoke", namespace)
+    assert live is not None and live["metadata"]["uid"] == uid, "the other Job is untouched"
 
 
 def test_no_test_jobs_pass_at_once(kube: Kube, namespace: str) -> None:

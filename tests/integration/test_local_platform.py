@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 import uuid
 from typing import Any
 
+import pytest
 from kubernetes import client, watch
 
 from conveyor.adapters.prefect_api import CRASH_AUTOMATION, SILENCE_SECONDS
+from conveyor.errors import InfrastructureError
 from conveyor.platform.local import LocalPlatform
 from tests.support.prefect import PrefectREST
 
@@ -174,7 +178,7 @@ def test_flow_run_completes_on_the_prefect_server(platform: LocalPlatform, tmp_p
     )
     assert run.returncode == 0, run.stderr[-2000:]
 
-    runs = PrefectREST(platform.prefect.api_url).post(
+    runs = PrefectREST(platform.prefect.api_url, auth_string=platform.prefect.auth_string()).post(
         "/flow_runs/filter", {"flow_runs": {"name": {"any_": [f"check-{marker}"]}}}
     )
     assert [r["state_type"] for r in runs] == ["COMPLETED"]
@@ -182,10 +186,30 @@ def test_flow_run_completes_on_the_prefect_server(platform: LocalPlatform, tmp_p
 
 def test_the_prefect_server_has_conveyors_crash_automation_once(platform: LocalPlatform) -> None:
     platform.prefect.up()  # again: the automation is brought back to shape, not duplicated
-    api = PrefectREST(platform.prefect.api_url)
+    api = PrefectREST(platform.prefect.api_url, auth_string=platform.prefect.auth_string())
     found = api.post("/automations/filter", {"automations": {"name": {"any_": [CRASH_AUTOMATION]}}})
     assert len(found) == 1
     trigger = found[0]["trigger"]
     assert (trigger["posture"], trigger["within"]) == ("Proactive", SILENCE_SECONDS)
     assert trigger["after"] == ["prefect.flow-run.heartbeat"]
     assert found[0]["actions"][0]["state"] == "CRASHED"
+
+
+def test_the_prefect_api_answers_only_with_the_platforms_credential(
+    platform: LocalPlatform,
+) -> None:
+    """Anyone on the machine could otherwise create a run of any deployment (a promotion to
+    prod) through the local Prefect API. The health probe stays open."""
+    prefect = platform.prefect
+    assert stat.S_IMODE(prefect.auth_file.stat().st_mode) == 0o600
+    url = f"{prefect.api_url}/flow_runs/filter"
+    anonymous = urllib.request.Request(url, data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(anonymous, timeout=10)
+    assert refused.value.code == 401
+    wrong = PrefectREST(prefect.api_url, auth_string="conveyor:guessed")
+    with pytest.raises(InfrastructureError, match="401"):
+        wrong.post("/flow_runs/filter", {"limit": 1})
+    assert isinstance(prefect.api().flow_runs(tags=["none"], states=["RUNNING"]), list)
+    with urllib.request.urlopen(f"{prefect.api_url}/health", timeout=10) as health:
+        assert health.status == 200

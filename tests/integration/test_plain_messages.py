@@ -32,8 +32,13 @@ def test_a_flow_runs_log_keeps_emoji_codes_and_brackets(
     folder.mkdir(parents=True)
     config = folder / "conveyor.yaml"  # missing on purpose: the run fails naming this path
     app = f"rocket-{uuid.uuid4().hex[:6]}"
-    environment = {**os.environ, **platform.prefect.environment(), "PREFECT_LOGGING_LEVEL": "INFO"}
-    parameters = {"app": app, "ref": "main", "config_file": str(config)}
+    environment = {
+        **os.environ,
+        **platform.prefect.environment(),
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "CONVEYOR_CONFIG": str(config),
+    }
+    parameters = {"app": app, "ref": "main"}
     finished = subprocess.run(
         [sys.executable, "-m", "flows", "release", json.dumps(parameters)],
         env=environment,
@@ -47,7 +52,7 @@ def test_a_flow_runs_log_keeps_emoji_codes_and_brackets(
     assert str(config) in console, console
     assert not any(emoji in console for emoji in EMOJI), console
 
-    api = PrefectREST(platform.prefect.api_url)
+    api = PrefectREST(platform.prefect.api_url, auth_string=platform.prefect.auth_string())
     runs = api.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [f"release-{app}-main"]}}})
     assert len(runs) == 1, runs
     messages = "\n".join(entry["message"] for entry in api.logs(runs[0]["id"], 0))

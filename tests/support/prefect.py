@@ -45,10 +45,8 @@ class PrefectREST(PrefectAPI):
 
     def pause_description(self, run_id: str) -> str:
         """The form text a paused run shows to whoever resumes it (its approval form)."""
-        state = self.flow_run_record(run_id)["state"]
-        key = f"{state['name'].lower()}-{state['state_details']['pause_key']}-description"
-        text = self.get(f"/flow_runs/{run_id}/input/{key}")
-        assert isinstance(text, str), text
+        text = self.pause_form(self.flow_run(run_id))
+        assert text, f"flow run {run_id} shows no form"
         return text
 
     def task_run_records(self, run_id: str) -> list[dict[str, Any]]:

@@ -230,7 +230,7 @@ def isolated_world(
         prefix,
         environment,
         Kube(platform.kubernetes.kubeconfig),
-        PrefectREST(prefect.api_url),
+        PrefectREST(prefect.api_url, auth_string=prefect.auth_string()),
     )
     shutil.copytree(REPO_ROOT / "examples" / "web", world.source / "web")
     init_repository(world.source, "web v1")

@@ -1174,3 +1174,64 @@ def test_freeze_window_refuses_a_time_without_a_timezone() -> None:
     for active in (WEEKEND.active, DECEMBER.active, OFFICE_WEEKLY.active):
         with pytest.raises(ValueError, match="timezone-aware"):
             active(datetime(2026, 3, 7, 12))
+
+
+# --- where a target may write (namespaces, clusterScoped) -----------------------------------
+
+
+def test_a_target_lists_other_namespaces_and_cluster_scoped_kinds(isolated: Path) -> None:
+    tree = Tree()
+    stages(tree)[0]["targets"][0].update(
+        namespaces=["web-shared", "monitoring"],
+        clusterScoped=[
+            "ClusterRoleBinding",
+            "ValidatingWebhookConfiguration.admissionregistration.k8s.io",
+        ],
+    )
+
+    pipeline = load(tree, isolated).app("web").pipeline
+    dev, prod = pipeline.target("dev"), pipeline.target("prod-eu")
+
+    assert dev.namespaces == ("web-shared", "monitoring")
+    assert dev.cluster_scoped == (
+        "ClusterRoleBinding",
+        "ValidatingWebhookConfiguration.admissionregistration.k8s.io",
+    )
+    assert (prod.namespaces, prod.cluster_scoped) == ((), ()), "by default: none beyond its own"
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"namespaces": "web-shared"}, "stages[0].targets[0].namespaces: must be a list"),
+        ({"namespaces": ["Web"]}, "stages[0].targets[0].namespaces[0]: must be a DNS-1123"),
+        ({"namespaces": [3]}, "stages[0].targets[0].namespaces[0]: must be a namespace name"),
+        ({"namespaces": ["web-dev"]}, "namespaces[0]: 'web-dev' is already the target's"),
+        ({"namespaces": ["a", "a"]}, "namespaces[1]: 'a' is already the target's namespace or"),
+        ({"clusterScoped": ["clusterrolebinding"]}, "clusterScoped[0]: must be a kind"),
+        ({"clusterScoped": ["ClusterRoleBinding.Rbac"]}, "clusterScoped[0]: must be a kind"),
+        ({"clusterScoped": ["PriorityClass", "PriorityClass"]}, "clusterScoped[1]: 'Priority"),
+        ({"clusterscoped": ["PriorityClass"]}, "stages[0].targets[0].clusterscoped: unknown key"),
+    ],
+    ids=[
+        "ns-not-list",
+        "ns-not-label",
+        "ns-not-text",
+        "ns-own",
+        "ns-twice",
+        "kind-lower",
+        "kind-bad-group",
+        "kind-twice",
+        "key-typo",
+    ],
+)
+def test_bad_target_confinement_settings_name_the_key(
+    isolated: Path, settings: dict[str, Any], fragment: str
+) -> None:
+    tree = Tree()
+    stages(tree)[0]["targets"][0].update(settings)
+
+    with pytest.raises(ConfigError) as error:
+        load(tree, isolated)
+    assert f"{PIPELINE}: stages[0].targets[0]." in str(error.value)
+    assert fragment in str(error.value)

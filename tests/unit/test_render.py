@@ -453,3 +453,41 @@ def test_documents_without_placeholders_render_as_they_parse(texts: list[str]) -
 @given(st.text().filter(lambda text: "$" not in text and "}" not in text))
 def test_escaped_placeholders_render_as_literal_text(name: str) -> None:
     assert "".join(str(part) for part in parse_template(f"$${{{name}}}")) == f"${{{name}}}"
+
+
+TEST_JOB = (
+    "apiVersion: batch/v1\nkind: Job\nmetadata: {name: smoke}\n"
+    "spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: x}]}}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "refused"),
+    [
+        (TEST_JOB, None),
+        (
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+            "metadata: {name: pwn}\nroleRef: {apiGroup: rbac.authorization.k8s.io, "
+            "kind: ClusterRole, name: cluster-admin}\n",
+            "ClusterRoleBinding pwn",
+        ),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: smoke}\n", "Pod smoke"),
+        (TEST_JOB.replace("batch/v1", "batch/v2"), "Job smoke"),
+    ],
+    ids=["job", "cluster-role-binding", "pod", "job-of-another-api"],
+)
+def test_a_test_manifest_must_be_a_job_naming_the_file(
+    build_source: SourceBuilder, manifest: str, refused: str | None
+) -> None:
+    source = build_source(
+        {"app.yaml": OBJECT, "tests/smoke.yaml": manifest}, tests=("manifests/tests/smoke.yaml",)
+    )
+
+    if refused is None:
+        assert [job["kind"] for job in render_tests(source, {})] == ["Job"]
+        return
+    with pytest.raises(SourceError) as caught:
+        render_tests(source, {})
+    assert "manifests/tests/smoke.yaml" in str(caught.value)
+    assert f"{refused}: a test manifest must be a batch/v1 Job" in str(caught.value)
+    assert caught.value.exit_code == 2
