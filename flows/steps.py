@@ -17,6 +17,7 @@ from prefect.context import get_run_context
 
 from conveyor.bundles.render import Rendered
 from conveyor.cluster import gates
+from conveyor.config.binding import config_digest
 from conveyor.config.model import Stage, Target
 from conveyor.errors import ConveyorError, PromotionRefused, StageFailed, StateError
 from conveyor.promotion import deploy
@@ -72,6 +73,7 @@ async def deploy_to_target(
             flow_run_id=run_id,
             approved_by=approved_by,
             at=now(),
+            config=config_digest(context.config),
         )
         logger.info("%s: %s is live and passed its gates", target.name, rendered.digest[:19])
     else:

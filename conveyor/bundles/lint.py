@@ -12,6 +12,8 @@ worse, succeed wrongly:
 - `environment-name`: a literal string (value or key) contains an environment's name as a whole
   word, the mark of a copy-pasted environment: make it a parameter instead (see below);
 - `placeholder`: a `${...}` that is malformed or names an undeclared parameter;
+- `test-kind`: a manifest bundle.yaml lists under `tests` is not a batch/v1 Job (the tests run
+  as gate Jobs in the target's namespace; anything else would be applied outside the inventory);
 - `unused-accept`: an acceptance in bundle.yaml (`lint.accept`) that matches no finding.
 
 `environment-name` looks at what people write per environment, not at the names of the types and
@@ -152,6 +154,17 @@ class _Linter:
             self.report(file, node, "identity", f"document {number} is not a Kubernetes object")
             return
         identity = self.check_identity(file, number, node, value)
+        if file.path in self.source.spec.tests and (
+            value.get("apiVersion"),
+            value.get("kind"),
+        ) != ("batch/v1", "Job"):
+            self.report(
+                file,
+                node,
+                "test-kind",
+                f"document {number} is a {value.get('kind')!r} ({value.get('apiVersion')!r}); "
+                "a test manifest must be a batch/v1 Job",
+            )
         if identity is not None:
             self.check_duplicate(file, node, identity, value)
             if identity[0] == "" and identity[1] == "Secret":

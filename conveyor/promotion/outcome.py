@@ -43,9 +43,11 @@ def desired_state(
     flow_run_id: str | None,
     approved_by: str | None,
     at: datetime,
+    config: str | None = None,
 ) -> state.DesiredState:
     """The desired state a target gets once `rendered` passed there: the digest and the
-    parameters it was rendered with, enough to reproduce its manifests."""
+    parameters it was rendered with, enough to reproduce its manifests, and the digest of the
+    configuration that decided it."""
     return state.DesiredState(
         app=rendered.app,
         target=rendered.target,
@@ -58,6 +60,7 @@ def desired_state(
         flow_run_id=flow_run_id,
         approved_by=approved_by,
         updated_at=at,
+        config=config,
     )
 
 

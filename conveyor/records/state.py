@@ -66,6 +66,8 @@ class DesiredState:
     flow_run_id: str | None
     approved_by: str | None
     updated_at: datetime
+    config: str | None = None
+    """The digest of the configuration the promotion ran with (conveyor.config.binding)."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ _DESIRED_KEYS = (
     "flowRunId",
     "approvedBy",
     "updatedAt",
+    "config",
 )
 _EVIDENCE_KEYS = ("app", "digest", "stage", "verdict", "gates", "approval")
 _GATE_KEYS = ("name", "verdict", "reason", "durationSeconds", "finishedAt")
@@ -273,7 +276,7 @@ def desired_to_dict(desired: DesiredState) -> dict[str, Any]:
         "flowRunId": desired.flow_run_id,
         "approvedBy": desired.approved_by,
         "updatedAt": _rfc3339(desired.updated_at, "updatedAt"),
-    }
+    } | ({"config": desired.config} if desired.config else {})
 
 
 def desired_from_dict(data: object, where: str) -> DesiredState:
@@ -290,6 +293,7 @@ def desired_from_dict(data: object, where: str) -> DesiredState:
         flow_run_id=fields.optional_string("flowRunId"),
         approved_by=fields.optional_string("approvedBy"),
         updated_at=fields.time("updatedAt"),
+        config=fields.digest("config") if fields.given("config") else None,
     )
 
 

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from conveyor.config.binding import config_digest
+from conveyor.config.reader import load_config
 from tests.support.world import TARGETS, World
 
 BLOCK_GATE = [
@@ -46,6 +48,8 @@ def test_a_release_carries_one_digest_from_dev_to_prod(world: World) -> None:
         assert desired is not None and desired.digest == digest, target
         assert world.live_digest(target) == digest, f"{target} runs the same digest"
     assert world.desired("prod-eu").approved_by == "alice"  # type: ignore[union-attr]
+    served_with = config_digest(load_config(world.config_path))
+    assert world.desired("prod-us").config == served_with, "the configuration is recorded"  # type: ignore[union-attr]
     for stage in ("dev", "test", "staging", "prod"):
         evidence = world.evidence(digest, stage)
         assert evidence is not None and evidence.verdict == "passed", stage

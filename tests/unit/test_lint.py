@@ -652,3 +652,30 @@ def test_a_helm_test_hook_named_after_its_role_is_accepted_with_a_reason() -> No
         'metadata.annotations["helm.sh/hook"]',
     ]
     assert lint(source_accepting({"tests.yaml": pod}, *accepts), ENVIRONMENTS) == []
+
+
+@pytest.mark.parametrize(
+    ("test_manifest", "findings"),
+    [
+        (
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: smoke\n"
+            "spec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: []\n",
+            [],
+        ),
+        (
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+            "metadata:\n  name: smoke\n",
+            [("manifests/smoke.yaml", 1, "test-kind")],
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: smoke\n",
+            [("manifests/smoke.yaml", 1, "test-kind")],
+        ),
+    ],
+    ids=["job", "cluster-role-binding", "pod"],
+)
+def test_test_manifests_must_be_jobs(
+    build_source: SourceBuilder, test_manifest: str, findings: list[tuple[str, int, str]]
+) -> None:
+    manifests = {"app.yaml": CONFIG_MAP, "smoke.yaml": test_manifest}
+    assert findings_for(build_source, manifests, tests=("manifests/smoke.yaml",)) == findings

@@ -19,7 +19,7 @@ PAIRS = [
 ]
 
 
-@pytest.mark.parametrize(("first", "second"), itertools.combinations(PAIRS, 2))
+@pytest.mark.parametrize(("first", "second"), list(itertools.combinations(PAIRS, 2)))
 def test_two_app_and_target_pairs_never_share_a_limit_or_a_tag(
     first: tuple[str, str], second: tuple[str, str]
 ) -> None:

@@ -421,3 +421,14 @@ def test_evidence_commit_message() -> None:
         "web sha256:3f2a1c000000…: staging evidence (failed; staging-eu: 1/2 gates passed; "
         "approved by alice)"
     )
+
+
+def test_the_configuration_digest_is_recorded_when_known() -> None:
+    config = "sha256:" + "c" * 64
+    with_config = desired(config=config)
+    written = yaml.safe_load(state.desired_to_yaml(with_config))
+    assert written["config"] == config
+    assert state.desired_from_yaml(state.desired_to_yaml(with_config), "apps/web/prod-eu.yaml") == (
+        with_config
+    )
+    assert "config" not in yaml.safe_load(state.desired_to_yaml(desired()))
