@@ -16,6 +16,8 @@ from dataclasses import replace
 from prefect import flow, get_run_logger
 
 from conveyor.adapters.prefect_api import RECONCILE
+from conveyor.bundles.render import Rendered
+from conveyor.cluster.drift import ObjectDrift
 from conveyor.config.model import Target
 from conveyor.errors import ConveyorError
 from conveyor.promotion.context import RunContext
@@ -47,10 +49,7 @@ async def reconcile(app: str, target: str) -> int:
         logger.info("%s/%s: no desired state recorded yet; nothing to reconcile", app, target)
         return 0
     kube = context.kube(chosen)
-    rendered = await bundles.render_bundle(
-        context.store, app, chosen, desired.digest, desired.parameters
-    )
-    drifts = await cluster.detect_drift(kube, rendered, chosen)
+    _, drifts = await _drift_from(context, chosen, desired)
     if not drifts:
         logger.info(
             "%s/%s: live matches %s (%d API request(s), %d write(s))",
@@ -76,6 +75,16 @@ async def reconcile(app: str, target: str) -> int:
         return 0
 
 
+async def _drift_from(
+    context: RunContext, chosen: Target, desired: DesiredState
+) -> tuple[Rendered, list[ObjectDrift]]:
+    """What git records for the target, rendered, and how the live objects differ from it."""
+    rendered = await bundles.render_bundle(
+        context.store, context.app.name, chosen, desired.digest, desired.parameters
+    )
+    return rendered, await cluster.detect_drift(context.kube(chosen), rendered, chosen)
+
+
 async def _correct(context: RunContext, chosen: Target, seen: DesiredState) -> int:
     """Under the target's slot: report drift from what git records now, and correct it."""
     logger = get_run_logger()
@@ -95,10 +104,7 @@ async def _correct(context: RunContext, chosen: Target, seen: DesiredState) -> i
         )
         return 0
     kube = context.kube(chosen)
-    rendered = await bundles.render_bundle(
-        context.store, app, chosen, desired.digest, desired.parameters
-    )
-    drifts = await cluster.detect_drift(kube, rendered, chosen)
+    rendered, drifts = await _drift_from(context, chosen, desired)
     if not drifts:
         logger.info("%s/%s: live matches %s after all", app, target, desired.digest[:19])
         return 0

@@ -129,12 +129,20 @@ async def _post_once(client: PrefectClient, path: str, body: dict[str, Any]) -> 
 async def send_soon_again(
     send: Callable[[], Awaitable[httpx.Response]], *, deadline: float, what: str
 ) -> httpx.Response:
-    """Send a request, asking again after busy answers (503s, 423s...) until `deadline`
+    """Send a request, asking again after busy answers (503s, 423s...) and after a connection
+    the server dropped (a pooled keep-alive connection it had just closed, say) until `deadline`
     (monotonic)."""
     busy = 0
+    dropped = 0
     while True:
         try:
             return await send()
+        except httpx.TransportError:
+            pause = min(0.1 * 2**dropped, 2.0)
+            dropped += 1
+            if time.monotonic() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
         except httpx.HTTPStatusError as error:
             response = error.response
             pause = pause_before_retry(

@@ -387,7 +387,7 @@ class _TrackedConnections(urllib.request.HTTPHandler, urllib.request.HTTPSHandle
         self.opener = urllib.request.build_opener(self)
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(functools.partial(_TrackedHTTP, sockets=self.sockets), req)
+        return self.do_open(functools.partial(_Tracked, sockets=self.sockets), req)
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         return self.do_open(functools.partial(_TrackedHTTPS, sockets=self.sockets), req)
@@ -401,7 +401,10 @@ class _TrackedConnections(urllib.request.HTTPHandler, urllib.request.HTTPSHandle
         self.sockets[-1].settimeout(remaining)
 
 
-class _TrackedHTTP(http.client.HTTPConnection):
+class _Tracked(http.client.HTTPConnection):
+    """A connection that hands its socket to `sockets` once connected (HTTP or, mixed in
+    before HTTPSConnection, HTTPS)."""
+
     def __init__(self, *args: Any, sockets: list[socket.socket], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sockets = sockets
@@ -411,14 +414,8 @@ class _TrackedHTTP(http.client.HTTPConnection):
         self._sockets.append(self.sock)
 
 
-class _TrackedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, *args: Any, sockets: list[socket.socket], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._sockets = sockets
-
-    def connect(self) -> None:
-        super().connect()
-        self._sockets.append(self.sock)
+class _TrackedHTTPS(_Tracked, http.client.HTTPSConnection):
+    pass
 
 
 class _Body(Protocol):

@@ -8,61 +8,16 @@ by digest."""
 
 from __future__ import annotations
 
-import datetime
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conveyor.adapters.prefect_api import HEARTBEAT_ENVIRONMENT, PROMOTE_STAGE, SERVED_DEPLOYMENT
+from conveyor.adapters.prefect_api import PROMOTE_STAGE, SERVED_DEPLOYMENT
 from conveyor.errors import InputError
-from tests.support.world import World, stop_process
+from tests.support.world import World, serving_promote_stage
 
 pytestmark = pytest.mark.serial  # a served deployment of its own: nothing else may run meanwhile
-
-SERVE = """
-from prefect import serve
-from conveyor.config.reader import load_config
-from deployments.serve import deployments
-import os
-config = load_config()
-os.environ["CONVEYOR_CONFIG"] = str(config.path)
-served = [d for d in deployments(config) if d.flow_name == "promote-stage"]
-serve(*served, pause_on_shutdown=False)
-"""
-
-
-@contextmanager
-def _served(world: World) -> Iterator[None]:
-    started = datetime.datetime.now(datetime.UTC)
-    logfile = world.root / "serve.log"
-    with logfile.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVE],
-            env={**world.env, "PREFECT_RUNNER_POLL_FREQUENCY": "1", **HEARTBEAT_ENVIRONMENT},
-            cwd=world.root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            found = world.api.deployment_record(PROMOTE_STAGE, SERVED_DEPLOYMENT)
-            polled = found.get("last_polled") if found else None
-            if polled and datetime.datetime.fromisoformat(polled) > started:
-                break
-            assert server.poll() is None, logfile.read_text()[-3000:]
-            assert time.monotonic() < deadline, "promote-stage/conveyor not served in 90 s"
-            time.sleep(0.5)
-        yield
-    finally:
-        stop_process(server)
-        world.api.delete_deployment(PROMOTE_STAGE, SERVED_DEPLOYMENT)
 
 
 def _wait_final(world: World, run_id: str) -> str:
@@ -86,7 +41,7 @@ def test_a_run_cannot_be_pointed_at_another_configuration(world: World, tmp_path
     log_before = world.state_log()
     evil = tmp_path / "evil" / "conveyor.yaml"  # the attacker's own file (any path will do)
 
-    with _served(world):
+    with serving_promote_stage(world):
         try:
             run = world.api.create_flow_run(
                 PROMOTE_STAGE,

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conveyor.adapters.prefect_api import HEARTBEAT_SECONDS, SILENCE_SECONDS
 from tests.support.world import World, log_times
 
@@ -119,6 +121,7 @@ def _kill_tree(pid: int) -> None:
             _kill_tree(child)
 
 
+@pytest.mark.serial  # times Prefect's crash automation, which a busy server runs late
 def test_a_run_killed_mid_apply_converges_on_the_next_run(world: World) -> None:
     def slow_dev(pipeline: dict[str, Any]) -> None:
         _dev_only(pipeline)

@@ -11,6 +11,7 @@ are answered through Prefect's REST API, as `conveyor approve` does.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,12 @@ import yaml
 
 from conveyor.adapters import gitrepo
 from conveyor.adapters.kube import Kube
-from conveyor.adapters.prefect_api import FlowRun
+from conveyor.adapters.prefect_api import (
+    HEARTBEAT_ENVIRONMENT,
+    PROMOTE_STAGE,
+    SERVED_DEPLOYMENT,
+    FlowRun,
+)
 from conveyor.platform.components import PrefectServer
 from conveyor.platform.local import LocalPlatform
 from conveyor.records import state
@@ -262,3 +269,53 @@ def _write_config(world: World) -> None:
                 target["namespace"] = world.namespace(target["name"])
 
     world.edit_pipeline(isolate)
+
+
+SERVE_PROMOTE_STAGE = """
+import os
+from prefect import serve
+from conveyor.config.reader import load_config
+from deployments.serve import deployments
+config = load_config()
+os.environ["CONVEYOR_CONFIG"] = str(config.path)
+serve(*[d for d in deployments(config) if d.flow_name == "promote-stage"], pause_on_shutdown=False)
+"""
+
+
+@contextmanager
+def serving_promote_stage(world: World) -> Iterator[None]:
+    """`promote-stage/conveyor` served by a child process, as `conveyor serve` serves it (bound
+    to the world's configuration), until the block ends; then the deployment is deleted, so
+    later tests run flows in child processes again."""
+    logfile = world.root / "serve.log"
+    started = datetime.datetime.now(datetime.UTC)
+    with logfile.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVE_PROMOTE_STAGE],
+            env={**world.env, "PREFECT_RUNNER_POLL_FREQUENCY": "1", **HEARTBEAT_ENVIRONMENT},
+            cwd=world.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while not _polled_since(world, started):
+            assert server.poll() is None, logfile.read_text()[-3000:]
+            assert time.monotonic() < deadline, "promote-stage/conveyor not served within 90 s"
+            time.sleep(0.5)
+        yield
+    finally:
+        stop_process(server)
+        world.api.delete_deployment(PROMOTE_STAGE, SERVED_DEPLOYMENT)
+
+
+def _polled_since(world: World, started: datetime.datetime) -> bool:
+    found = world.api.deployment_record(PROMOTE_STAGE, SERVED_DEPLOYMENT)
+    polled = found.get("last_polled") if found else None
+    return bool(
+        found
+        and found.get("status") == "READY"
+        and polled
+        and datetime.datetime.fromisoformat(polled) > started
+    )

@@ -95,3 +95,25 @@ def test_a_busy_slot_is_asked_again_every_second_until_the_deadline() -> None:
 def test_other_errors_are_not_asked_again() -> None:
     with pytest.raises(httpx.HTTPStatusError):
         asyncio.run(_answers([422, 200], 10))
+
+
+async def _dropped(times: int, deadline_in: float) -> tuple[int, int]:
+    """A server that drops the connection `times` times, then answers 200."""
+    calls = 0
+
+    async def send() -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls <= times:
+            raise httpx.ReadError("connection closed by the server")
+        return _answer(200)
+
+    response = await send_soon_again(send, deadline=time.monotonic() + deadline_in, what="x")
+    return response.status_code, calls
+
+
+def test_a_dropped_connection_is_asked_again_until_the_deadline() -> None:
+    """Seen under load: a pooled keep-alive connection the server had just closed."""
+    assert asyncio.run(_dropped(2, 10)) == (200, 3)
+    with pytest.raises(httpx.ReadError):
+        asyncio.run(_dropped(100, 0.5))
