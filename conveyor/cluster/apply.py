@@ -541,7 +541,9 @@ def _kinds(group: Sequence[Mapping[str, Any]]) -> str:
 def _wait_established(
     kube: Kube, crds: Sequence[Mapping[str, Any]], progress: ProgressNote | None
 ) -> None:
-    """Block until every CRD reports Established, so its custom resources can be applied."""
+    """Block until every CRD reports Established and discovery serves its kinds (a busy API
+    server lists a new group moments after it reports Established), so its custom resources
+    can be applied."""
     if progress:
         progress(f"waiting for {len(crds)} CustomResourceDefinition(s) to be established")
     deadline = time.monotonic() + CRD_ESTABLISH_TIMEOUT
@@ -562,6 +564,23 @@ def _wait_established(
                 hint="check the API server's log for errors about these definitions",
             )
         if pending:
+            time.sleep(0.05)
+    for definition in crds:
+        spec = definition.get("spec", {})
+        kind = spec.get("names", {}).get("kind", "")
+        for version in spec.get("versions", []):
+            if version.get("served"):
+                _wait_discovered(kube, f"{spec.get('group')}/{version['name']}", kind, deadline)
+
+
+def _wait_discovered(kube: Kube, api_version: str, kind: str, deadline: float) -> None:
+    while True:
+        try:
+            kube.resource_type(api_version, kind)
+            return
+        except NotFound:
+            if time.monotonic() > deadline:
+                raise
             time.sleep(0.05)
 
 
