@@ -57,6 +57,7 @@ from conveyor.cluster.ordering import (
     owned_by,
     owner_app,
     phases,
+    placed,
 )
 from conveyor.errors import ClusterError, ConflictError
 from conveyor.kit.progress import ProgressNote
@@ -138,15 +139,9 @@ def prepare(
     crd_kinds = _kinds_defined_by(objects)
     scoped = []
     for obj in objects:
-        copied = copy.deepcopy(dict(obj))
-        metadata = copied.setdefault("metadata", {})
-        key = (copied["apiVersion"], copied["kind"])
+        key = (obj["apiVersion"], obj["kind"])
         namespaced = crd_kinds[key] if key in crd_kinds else kube.resource_type(*key).namespaced
-        if not namespaced:
-            metadata.pop("namespace", None)
-        elif not metadata.get("namespace"):
-            metadata["namespace"] = placement.namespace
-        scoped.append(copied)
+        scoped.append(placed(obj, namespaced=namespaced, namespace=placement.namespace))
     return label(scoped, app=placement.app, target=placement.target, digest=digest)
 
 

@@ -27,12 +27,16 @@ Pure: scope comes with the objects, so the rules are tested without a cluster.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.cluster.ordering import BUILTIN_GROUPS, group_of, is_cluster_scoped
+from conveyor.cluster.ordering import (
+    BUILTIN_GROUPS,
+    group_of,
+    is_cluster_scoped,
+    placed,
+)
 from conveyor.errors import RenderError
 from conveyor.kit.syntax import object_path
 
@@ -174,8 +178,8 @@ def refuse_outside_rendered(
     scope is known (a built-in kind, a kind a definition of the bundle declares) is placed as
     the apply will place it and checked; the others are left to the apply's check."""
     declared = _scopes_declared_by(objects)
-    placed: list[Mapping[str, Any]] = []
-    placed_origins: list[str] = []
+    checked: list[Mapping[str, Any]] = []
+    checked_origins: list[str] = []
     for index, obj in enumerate(objects):
         group_kind = (group_of(str(obj.get("apiVersion", ""))), str(obj.get("kind")))
         if group_kind in declared:
@@ -184,15 +188,9 @@ def refuse_outside_rendered(
             namespaced = group_kind not in BUILTIN_CLUSTER_SCOPED
         else:
             continue
-        copied = copy.deepcopy(dict(obj))
-        metadata = copied.setdefault("metadata", {})
-        if not namespaced:
-            metadata.pop("namespace", None)
-        elif not metadata.get("namespace"):
-            metadata["namespace"] = confinement.namespace
-        placed.append(copied)
-        placed_origins.append(origins[index] if index < len(origins) else "")
-    refuse_outside(placed, confinement, target=target, origins=placed_origins if origins else ())
+        checked.append(placed(obj, namespaced=namespaced, namespace=confinement.namespace))
+        checked_origins.append(origins[index] if index < len(origins) else "")
+    refuse_outside(checked, confinement, target=target, origins=checked_origins if origins else ())
 
 
 def _scopes_declared_by(objects: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], bool]:

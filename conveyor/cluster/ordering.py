@@ -196,3 +196,15 @@ def selector(*, app: str, target: str | None) -> str:
     if target is None:
         return f"{APP_LABEL}={app}"
     return f"{APP_LABEL}={app},{TARGET_LABEL}={target}"
+
+
+def placed(obj: Mapping[str, Any], *, namespaced: bool, namespace: str) -> dict[str, Any]:
+    """A copy of `obj` where the apply puts it: a namespaced object without a namespace in
+    `namespace`, a cluster-scoped one without any."""
+    copied = copy.deepcopy(dict(obj))
+    metadata = copied.setdefault("metadata", {})
+    if not namespaced:
+        metadata.pop("namespace", None)
+    elif not metadata.get("namespace"):
+        metadata["namespace"] = namespace
+    return copied
