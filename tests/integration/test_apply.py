@@ -555,8 +555,9 @@ def test_a_damaged_inventory_is_reported_and_rewritten_and_prunes_nothing(
     kube: Kube, namespace: str, objects: str
 ) -> None:
     """Anyone who can edit ConfigMaps in the namespace can write junk into the inventory: the
-    apply goes on (it never deletes on the word of junk) and writes a sound inventory."""
-    target = _target(namespace)
+    apply goes on (it never deletes on the word of junk) and writes a sound inventory. (An app
+    of its own: junk in an inventory of app `web` would keep other tests' shared objects.)"""
+    target = apply.Placement(f"junk-{uuid.uuid4().hex[:8]}", "dev", namespace)
     apply.apply_bundle(kube, [_configmap("keep"), _configmap("drop")], target, digest=DIGEST)
     inventory = kube.get("v1", "ConfigMap", target.inventory_name, namespace)
     assert inventory is not None
@@ -583,8 +584,9 @@ def test_a_damaged_inventory_of_another_target_keeps_shared_cluster_objects(
 ) -> None:
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster_names.append(("rbac.authorization.k8s.io/v1", "ClusterRole", name))
-    dev = apply.Placement("web", "dev", two_namespaces[0])
-    test = apply.Placement("web", "test", two_namespaces[1])
+    app = f"junk-{uuid.uuid4().hex[:8]}"  # its damaged inventory must not reach other tests
+    dev = apply.Placement(app, "dev", two_namespaces[0])
+    test = apply.Placement(app, "test", two_namespaces[1])
     for placement in (dev, test):
         apply.apply_bundle(kube, [_cluster_role(name), _configmap("c")], placement, digest=DIGEST)
     kube.apply(
