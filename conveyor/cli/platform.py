@@ -6,6 +6,7 @@ import shlex
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from conveyor.cli.output import Output, OutputOption, PlatformProgressPrinter, console, print_json
 from conveyor.platform.components import Health, describe
@@ -31,8 +32,14 @@ def _show(platform: LocalPlatform, healths: list[Health], output: Output) -> Non
         dead = sorted(name for name, pid in health.processes.items() if pid is None)
         alive = len(health.processes) - len(dead)
         processes = f"{alive} running" + (f", dead: {', '.join(dead)}" if dead else "")
-        verdict = "[green]healthy[/]" if health.healthy else "[red]down[/]"
-        table.add_row(health.component, verdict, health.address, processes, health.detail)
+        verdict = Text("healthy", style="green") if health.healthy else Text("down", style="red")
+        table.add_row(
+            Text(health.component),
+            verdict,
+            Text(health.address),
+            Text(processes),
+            Text(health.detail),
+        )
     console.print(table)
 
 

@@ -92,3 +92,10 @@ def _conveyor(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def test_platform_status_shows_health_as_words_not_markup(platform: LocalPlatform) -> None:
+    shown = _conveyor("platform", "status")
+    assert shown.returncode == 0, shown.stderr
+    assert "[green]" not in shown.stdout and "[/]" not in shown.stdout, shown.stdout
+    assert shown.stdout.count("healthy") == 3, shown.stdout
