@@ -111,3 +111,43 @@ def test_a_prefect_restart_during_a_gate_leaves_no_slot_held(
     assert code == 0 and "live matches" in again, again
     assert_git_and_cluster_agree(world, "dev")
     print(f"converged {time.monotonic() - restarted:.1f}s after the restart")
+
+
+def _approval_after_dev(pipeline: dict[str, object]) -> None:
+    """dev, then a `test` stage that needs an approval (no gates): the run waits at test.
+    The server restarts while the run waits, and again right after the answer."""
+    stages = pipeline["stages"]
+    assert isinstance(stages, list)
+    dev, test = stages[0], stages[1]
+    test["approval"] = {"required": True, "timeout": "10m"}
+    test.pop("gates", None)
+    test["autoPromote"] = False
+    pipeline["stages"] = [dev, test]
+
+
+@pytest.mark.parametrize("own_prefect", ["leases-in-files"], indirect=True)
+def test_a_prefect_restart_during_an_approval_wait_keeps_the_pause(
+    world: World, own_prefect: PrefectServer
+) -> None:
+    world.edit_pipeline(_approval_after_dev)
+    release = world.start("release", app=world.app)
+    paused = world.waiting_run("test", timeout=240)
+
+    began = time.monotonic()
+    _restart(own_prefect)
+    print(f"Prefect server restarted in {time.monotonic() - began:.1f}s")
+    time.sleep(5)  # the paused run polls its state: it must come through the restart waiting
+    assert release.poll() is None, world.finish(release)[1][-3000:]
+    assert world.waiting_run("test", timeout=30).id == paused.id
+
+    world.answer("test", approve=True, approver="carol")
+    _restart(own_prefect)  # again, before the run may have read the answer
+    code, output = world.finish(release, timeout=300)
+    print(f"release exited {code} {time.monotonic() - began:.1f}s after the restart")
+    assert code == 0, output[-4000:]
+    digest = world.desired("dev").digest  # type: ignore[union-attr]
+    evidence = world.evidence(digest, "test")
+    assert evidence is not None and evidence.approval is not None
+    assert evidence.approval.approver == "carol"
+    assert_git_and_cluster_agree(world, "dev", "test")
+    print(f"converged {time.monotonic() - began:.1f}s after the restart")

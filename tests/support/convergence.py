@@ -25,22 +25,24 @@ HELD_GATE = (
 """A command gate that says it started (touches $ENTERED) and then waits while $HOLD exists."""
 
 
+def held_gate(folder: Path) -> dict[str, Any]:
+    """A command gate running HELD_GATE, with its files in `folder` (`entered`, `hold`)."""
+    return {
+        "type": "command",
+        "name": "held",
+        "command": [sys.executable, "-c", HELD_GATE],
+        "env": {"ENTERED": str(folder / "entered"), "HOLD": str(folder / "hold")},
+        "timeout": "180s",
+    }
+
+
 def hold_the_dev_gate(folder: Path) -> Callable[[dict[str, Any]], None]:
-    """A pipeline edit: dev stops the release (autoPromote off) and runs HELD_GATE, with its
-    files in `folder` (`entered`, `hold`)."""
+    """A pipeline edit: dev stops the release (autoPromote off) and runs `held_gate(folder)`."""
 
     def edit(pipeline: dict[str, Any]) -> None:
         dev = pipeline["stages"][0]
         dev["autoPromote"] = False
-        dev["gates"] = [
-            {
-                "type": "command",
-                "name": "held",
-                "command": [sys.executable, "-c", HELD_GATE],
-                "env": {"ENTERED": str(folder / "entered"), "HOLD": str(folder / "hold")},
-                "timeout": "180s",
-            }
-        ]
+        dev["gates"] = [held_gate(folder)]
 
     return edit
 

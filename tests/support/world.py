@@ -283,10 +283,10 @@ serve(*[d for d in deployments(config) if d.flow_name == "promote-stage"], pause
 
 
 @contextmanager
-def serving_promote_stage(world: World) -> Iterator[None]:
-    """`promote-stage/conveyor` served by a child process, as `conveyor serve` serves it (bound
-    to the world's configuration), until the block ends; then the deployment is deleted, so
-    later tests run flows in child processes again."""
+def serving_promote_stage(world: World) -> Iterator[subprocess.Popen[bytes]]:
+    """`promote-stage/conveyor` served by a child process (yielded, the leader of its process
+    group), as `conveyor serve` serves it (bound to the world's configuration), until the block
+    ends; then the deployment is deleted, so later tests run flows in child processes again."""
     logfile = world.root / "serve.log"
     started = datetime.datetime.now(datetime.UTC)
     with logfile.open("w") as log:
@@ -304,7 +304,7 @@ def serving_promote_stage(world: World) -> Iterator[None]:
             assert server.poll() is None, logfile.read_text()[-3000:]
             assert time.monotonic() < deadline, "promote-stage/conveyor not served within 90 s"
             time.sleep(0.5)
-        yield
+        yield server
     finally:
         stop_process(server)
         world.api.delete_deployment(PROMOTE_STAGE, SERVED_DEPLOYMENT)
