@@ -4,7 +4,6 @@ history of the target is exactly that sequence and the cluster runs its last ent
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -16,10 +15,9 @@ from tests.support.convergence import (
     hold_the_dev_gate,
     wait_for,
 )
-from tests.support.world import World
+from tests.support.world import BUILT, World
 
 QUEUED = 20
-BUILT = re.compile(r"(sha256:[0-9a-f]{64}) at [0-9a-f]{40} \(commit ([0-9a-f]{40})\)")
 
 
 def _commit_version(world: World, number: int) -> str:

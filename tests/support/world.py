@@ -44,6 +44,8 @@ from tests.support.prefect import PrefectREST
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("dev", "test", "staging", "prod-eu", "prod-us")
+BUILT = re.compile(r"(sha256:[0-9a-f]{64}) at [0-9a-f]{40} \(commit ([0-9a-f]{40})\)")
+"""How a release's log names what it built: the bundle digest, then the commit it came from."""
 LOG_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \| \w+ *\| (.*)$", re.MULTILINE)
 
 
