@@ -50,6 +50,7 @@ import json
 import os
 import re
 import tempfile
+import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,7 @@ from typing import Any
 import oras.container
 import oras.provider
 import requests
+import urllib3
 
 from conveyor.errors import InputError, IntegrityError, RegistryError
 from conveyor.kit.digests import DIGEST, canonical_json, check_digest, sha256_digest
@@ -454,6 +456,7 @@ class RegistryStore(BundleStore):
         password: str | None = None,
         connect_timeout: float = 3.0,
         read_timeout: float = 30.0,
+        transfer_deadline: float = 300.0,
     ) -> None:
         if (username is None) != (password is None):
             raise InputError(
@@ -467,6 +470,9 @@ class RegistryStore(BundleStore):
             # On the session, so the very first request carries them: no 401, no re-sent blob.
             self._oras.session.auth = requests.auth.HTTPBasicAuth(username, password)
         self._scheme = "http" if location.plain_http else "https"
+        self._transfer_deadline = transfer_deadline
+        """Seconds a whole download may take: the read timeout bounds each wait for bytes, so
+        a registry trickling one byte at a time would otherwise hold a promotion for good."""
 
     @property
     def session(self) -> requests.Session:
@@ -530,7 +536,7 @@ class RegistryStore(BundleStore):
         ):
             if response.status_code == 404:
                 return None
-            return _read_at_most(response, size + 1)
+            return _read_at_most(response, size + 1, self._transfer_deadline)
 
     def _get_manifest(self, reference: str) -> tuple[bytes, str] | None:
         url = self._url(self._container.manifest_url(reference))
@@ -542,7 +548,7 @@ class RegistryStore(BundleStore):
         ):
             if response.status_code == 404:
                 return None
-            data = _read_at_most(response, _MAX_MANIFEST_BYTES)
+            data = _read_at_most(response, _MAX_MANIFEST_BYTES, self._transfer_deadline)
             return data, response.headers.get("Content-Type", MANIFEST_MEDIA_TYPE)
 
     def _put_manifest(self, data: bytes, media_type: str, tag: str) -> None:
@@ -589,15 +595,30 @@ class RegistryStore(BundleStore):
         return url
 
 
-def _read_at_most(response: requests.Response, limit: int) -> bytes:
+def _read_at_most(response: requests.Response, limit: int, deadline_seconds: float) -> bytes:
+    """At most `limit` bytes of the body, read within `deadline_seconds` in all (a
+    requests.Timeout, which `_errors` words, when the registry takes longer). Reads return what
+    has arrived (`read1`), so a body trickling in is seen to be late while it trickles."""
     chunks: list[bytes] = []
     total = 0
-    for chunk in response.iter_content(chunk_size=65536):
-        chunks.append(chunk)
-        total += len(chunk)
-        if total >= limit:
-            break
-    return b"".join(chunks)[:limit]
+    deadline = time.monotonic() + deadline_seconds
+    try:
+        while total < limit:
+            chunk = response.raw.read1(min(65536, limit - total), decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if time.monotonic() > deadline:
+                raise requests.Timeout(
+                    f"the transfer took longer than {deadline_seconds:g}s in all "
+                    f"({total} bytes received)"
+                )
+    except urllib3.exceptions.ReadTimeoutError as error:
+        raise requests.ReadTimeout(str(error)) from error
+    except urllib3.exceptions.HTTPError as error:
+        raise requests.ConnectionError(str(error)) from error
+    return b"".join(chunks)
 
 
 def _error_messages(response: requests.Response | None) -> str:
@@ -775,6 +796,7 @@ def open_store(
     password: str | None = None,
     connect_timeout: float = 3.0,
     read_timeout: float = 30.0,
+    transfer_deadline: float = 300.0,
 ) -> BundleStore:
     """The store for `host[:port]/repository` (a registry) or `oci:<folder>` (a layout folder)."""
     parsed = parse_location(location)
@@ -791,4 +813,5 @@ def open_store(
         password=password,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        transfer_deadline=transfer_deadline,
     )

@@ -387,12 +387,23 @@ def test_registry_killed_mid_push_leaves_nothing_pullable(
 
 
 class _FakeRegistry(http.server.BaseHTTPRequestHandler):
-    """Answers every request with HTTP 500, or never answers when the server says so."""
+    """Answers every request with HTTP 500, or never answers, or trickles a body one byte at a
+    time, as the server says."""
 
     def do_request(self) -> None:
         self.server.hits += 1  # type: ignore[attr-defined]
         if self.server.silent:  # type: ignore[attr-defined]
             time.sleep(3)
+            return
+        if self.server.trickle:  # type: ignore[attr-defined]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(40):  # a byte well within every read timeout, for 8 s in all
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.2)
             return
         body = json.dumps({"errors": [{"code": "UNKNOWN", "message": "disk on fire"}]}).encode()
         self.send_response(500)
@@ -412,6 +423,7 @@ def fake_registry() -> Iterator[http.server.ThreadingHTTPServer]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeRegistry)
     server.hits = 0  # type: ignore[attr-defined]
     server.silent = False  # type: ignore[attr-defined]
+    server.trickle = False  # type: ignore[attr-defined]
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -441,6 +453,20 @@ def test_a_registry_that_never_answers_times_out(
         store.find_by_tree_hash(TREE)
     assert time.monotonic() - started < 2
     assert fake_registry.hits == 1  # type: ignore[attr-defined]
+
+
+def test_a_registry_that_trickles_is_cut_at_the_transfer_deadline(
+    fake_registry: http.server.ThreadingHTTPServer,
+) -> None:
+    fake_registry.trickle = True  # type: ignore[attr-defined]
+    port = fake_registry.server_address[1]
+    store = oci.open_store(
+        f"127.0.0.1:{port}/tests/trickle", read_timeout=0.5, transfer_deadline=1.0
+    )
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match=r"reading manifest .* longer than 1s in all"):
+        store.pull("sha256:" + "ab" * 32)
+    assert time.monotonic() - started < 2.5
 
 
 def test_connect_timeout_is_short() -> None:
