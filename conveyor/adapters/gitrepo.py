@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import TypeAlias
+from typing import IO, TypeAlias
 
 import git
 from gitdb.base import IStream  # type: ignore[import-untyped]  # GitPython's object store
@@ -354,21 +354,48 @@ class StateRepository:
         self._key = hashlib.sha256(location.encode()).hexdigest()[:16]
         self._folder: Path | None = None
         self._repo: git.Repo | None = None
+        self._claim: tuple[int, IO[str]] | None = None
+        """(pid, open claim file) of the clone folder this object holds."""
+        self._claiming = threading.Lock()
 
     def __str__(self) -> str:
         return without_userinfo(self.location)
 
     @contextmanager
     def _clone(self) -> Iterator[git.Repo]:
-        """This process's working clone (a bare one: nothing is checked out), locked for the
-        calling thread. Its folder names the host and pid, so no two processes share one, and a
-        clone left by a dead process is reused safely (every operation fetches first)."""
-        folder = self._workdir / f"{self._key}-{socket.gethostname()}-{os.getpid()}"
+        """This object's working clone (a bare one: nothing is checked out), locked for the
+        calling thread; see `_claimed_folder` for whose it is."""
+        folder = self._claimed_folder()
         with _clone_lock(folder), _git_errors(self.location):
             if self._repo is None or self._folder != folder:
                 self._repo = self._open_clone(folder)
                 self._folder = folder
             yield self._repo
+
+    def _claimed_folder(self) -> Path:
+        """A clone folder no live process uses: the first numbered slot whose claim file this
+        process can lock. The lock lasts as long as this object (or its process), so a slot is
+        never shared, and the slot of a process that ended (a flow run, a reconcile cycle) is
+        reused by the next one with its objects already fetched: the folder holds as many
+        clones as processes ever ran at once, not one per process that ever ran. A forked child
+        claims a slot of its own."""
+        with self._claiming:
+            if self._claim is not None and self._claim[0] == os.getpid():
+                return Path(self._claim[1].name).with_suffix("")
+            self._workdir.mkdir(parents=True, exist_ok=True)
+            prefix = f"{self._key}-{socket.gethostname()}"
+            slot = 0
+            while True:
+                path = self._workdir / f"{prefix}-{slot}.claim"
+                claim = path.open("a")
+                try:
+                    fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    claim.close()
+                    slot += 1
+                    continue
+                self._claim = (os.getpid(), claim)
+                return path.with_suffix("")
 
     @contextmanager
     def _host_lock(self) -> Iterator[None]:

@@ -522,3 +522,38 @@ def test_threads_sharing_one_process_take_turns_on_its_clone(bare: Path, tmp_pat
     assert errors == []
     assert len(_files(bare, "apps/web")) == 12
     assert int(_git(bare, "rev-list", "--count", "main")) == 13
+
+
+def _clones(workdir: Path) -> list[str]:
+    return sorted(path.name for path in workdir.iterdir() if path.is_dir())
+
+
+def test_processes_that_run_one_after_another_reuse_one_working_clone(
+    bare: Path, tmp_path: Path
+) -> None:
+    """A served worker runs each flow in a process of its own: before, every one of them left
+    a clone behind (1,661 clones, 490 MB in one developer cache). A finished process's slot is
+    taken by the next, and processes running at once each get their own."""
+    workdir = tmp_path / "work"
+    gitrepo.open_state_repository(str(bare), workdir)
+    context = multiprocessing.get_context("fork")
+    for n in range(4):
+        writer = context.Process(target=_record_one, args=(str(bare), str(workdir), n))
+        writer.start()
+        writer.join(timeout=60)
+        assert writer.exitcode == 0
+    assert len(_clones(workdir)) == 1, _clones(workdir)
+
+    held = gitrepo.open_state_repository(str(bare), workdir)
+    held.read("apps/web/t0.yaml")  # holds slot 0 while the next process writes
+    writer = context.Process(target=_record_one, args=(str(bare), str(workdir), 9))
+    writer.start()
+    writer.join(timeout=60)
+    assert writer.exitcode == 0
+    assert len(_clones(workdir)) == 2, _clones(workdir)
+    assert state.read_desired(held, "web", "t9") == desired("t9", n=9)
+
+
+def _record_one(location: str, workdir: str, n: int) -> None:  # runs in a child process
+    repo = gitrepo.open_state_repository(location, Path(workdir))
+    state.record(repo, desired=desired(f"t{n}", n=n))
