@@ -10,9 +10,19 @@ from flows.steps import promote_through_stage
 
 
 @flow(name=PROMOTE_STAGE, flow_run_name="promote-{app}-{stage}-{digest}")
-async def promote_stage(app: str, digest: str, stage: str, break_glass: str | None = None) -> None:
+async def promote_stage(
+    app: str,
+    digest: str,
+    stage: str,
+    break_glass: str | None = None,
+    request_signature: str | None = None,
+) -> None:
     """Promote `digest` into `stage` if it passed the previous stage, no freeze window is
     active, and (where required) a person approves these exact manifests. `break_glass`, a
-    reason, passes the freeze windows with an approval, recorded in git as a break glass."""
+    reason, passes the freeze windows with an approval, recorded in git as a break glass.
+    `request_signature`, the promoter's SSH signature of the request (`conveyor promote
+    --sign-with`), says who asked, for stages whose signed approvals may not come from them."""
     context = await run_context(app)
-    await promote_through_stage(context, digest, stage, break_glass=break_glass)
+    await promote_through_stage(
+        context, digest, stage, break_glass=break_glass, request_signature=request_signature
+    )

@@ -301,12 +301,14 @@ async def promote_through_stage(
     provenance: Provenance | None = None,
     *,
     break_glass: str | None = None,
+    request_signature: str | None = None,
 ) -> list[TargetOutcome]:
     """Policy, lock, approval, the stage's targets within its budget, soak, evidence, report.
     `provenance` (a release's ref and commit) is shown to approvers; without it, the bundle's
     own source and commit annotations are. `break_glass` (a reason) lets the digest pass the
     stage's freeze windows, and only that: it needs an approval even where the stage asks for
-    none, and git records it as such."""
+    none, and git records it as such. `request_signature` names the promoter to a stage whose
+    signed approvals may not come from them (flows/approval.py)."""
     logger = get_run_logger()
     app = context.app
     stage = app.pipeline.stage(stage_name)
@@ -327,7 +329,13 @@ async def promote_through_stage(
         approved_by = None
         if stage.approval.required or break_glass:
             approved_by = await obtain_approval(
-                context, stage, digest, renders, provenance, break_glass=break_glass
+                context,
+                stage,
+                digest,
+                renders,
+                provenance,
+                break_glass=break_glass,
+                request_signature=request_signature,
             )
         reports.announce(
             "promotion.started",

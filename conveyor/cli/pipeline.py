@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from rich.table import Table
 
+from conveyor.adapters import sshsig
 from conveyor.adapters.prefect_api import (
     PROMOTE_STAGE,
     RECONCILE,
@@ -49,6 +50,7 @@ from conveyor.errors import ConveyorError, InputError
 from conveyor.kit.digests import check_digest
 from conveyor.kit.paths import state_dir
 from conveyor.platform import process
+from conveyor.promotion import signatures
 from conveyor.records import halt, state
 
 if TYPE_CHECKING:
@@ -226,6 +228,12 @@ def promote(
         help="REASON: pass the stage's freeze windows; needs an approval, recorded in git",
     ),
     approve_as: str | None = ApproveAsOption,
+    sign_with: Path | None = typer.Option(
+        None,
+        "--sign-with",
+        help="KEY: sign the request with this SSH private key, so a stage that forbids the "
+        "promoter's approval knows who you are",
+    ),
     wait: bool = WaitOption,
     config: Path | None = ConfigOption,
     output: Output = OutputOption,
@@ -242,6 +250,9 @@ def promote(
         if not break_glass.strip():
             raise InputError("--break-glass needs a reason: why the freeze may be broken")
         parameters["break_glass"] = break_glass
+    if sign_with is not None:
+        statement = signatures.request_statement(app, stage, parameters["digest"])
+        parameters["request_signature"] = sshsig.sign(statement, sign_with)
     _run_flow(PROMOTE_STAGE, parameters, loaded, _Following(wait, output, approve_as))
 
 
@@ -285,9 +296,11 @@ def _answer(
     reason: str,
     config: Path | None,
     digest: str | None,
+    signing: _Signing | None = None,
 ) -> None:
     """Answer the one run waiting for an approval of `stage` (of `digest`, when given), after
-    printing the form it shows: the digest, where it was built from, what it changes."""
+    printing the form it shows: the digest, where it was built from, what it changes; with
+    `signing`, the answer carries SSH signatures of what the form asks to be signed."""
     load_config(config).app(app).pipeline.stage(stage)
     if not approver.strip():
         raise InputError("--approver is empty: an approval is recorded with who gave it")
@@ -310,7 +323,10 @@ def _answer(
         )
     [(run, form)] = waiting.items()
     say(form.rstrip())
-    verdict = api.resume(run.id, {"approve": approve, "approver": approver, "reason": reason})
+    answer: dict[str, Any] = {"approve": approve, "approver": approver, "reason": reason}
+    if signing is not None:
+        answer["signatures"] = signing.signatures(app, stage, form)
+    verdict = api.resume(run.id, answer)
     if verdict != "ACCEPT":
         raise ConveyorError(f"Prefect did not resume {run.name}: {verdict}")
     shown = _form_digest(form) or "(digest not shown)"
@@ -321,6 +337,33 @@ def _answer(
 def _form_digest(form: str) -> str | None:
     found = _FORM_DIGEST.search(form)
     return found.group(1) if found else None
+
+
+@dataclass(frozen=True)
+class _Signing:
+    """Signatures an approval carries: made now with a key, or made before (files)."""
+
+    key: Path | None
+    files: tuple[Path, ...]
+
+    def signatures(self, app: str, stage: str, form: str) -> list[str]:
+        digest, rendered_hash = _form_digest(form), signatures.rendered_hash_in(form)
+        if digest is None or rendered_hash is None:
+            raise InputError(
+                f"the run waiting at {stage} asks for no signed approval (its form names no "
+                "rendered hash to sign)",
+                hint="approve it without --sign-with/--signature",
+            )
+        made = []
+        if self.key is not None:
+            statement = signatures.approval_statement(app, stage, digest, rendered_hash)
+            made.append(sshsig.sign(statement, self.key))
+        for file in self.files:
+            try:
+                made.append(file.read_text())
+            except OSError as error:
+                raise InputError(f"--signature {file}: {error.strerror}") from error
+        return made
 
 
 DigestAnswerOption = typer.Option(
@@ -334,10 +377,22 @@ def approve(
     approver: str = typer.Option(getpass.getuser(), help="who approves (recorded in git)"),
     reason: str = typer.Option("", help="why (recorded in git)"),
     digest: str | None = DigestAnswerOption,
+    sign_with: Path | None = typer.Option(
+        None,
+        "--sign-with",
+        help="KEY: sign the approval (digest and rendered hash) with this SSH private key, "
+        "for stages that require signed approvals",
+    ),
+    signature: list[Path] = typer.Option(
+        [],
+        "--signature",
+        help="FILE: an armored SSH signature someone made of this approval (repeatable)",
+    ),
     config: Path | None = ConfigOption,
 ) -> None:
     """Approve the run waiting at STAGE: bound to its digest and rendered manifests."""
-    _answer(app, stage, True, approver, reason, config, digest)
+    signing = _Signing(sign_with, tuple(signature)) if sign_with or signature else None
+    _answer(app, stage, True, approver, reason, config, digest, signing)
 
 
 def reject(

@@ -6,7 +6,8 @@ of the process that runs them; `conveyor serve` tags each deployment with the di
 configuration it loaded, and a run of that deployment refuses to start when the configuration
 it reads now has another digest (someone edited it after serve started, or pointed the run
 elsewhere). The digest covers every YAML file under the configuration's folder, so a pipeline or
-a target's parameter file counts as much as conveyor.yaml.
+a target's parameter file counts as much as conveyor.yaml, and every allowed-signers file a stage
+names (who may sign an approval is configuration too).
 """
 
 from __future__ import annotations
@@ -20,16 +21,24 @@ TAG_PREFIX = "conveyor-config:"
 
 
 def config_digest(config: Config) -> str:
-    """`sha256:<hex>` over the relative path and bytes of each YAML file under config.root."""
+    """`sha256:<hex>` over the path and bytes of each YAML file under config.root and of each
+    allowed-signers file (paths relative to config.root where they are under it)."""
     digest = hashlib.sha256()
-    files = sorted(
+    signers = {
+        stage.approval.signatures.allowed_signers
+        for app in config.apps.values()
+        for stage in app.pipeline.stages
+        if stage.approval.signatures is not None
+    }
+    yaml_files = {
         path
         for pattern in ("*.yaml", "*.yml")
         for path in config.root.rglob(pattern)
         if path.is_file()
-    )
-    for path in files:
-        relative = path.relative_to(config.root).as_posix().encode()
+    }
+    for path in sorted(yaml_files | signers):
+        shown = path.relative_to(config.root) if path.is_relative_to(config.root) else path
+        relative = shown.as_posix().encode()
         content = path.read_bytes()
         digest.update(len(relative).to_bytes(8, "big") + relative)
         digest.update(len(content).to_bytes(8, "big") + content)

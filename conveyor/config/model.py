@@ -111,11 +111,24 @@ class FreezeWindow:
 
 
 @dataclass(frozen=True)
+class SignatureRule:
+    """A stage's approvals must be signed with SSH keys (conveyor.promotion.signatures):
+    `required` distinct signers listed in the `allowed_signers` file, never the promoter when
+    `forbid_promoter`."""
+
+    required: int
+    allowed_signers: Path
+    forbid_promoter: bool
+
+
+@dataclass(frozen=True)
 class ApprovalRule:
-    """Whether a person must approve a digest before it enters the stage, and how long to wait."""
+    """Whether a person must approve a digest before it enters the stage, how long to wait, and
+    whether the approval must be signed (None: the form's answer is enough)."""
 
     required: bool
     timeout: float
+    signatures: SignatureRule | None = None
 
 
 @dataclass(frozen=True)

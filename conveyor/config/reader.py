@@ -36,6 +36,16 @@ resource of its kind) and ordered `stages`, each with:
     budget {name, limit} (optional: at most `limit` targets of every stage naming this budget,
     in any app, deploy at once)
 
+An approval may have to be signed with the approvers' SSH keys (conveyor.promotion.signatures):
+
+    approval:
+      required: true
+      signatures:
+        required: 2                         # distinct signers (principals and keys), default 1
+        allowedSigners: signers/prod        # git's allowed-signers format, relative to this
+                                            # folder; part of the configuration's digest
+        forbidPromoter: true                # the signer of the promotion request may not sign
+
 A target: `name` (unique across the pipeline), `cluster` (a key of `clusters`), `namespace`,
 `parameters` (a file of name: value, relative to the config folder; default
 `environments/<target name>.yaml`; it must exist and hold a mapping), `forceConflicts` false,
@@ -117,6 +127,7 @@ from conveyor.config.model import (
     Gate,
     HttpGate,
     Pipeline,
+    SignatureRule,
     Stage,
     Target,
     Weekly,
@@ -423,13 +434,15 @@ class _PipelineReader:
             gate = _gate(raw_gate, gate_at, gates_of_type)
             _unique(gate.name, gate_at.key("name"), gate_names, "gate", "in a stage")
             gates.append(gate)
-        approval = fields.section("approval", ("required", "timeout"), default={})
+        approval = fields.section("approval", ("required", "timeout", "signatures"), default={})
         return Stage(
             name=name,
             targets=targets,
             gates=tuple(gates),
             approval=ApprovalRule(
-                approval.boolean("required", False), approval.duration("timeout", "1h")
+                approval.boolean("required", False),
+                approval.duration("timeout", "1h"),
+                self.signatures(approval),
             ),
             soak=fields.duration("soak", "0s", zero=True),
             freeze_windows=tuple(
@@ -439,6 +452,30 @@ class _PipelineReader:
             auto_promote=fields.boolean("autoPromote", True),
             parallelism=fields.integer("parallelism", 1, minimum=1),
             budget=_budget(fields.get("budget", None), at.key("budget")),
+        )
+
+    def signatures(self, approval: _ConfigFields) -> SignatureRule | None:
+        """A stage's `approval.signatures`, its allowed-signers file checked to exist."""
+        if approval.get("signatures", None) is None:
+            return None
+        at = approval.at.key("signatures")
+        if not approval.boolean("required", False):
+            raise approval.at.key("required").error(
+                "signatures are configured but the approval is not required",
+                hint="set approval.required: true, or remove approval.signatures",
+            )
+        rule = approval.section("signatures", ("required", "allowedSigners", "forbidPromoter"))
+        signers = _normal(self.root / rule.string("allowedSigners"))
+        if not signers.is_file():
+            raise at.key("allowedSigners").error(
+                f"{display_path(signers)} does not exist",
+                hint="an allowed-signers file as git uses (`principal [options] key-type key`, "
+                f"one per line), relative to the folder of {self.config_file}",
+            )
+        return SignatureRule(
+            required=rule.integer("required", 1, minimum=1),
+            allowed_signers=signers,
+            forbid_promoter=rule.boolean("forbidPromoter", False),
         )
 
     def target(self, raw: JsonValue, at: Place, stage: str, stage_rules: HealthRules) -> Target:

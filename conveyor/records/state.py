@@ -82,14 +82,26 @@ class GateRecord:
 
 
 @dataclass(frozen=True)
+class ApprovalSignature:
+    """One signer of an approval: the allowed-signers principal, the key's fingerprint and the
+    armored SSH signature itself, so anyone can verify the record again."""
+
+    principal: str
+    fingerprint: str
+    signature: str
+
+
+@dataclass(frozen=True)
 class Approval:
-    """A person's decision on a digest, valid only for the rendered manifests it was given for."""
+    """A person's decision on a digest, valid only for the rendered manifests it was given for;
+    on a stage that requires signed approvals, with the signatures that made it."""
 
     decision: Decision
     approver: str
     reason: str
     rendered_hash: str
     at: datetime
+    signatures: tuple[ApprovalSignature, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -256,7 +268,8 @@ _DESIRED_KEYS = (
 )
 _EVIDENCE_KEYS = ("app", "digest", "stage", "verdict", "gates", "approval")
 _GATE_KEYS = ("name", "verdict", "reason", "durationSeconds", "finishedAt")
-_APPROVAL_KEYS = ("decision", "approver", "reason", "renderedHash", "at")
+_APPROVAL_KEYS = ("decision", "approver", "reason", "renderedHash", "at", "signatures")
+_SIGNATURE_KEYS = ("principal", "fingerprint", "signature")
 
 
 def _kind(value: object) -> str:
@@ -336,8 +349,28 @@ def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:
             "reason": approval.reason,
             "renderedHash": approval.rendered_hash,
             "at": _rfc3339(approval.at, "approval.at"),
+            **(
+                {
+                    "signatures": [
+                        {
+                            "principal": signed.principal,
+                            "fingerprint": signed.fingerprint,
+                            "signature": signed.signature,
+                        }
+                        for signed in approval.signatures
+                    ]
+                }
+                if approval.signatures
+                else {}
+            ),
         },
     }
+
+
+def _signature_from(fields: _StateFields) -> ApprovalSignature:
+    return ApprovalSignature(
+        fields.string("principal"), fields.string("fingerprint"), fields.text("signature")
+    )
 
 
 def evidence_from_dict(data: object, where: str) -> Evidence:
@@ -364,6 +397,10 @@ def evidence_from_dict(data: object, where: str) -> Evidence:
             reason=approval_fields.text("reason"),
             rendered_hash=approval_fields.digest("renderedHash"),
             at=approval_fields.time("at"),
+            signatures=tuple(
+                _signature_from(_StateFields(item, at, _SIGNATURE_KEYS))
+                for item, at in approval_fields.items("signatures", default=[])
+            ),
         )
     return Evidence(app, digest, stage, verdict, gates, approval)
 

@@ -22,6 +22,7 @@ from conveyor.bundles.lint import lint
 from conveyor.bundles.render import resolve_parameters
 from conveyor.bundles.source import load_source
 from conveyor.cli import bundle as bundle_commands
+from conveyor.config.binding import config_digest
 from conveyor.config.model import (
     BundleTestsGate,
     CommandGate,
@@ -1234,4 +1235,61 @@ def test_bad_target_confinement_settings_name_the_key(
     with pytest.raises(ConfigError) as error:
         load(tree, isolated)
     assert f"{PIPELINE}: stages[0].targets[0]." in str(error.value)
+    assert fragment in str(error.value)
+
+
+def test_a_stage_may_require_signed_approvals(isolated: Path) -> None:
+    tree = Tree()
+    tree.files["signers/prod"] = "alice@example.com ssh-ed25519 AAAA\n"
+    stages(tree)[2]["approval"] = {
+        "required": True,
+        "signatures": {"required": 2, "allowedSigners": "signers/prod", "forbidPromoter": True},
+    }
+
+    config = load(tree, isolated)
+    rule = config.app("web").pipeline.stage("prod").approval.signatures
+    assert rule is not None
+    assert (rule.required, rule.forbid_promoter) == (2, True)
+    assert rule.allowed_signers == isolated / "config" / "signers" / "prod"
+    assert config.app("web").pipeline.stage("dev").approval.signatures is None
+
+    before = config_digest(config)
+    (isolated / "config" / "signers" / "prod").write_text("mallory@example.com ssh-ed25519 B\n")
+    assert config_digest(load_config(isolated / "config" / "conveyor.yaml")) != before, (
+        "who may sign is part of the configuration's digest"
+    )
+
+
+@pytest.mark.parametrize(
+    ("approval", "fragment"),
+    [
+        (
+            {"required": False, "signatures": {"allowedSigners": "signers/prod"}},
+            "approval.required: signatures are configured but the approval is not required",
+        ),
+        (
+            {"required": True, "signatures": {"allowedSigners": "signers/none"}},
+            "approval.signatures.allowedSigners: config/signers/none does not exist",
+        ),
+        (
+            {"required": True, "signatures": {"required": 0, "allowedSigners": "signers/prod"}},
+            "approval.signatures.required: must be >= 1, got 0",
+        ),
+        (
+            {"required": True, "signatures": {"allowedsigners": "signers/prod"}},
+            "approval.signatures.allowedsigners: unknown key",
+        ),
+    ],
+    ids=["not-required", "no-file", "zero", "typo"],
+)
+def test_bad_signature_settings_name_the_key(
+    isolated: Path, approval: dict[str, Any], fragment: str
+) -> None:
+    tree = Tree()
+    tree.files["signers/prod"] = "alice@example.com ssh-ed25519 AAAA\n"
+    stages(tree)[2]["approval"] = approval
+
+    with pytest.raises(ConfigError) as error:
+        load(tree, isolated)
+    assert f"{PIPELINE}: stages[2]." in str(error.value)
     assert fragment in str(error.value)

@@ -13,7 +13,13 @@ import yaml
 
 from conveyor.errors import InputError, StateError
 from conveyor.records import state
-from conveyor.records.state import Approval, DesiredState, Evidence, GateRecord
+from conveyor.records.state import (
+    Approval,
+    ApprovalSignature,
+    DesiredState,
+    Evidence,
+    GateRecord,
+)
 
 DIGEST = "sha256:" + "3f2a1c" + "0" * 58
 OTHER = "sha256:" + "b" * 64
@@ -113,10 +119,30 @@ def test_desired_state_round_trips(value: DesiredState) -> None:
     assert state.desired_from_yaml(state.desired_to_yaml(value), DESIRED_PATH) == value
 
 
+SIGNATURE = "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n"
+
+
 @pytest.mark.parametrize(
     "value",
-    [evidence(), evidence(approval=None, verdict="pending"), evidence(gates={})],
-    ids=["full", "pending-without-approval", "no-gates-yet"],
+    [
+        evidence(),
+        evidence(approval=None, verdict="pending"),
+        evidence(gates={}),
+        evidence(
+            approval=Approval(
+                "approved",
+                "bob@example.com, carol@example.com",
+                "",
+                RENDERED,
+                WHEN,
+                (
+                    ApprovalSignature("bob@example.com", "SHA256:b", SIGNATURE),
+                    ApprovalSignature("carol@example.com", "SHA256:c", SIGNATURE),
+                ),
+            )
+        ),
+    ],
+    ids=["full", "pending-without-approval", "no-gates-yet", "signed"],
 )
 def test_evidence_round_trips(value: Evidence) -> None:
     assert state.evidence_from_yaml(state.evidence_to_yaml(value), EVIDENCE_PATH) == value
