@@ -178,7 +178,8 @@ def run_command(
             name, False, f"cannot run {command[0]}: {error.strerror or error}", _since(started)
         )
     assert process.stdout is not None, "stdout=PIPE"
-    output = _OutputTail(OUTPUT_TAIL)
+    secrets = secret_values(os.environ, environment)
+    output = _OutputTail(OUTPUT_TAIL, secrets)
     with process.stdout as pipe:
         finished = _read_until_exit(process, pipe.fileno(), output, started + timeout)
         # Whatever the command left running in its session goes too (at the deadline: all of it).
@@ -187,11 +188,10 @@ def run_command(
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         complete = _read_to_end(pipe.fileno(), output, time.monotonic() + OUTPUT_GRACE)
-    secrets = secret_values(os.environ, environment)
     if not finished:
         late = f"`{' '.join(command)}` did not finish in {timeout:.0f}s"
         return GateResult(name, False, mask(late, secrets), _since(started))
-    text = mask(output.text(), secrets)
+    text = output.text()
     if not complete:
         text += (
             f"\n[stopped reading after {OUTPUT_GRACE:g}s: a process the command started outside "
@@ -205,24 +205,34 @@ def run_command(
 
 
 class _OutputTail:
-    """The last `limit` bytes of a stream, and how many came before them."""
+    """The last `limit` bytes of a stream with `secrets` masked, and how many came before them.
+    It keeps as many bytes more as the longest secret has, and masks before it cuts, so a
+    secret the cut splits in two is masked whole rather than leaving its end behind."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, secrets: Sequence[str]) -> None:
+        self._secrets = [secret.encode() for secret in secrets]
         self._limit = limit
+        self._margin = max((len(secret) for secret in self._secrets), default=0)
         self._kept = bytearray()
         self._dropped = 0
 
     def add(self, chunk: bytes) -> None:
         self._kept += chunk
-        excess = len(self._kept) - self._limit
+        excess = len(self._kept) - self._limit - self._margin
         if excess > 0:
             del self._kept[:excess]
             self._dropped += excess
 
     def text(self) -> str:
-        text = self._kept.decode(errors="replace").strip()
-        if self._dropped:
-            return f"[{self._dropped} earlier bytes of output dropped]\n{text}"
+        kept = bytes(self._kept)
+        for secret in self._secrets:
+            kept = kept.replace(secret, MASK.encode())
+        cut = max(0, len(self._kept) - self._limit)
+        if cut:
+            kept = kept[-self._limit :]
+        text = kept.decode(errors="replace").strip()
+        if self._dropped + cut:
+            return f"[{self._dropped + cut} earlier bytes of output dropped]\n{text}"
         return text
 
 

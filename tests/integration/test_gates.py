@@ -392,6 +392,25 @@ def test_a_command_gate_cannot_read_the_workers_credentials_and_secrets_are_mask
     assert "7f3a" not in result.reason
 
 
+@pytest.mark.parametrize("split", [4, 8, 15])
+def test_a_secret_cut_in_two_by_the_output_limit_is_masked_all_the_same(split: int) -> None:
+    """The gate keeps the last OUTPUT_TAIL bytes; a secret straddling that cut left its end in
+    the evidence, since masking ran over what was kept."""
+    secret = "tail-secret-9c41"
+    code = (
+        "import os, sys\n"
+        "secret = os.environ['GATE_TOKEN']\n"
+        f"sys.stdout.write('x' * 5000 + secret + 'y' * ({gates.OUTPUT_TAIL} - {split}))\n"
+        "sys.exit(1)\n"
+    )
+
+    result = gates.run_command("cut", _python(code), environment={"GATE_TOKEN": secret}, timeout=30)
+
+    assert not result.passed
+    assert "y" * 100 in result.reason, "the end of the output is kept"
+    assert secret[-split:] not in result.reason.replace("y", ""), result.reason[:120]
+
+
 # --- run_test_jobs on the real cluster ----------------------------------------------------------
 
 
