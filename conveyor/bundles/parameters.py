@@ -20,7 +20,7 @@ from typing import Any
 
 from conveyor.bundles.schema import ParameterSchema
 from conveyor.errors import ConfigError, RenderError
-from conveyor.kit.redaction import short_hash, shortened, value_hash
+from conveyor.kit.redaction import hash_matches, short_hash, shortened, value_hash
 from conveyor.kit.strict_yaml import JsonValue, load_documents, read_yaml_file
 
 SENSITIVE_KEY = "sensitive"
@@ -84,7 +84,7 @@ def restore_sensitive(
                 "target's configuration has no value for it",
                 hint=f"set {name} in the target's parameters again, or promote anew",
             )
-        if value_hash(configured[name]) != value[SENSITIVE_KEY]:
+        if not hash_matches(configured[name], str(value[SENSITIVE_KEY])):
             raise RenderError(
                 f"{where}: sensitive parameter {name!r}: the configured value "
                 f"({short_hash(configured[name])}) is not the one recorded "

@@ -37,6 +37,7 @@ from conveyor.bundles.parameters import SENSITIVE_KEY, is_withheld
 from conveyor.errors import InputError, StateError
 from conveyor.kit.digests import DIGEST, check_digest
 from conveyor.kit.fields import Fields, Place, is_text
+from conveyor.kit.redaction import SECRET_HASH
 from conveyor.kit.strict_yaml import read_yaml
 from conveyor.kit.syntax import DNS_LABEL, DNS_LABEL_RULE, parse_rfc3339
 
@@ -239,7 +240,7 @@ class _StateFields(Fields):
         values = dict(self.expect(key, "a mapping of parameter names", _is_parameter_mapping))
         for name, value in values.items():
             if isinstance(value, dict) and not (
-                is_withheld(value) and DIGEST.fullmatch(str(value[SENSITIVE_KEY]))
+                is_withheld(value) and SECRET_HASH.fullmatch(str(value[SENSITIVE_KEY]))
             ):
                 raise self.error(
                     key,

@@ -20,6 +20,7 @@ from conveyor.cluster import drift
 from conveyor.cluster.ordering import ObjectRef
 from conveyor.config.model import Cluster, Target
 from conveyor.errors import RenderError, SourceError, StateError
+from conveyor.kit.digests import json_digest
 from conveyor.kit.redaction import short_hash, value_hash, without_userinfo
 from conveyor.promotion.reports import Provenance, approval_form
 from conveyor.records import state
@@ -59,6 +60,25 @@ def test_urls_lose_their_user_info(text: str, expected: str) -> None:
 def test_a_short_hash_is_the_start_of_the_full_one() -> None:
     assert short_hash(SECRET) == value_hash(SECRET)[:15] + "…"
     assert SECRET not in short_hash(SECRET)
+
+
+def test_a_recorded_secret_is_a_slow_hash_not_a_plain_sha256() -> None:
+    """A plain sha256 in git lets a weak password be guessed offline at GPU speed."""
+    assert value_hash(SECRET).startswith("scrypt:")
+    assert value_hash(SECRET)[7:] != json_digest(SECRET)[7:]
+    assert value_hash(SECRET) == value_hash(SECRET) != value_hash(SECRET + "!")
+
+
+def test_a_secret_recorded_before_as_sha256_is_still_restored() -> None:
+    older = {"password": {"sensitive": json_digest(SECRET)}, "replicas": 2}
+    content = state.desired_to_yaml(desired(older))
+    read = state.desired_from_yaml(content, "apps/web/dev.yaml").parameters
+    assert restore_sensitive(read, {"password": SECRET}, "web/dev") == {
+        "password": SECRET,
+        "replicas": 2,
+    }
+    with pytest.raises(RenderError, match="is not the one recorded"):
+        restore_sensitive(read, {"password": "changed"}, "web/dev")
 
 
 def secret(**fields: Any) -> dict[str, Any]:
@@ -107,7 +127,7 @@ def test_a_drifting_secret_shows_hashes_never_values(
     shown_text = found.describe() + str(found.rows()) + str(found.as_dict())
     for value in (SECRET, b64(SECRET), "other", b64("other")):
         assert value not in shown_text
-    assert "sha256:" in shown_text
+    assert "scrypt:" in shown_text
 
 
 SCHEMA = parse_parameter_schema(
