@@ -8,6 +8,7 @@ digest or tag, parameters from files and --set, and the target is named by --app
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,45 @@ NamespaceOption = typer.Option(..., "--namespace", "-n", help="target namespace"
 ValuesOption = typer.Option([], "--values", "-f", help="parameter file (repeatable)")
 SetOption = typer.Option([], "--set", help="name=value (repeatable, wins over files)")
 TimeoutOption = typer.Option(300.0, "--timeout", help="seconds to wait for readiness")
+AllowNamespaceOption = typer.Option(
+    [], "--allow-namespace", help="another namespace the bundle may write to (repeatable)"
+)
+AllowClusterScopedOption = typer.Option(
+    [],
+    "--allow-cluster-scoped",
+    help="a cluster-scoped kind the bundle may apply beyond CustomResourceDefinition, "
+    "ClusterRole and its own Namespace: Kind or Kind.group (repeatable)",
+)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    digest: str
+    objects: list[dict[str, Any]]
+    origins: tuple[str, ...]
+    """The file each of `objects` came from, for messages."""
+    kube: Kube
+
+
+def _prepared(
+    reference: str,
+    app: str,
+    store: str | None,
+    values: list[Path],
+    set_: list[str],
+    kubeconfig: Path | None,
+    context: str | None,
+) -> _Prepared:
+    loaded = load_reference(reference, store, app)
+    located = render.render_located(loaded.source, collect_values(values, set_))
+    # $KUBECONFIG may list several files; like kubectl's default, use the first.
+    first = str(kubeconfig).split(os.pathsep)[0] if kubeconfig else None
+    return _Prepared(
+        loaded.digest,
+        [obj for _, obj in located],
+        tuple(where for where, _ in located),
+        Kube(Path(first) if first else None, context),
+    )
 
 
 def _prepare(
@@ -42,11 +82,8 @@ def _prepare(
     kubeconfig: Path | None,
     context: str | None,
 ) -> tuple[str, list[dict[str, Any]], Kube]:
-    loaded = load_reference(reference, store, app)
-    objects = render.render(loaded.source, collect_values(values, set_))
-    # $KUBECONFIG may list several files; like kubectl's default, use the first.
-    first = str(kubeconfig).split(os.pathsep)[0] if kubeconfig else None
-    return loaded.digest, objects, Kube(Path(first) if first else None, context)
+    ready = _prepared(reference, app, store, values, set_, kubeconfig, context)
+    return ready.digest, ready.objects, ready.kube
 
 
 def _wait_progress(ready: int, total: int, waiting: list[str]) -> None:
@@ -89,14 +126,26 @@ def apply_command(
     kubeconfig: Path | None = KubeconfigOption,
     context: str | None = ContextOption,
     force_conflicts: bool = typer.Option(False, help="take over fields other managers own"),
+    allow_namespace: list[str] = AllowNamespaceOption,
+    allow_cluster_scoped: list[str] = AllowClusterScopedOption,
     prune: bool = typer.Option(True, help="delete objects the bundle no longer has"),
     wait_ready: bool = typer.Option(True, "--wait/--no-wait", help="wait for readiness"),
     timeout: float = TimeoutOption,
     output: Output = OutputOption,
 ) -> None:
-    """Server-side apply a bundle to a target, prune, and wait until it is ready."""
-    digest, objects, kube = _prepare(reference, app, store, values, set_, kubeconfig, context)
-    spec = apply.Placement(app, target, namespace, force_conflicts=force_conflicts)
+    """Server-side apply a bundle to a target, prune, and wait until it is ready. The bundle
+    writes only to NAMESPACE and the default cluster-scoped kinds unless --allow-* say more
+    (as a target's `namespaces` and `clusterScoped` do in a pipeline)."""
+    ready = _prepared(reference, app, store, values, set_, kubeconfig, context)
+    digest, objects, kube = ready.digest, ready.objects, ready.kube
+    spec = apply.Placement(
+        app,
+        target,
+        namespace,
+        force_conflicts=force_conflicts,
+        namespaces=tuple(allow_namespace),
+        cluster_scoped=tuple(allow_cluster_scoped),
+    )
     report = apply.apply_bundle(
         kube,
         objects,
@@ -104,6 +153,7 @@ def apply_command(
         digest=digest,
         prune=prune,
         progress=note if output is Output.table else None,
+        origins=ready.origins,
     )
     result = (
         _wait(kube, apply.prepare(kube, objects, spec, digest), timeout, output)

@@ -163,7 +163,8 @@ def refuse_outside(
             + "; ".join(refused)
             + "; nothing was applied",
             hint="drop the explicit namespace or the object from the bundle, or allow it in the "
-            "target's configuration (`namespaces`, `clusterScoped`) if that target should own it",
+            "target's configuration (`namespaces`, `clusterScoped`; for `conveyor apply`: "
+            "`--allow-namespace`, `--allow-cluster-scoped`) if that target should own it",
         )
 
 
