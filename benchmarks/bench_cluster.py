@@ -119,6 +119,12 @@ def deployment(name: str, namespace: str, replicas: int, revision: int = 1) -> d
     return obj
 
 
+def placement_in(namespaces: Sequence[str]) -> Placement:
+    """The benchmark's target: the first namespace is its own, the others are allowed to it (a
+    target is confined to its namespace and those its configuration lists under `namespaces`)."""
+    return Placement(APP, TARGET, namespaces[0], namespaces=tuple(namespaces[1:]))
+
+
 def write_manifests(objects: Sequence[Mapping[str, Any]], folder: Path) -> Path:
     """One multi-document YAML file per (namespace, kind), as a repository would hold them."""
     if folder.exists():
@@ -439,7 +445,7 @@ def apply_round(
 ) -> dict[str, Any]:
     """One fresh namespace pair: create N objects, (settle,) update them all; then delete."""
     namespaces = cluster.new_namespaces("apply", 2)
-    placement = Placement(APP, TARGET, namespaces[0])
+    placement = placement_in(namespaces)
     result: dict[str, Any] = {
         "tool": tool,
         "concurrency": concurrency,
@@ -594,7 +600,7 @@ def build_kapp(timeout: float) -> tuple[Path | None, str]:
 
 def drift_measurement(cluster: Cluster, count: int, repeat: int, workdir: Path) -> dict[str, Any]:
     namespaces = cluster.new_namespaces("drift", 2)
-    placement = Placement(APP, TARGET, namespaces[0])
+    placement = placement_in(namespaces)
     objects = make_objects(count, namespaces, 1)
     runs: dict[str, list[dict[str, Any]]] = {"conveyor": [], "kubectl": []}
     try:

@@ -28,7 +28,7 @@ its critical path).
    stated for 10 s of cluster work, so the share is also given as overhead / (overhead + 10 s).
    The overhead is broken down from the run's task runs (POST /task_runs/filter): wall time
    covered by each kind (build, renders, applies, git reads and records, reports), the idle time
-   entering and leaving stages (target locks, run tags), and the Prefect client's retry sleeps
+   entering and leaving stages (queue tag, target slots), and the Prefect client's retry sleeps
    after a 503 (from the serve log, with the client logger at DEBUG).
 
 By default the served deployment is `release/bench-<prefix>`, served by a small wrapper over
@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import platform as pyplatform
 import re
@@ -96,6 +97,8 @@ FLOW_RUN_URL = re.compile(
     r"flow-run/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
 )
 SQLITE_LOCKED = "sqlite3.OperationalError: database is locked"
+ENTERING = "entering stages (queue tag, turn check, target slots, event)"
+LEAVING = "leaving stages (slot release, tags, events)"
 
 # Task runs by kind (their names: tasks/*.py); the first matching prefix wins.
 TASK_KINDS = (
@@ -104,19 +107,26 @@ TASK_KINDS = (
     ("apply", ("apply-",)),
     ("readiness", ("wait-",)),
     ("gates", ("gate-",)),
-    ("git reads", ("read-desired-", "read-evidence-", "history-")),
+    ("git reads", ("read-desired-", "read-evidence-", "read-halt", "read-provenance", "history-")),
     ("git records", ("record-state",)),
     ("drift checks", ("drift-",)),
     ("reports", ("publish-report", "publish-table")),
 )
 
-# The serve wrapper: `deployments.serve.main()` with only the release deployment, renamed.
+# The serve wrapper: `deployments.serve.main()` with only the release deployment, renamed (the
+# heartbeat settings come from the environment; the crash automation, shared by every served
+# process of the server, is left as it is).
 SERVE_WRAPPER = """
+import os
 import sys
 from prefect import serve
 from conveyor.config.reader import load_config
 from deployments.serve import deployments
-served = [d for d in deployments(load_config()) if d.flow_name == "release"]
+from flows.console import use_plain_console
+use_plain_console()
+config = load_config()
+os.environ["CONVEYOR_CONFIG"] = str(config.path)
+served = [d for d in deployments(config) if d.flow_name == "release"]
 for d in served:
     d.name = sys.argv[1]
 serve(*served, pause_on_shutdown=False)
@@ -394,8 +404,8 @@ def task_breakdown(world: World, run: dict[str, Any]) -> dict[str, Any]:
         "outside_tasks": round(outside, 3),
         "outside": {
             "before the first task run": round(first, 3),
-            "entering stages (target locks, run tag, event)": round(entry, 3),
-            "leaving stages (lock release, run tag, events)": round(exit_, 3),
+            ENTERING: round(entry, 3),
+            LEAVING: round(exit_, 3),
             "elsewhere between task runs": round(outside - first - entry - exit_, 3),
         },
     }
@@ -407,16 +417,21 @@ def flow_own_time(
     """The flow's own time, where it can be placed: (before the first task run, entering
     stages, leaving stages), in seconds.
 
-    Entering a stage is the idle time right before a stage's first read of its targets'
-    desired state (the target locks, a run tag, an event; the stage's evidence read and renders
-    come before, as task runs); leaving it, the idle time right before the next stage's
-    evidence read or the flow's end (lock release, run tag, events)."""
+    A stage runs as: its evidence read and stop-the-line check (task runs), its targets'
+    renders (task runs), then, in the flow itself, the queue tag, the turn check and the
+    target slots (flows/steps.py `hold_targets`) and the `promotion.started` event, then the
+    task runs of its targets (a stop-the-line check again, desired state, apply...). Entering a
+    stage is the idle time right before the first task run that starts after the stage's last
+    render has ended; leaving it, the idle time right before the next stage's evidence read or
+    the flow's end (slot release, tags, events)."""
+
+    def since_start(moment: str) -> float:
+        return max(stamp(moment) - start, 0.0)
+
     named = sorted(
-        (
-            (max(stamp(t["start_time"]) - start, 0.0), str(t["name"]))
-            for t in tasks
-            if t.get("start_time") and t.get("end_time")
-        ),
+        (since_start(t["start_time"]), since_start(t["end_time"]), str(t["name"]))
+        for t in tasks
+        if t.get("start_time") and t.get("end_time")
     )
 
     def idle_before(moment: float) -> float:
@@ -425,10 +440,18 @@ def flow_own_time(
 
     entry = exit_ = 0.0
     for targets in STAGE_TARGETS.values():
-        reads = [a for a, name in named if name in {f"read-desired-{t}" for t in targets}]
-        if reads:
-            entry += idle_before(min(reads))
-    stage_starts = [a for a, name in named if name.startswith("read-evidence-")]
+        renders = {f"render-{t}" for t in targets}
+        rendered = [b for _, b, name in named if name in renders]
+        if not rendered:
+            continue
+        after = [
+            a
+            for a, _, name in named
+            if a >= max(rendered) - 1e-6 and not name.startswith("render-")
+        ]
+        if after:
+            entry += idle_before(min(after))
+    stage_starts = [a for a, _, name in named if name.startswith("read-evidence-")]
     for moment in [*stage_starts[1:], duration]:
         exit_ += idle_before(moment)
     first = named[0][0] if named else duration
@@ -690,6 +713,12 @@ def print_report(results: dict[str, Any], out: Path) -> None:
         f"\nPrefect server: {results['prefect_sqlite_locked']} 'database is locked' errors "
         "(answered 503, retried by clients after 2 s, 4 s...) while this ran"
     )
+    if not results["machine"]["bytecode"]["prefect_compiled"]:
+        print(
+            "\nPrefect has no compiled bytecode here (PYTHONDONTWRITEBYTECODE="
+            f"{results['machine']['bytecode']['PYTHONDONTWRITEBYTECODE']}): every process "
+            "compiled it at start-up, which the start-up phases include"
+        )
     print(f"\n{results['elapsed_s']:.0f}s in all; every sample in {out}")
 
 
@@ -715,6 +744,20 @@ def source_state() -> dict[str, Any]:
 
     changed = git("status", "--porcelain", "--", "flows", "tasks", "conveyor", "deployments")
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": changed.splitlines()}
+
+
+def bytecode() -> dict[str, Any]:
+    """Whether the interpreters this run starts (they inherit its environment) find Prefect
+    compiled. Every flow run starts one; without .pyc files, and with PYTHONDONTWRITEBYTECODE
+    set, each compiles Prefect's sources again (about 1.5 s more per start-up on 2 cores)."""
+    spec = importlib.util.find_spec("prefect")
+    origin = spec.origin if spec else None
+    compiled = bool(origin) and Path(importlib.util.cache_from_source(str(origin))).exists()
+    return {
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+        "PYTHONPYCACHEPREFIX": os.environ.get("PYTHONPYCACHEPREFIX"),
+        "prefect_compiled": compiled,
+    }
 
 
 def cleanup(world: World, served: Served | None) -> None:
@@ -831,6 +874,7 @@ def main() -> None:
         "python": pyplatform.python_version(),
         "cpus": os.cpu_count(),
         "platform": pyplatform.platform(),
+        "bytecode": bytecode(),
     }
     summarize(results)
     common.write_results(args.out, results)
