@@ -184,15 +184,27 @@ async def _promoter(
     return checked
 
 
+async def _verify(
+    statement: bytes, given: list[str], rule: SignatureRule
+) -> list[sshsig.Signer | sshsig.Refused]:
+    """Each of `given` verified against the stage's allowed signers, in order."""
+    return list(
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(sshsig.verify, statement, one, rule.allowed_signers)
+                for one in given
+            )
+        )
+    )
+
+
 async def _tally(
     statement: bytes,
     given: list[str],
     rule: SignatureRule,
     promoter: sshsig.Signer | None,
 ) -> signatures.Tally:
-    checked = await asyncio.gather(
-        *(asyncio.to_thread(sshsig.verify, statement, one, rule.allowed_signers) for one in given)
-    )
+    checked = await _verify(statement, given, rule)
     return signatures.tally(checked, promoter=promoter, forbid_promoter=rule.forbid_promoter)
 
 
@@ -212,6 +224,7 @@ async def _collect_signatures(
     statement = signatures.approval_statement(app, stage.name, digest, bound_to)
     deadline = time.monotonic() + stage.approval.timeout
     given: list[str] = []
+    checked: list[sshsig.Signer | sshsig.Refused] = []  # given's verifications, made once each
     tally = signatures.Tally((), ())
     unsigned: list[str] = []
     while True:
@@ -227,8 +240,10 @@ async def _collect_signatures(
                 f"{answer.approver}'s answer carried {len(answer.signatures)} signatures; "
                 f"only the first {MAX_SIGNATURES_PER_ANSWER} were checked"
             )
-        given += answer.signatures[:MAX_SIGNATURES_PER_ANSWER]
-        tally = await _tally(statement, given, rule, promoter)
+        new = answer.signatures[:MAX_SIGNATURES_PER_ANSWER]
+        given += new
+        checked += await _verify(statement, new, rule)
+        tally = signatures.tally(checked, promoter=promoter, forbid_promoter=rule.forbid_promoter)
         if tally.enough(rule.required):
             break
         get_run_logger().warning(

@@ -56,27 +56,12 @@ def sign(message: bytes, key: Path) -> str:
     signature. An unreadable or passphrase-protected key without an agent is an InputError."""
     if not key.is_file():
         raise InputError(f"signing key {key} does not exist", hint="give the private key's path")
-    try:
-        signed = subprocess.run(
-            ["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", NAMESPACE],
-            input=message,
-            capture_output=True,
-            timeout=TIMEOUT_SECONDS,
-            check=False,
-        )
-    except FileNotFoundError as error:
-        raise InputError(
-            "ssh-keygen is not installed", hint="install OpenSSH's client (Debian: openssh-client)"
-        ) from error
-    except subprocess.TimeoutExpired as error:
-        raise InputError(
-            f"ssh-keygen did not sign with {key} within {TIMEOUT_SECONDS}s",
-            hint="a key with a passphrase needs ssh-agent holding it",
-        ) from error
+    signed = _keygen("sign", "-f", str(key), "-n", NAMESPACE, message=message)
     if signed.returncode != 0:
         raise InputError(
             f"ssh-keygen could not sign with {key}: {_last_line(signed.stderr)}",
-            hint="use an unencrypted key or one ssh-agent holds, readable by you only",
+            hint="use an unencrypted key or one ssh-agent holds (a key with a passphrase "
+            "waits for it), readable by you only",
         )
     return signed.stdout.decode()
 
@@ -127,7 +112,8 @@ def _keygen(*arguments: str, message: bytes = b"") -> subprocess.CompletedProces
             "ssh-keygen is not installed", hint="install OpenSSH's client (Debian: openssh-client)"
         ) from error
     except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess([], 1, b"", b"ssh-keygen took too long")
+        failed = f"ssh-keygen took longer than {TIMEOUT_SECONDS}s".encode()
+        return subprocess.CompletedProcess([], 1, b"", failed)
 
 
 def _last_line(stderr: bytes) -> str:

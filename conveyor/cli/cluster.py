@@ -73,19 +73,6 @@ def _prepared(
     )
 
 
-def _prepare(
-    reference: str,
-    app: str,
-    store: str | None,
-    values: list[Path],
-    set_: list[str],
-    kubeconfig: Path | None,
-    context: str | None,
-) -> tuple[str, list[dict[str, Any]], Kube]:
-    ready = _prepared(reference, app, store, values, set_, kubeconfig, context)
-    return ready.digest, ready.objects, ready.kube
-
-
 def _wait_progress(ready: int, total: int, waiting: list[str]) -> None:
     detail = (
         f" — waiting for {waiting[0]}"
@@ -210,7 +197,8 @@ def wait_command(
     output: Output = OutputOption,
 ) -> None:
     """Wait (by watching) until the bundle's objects on a target are ready; exit 1 if not."""
-    digest, objects, kube = _prepare(reference, app, store, values, set_, kubeconfig, context)
+    ready = _prepared(reference, app, store, values, set_, kubeconfig, context)
+    digest, objects, kube = ready.digest, ready.objects, ready.kube
     prepared = apply.prepare(kube, objects, apply.Placement(app, target, namespace), digest)
     result = _wait(kube, prepared, timeout, output)
     if output is Output.json:
@@ -268,7 +256,8 @@ def _live_diff(
     context: str | None,
     output: Output,
 ) -> None:
-    digest, objects, kube = _prepare(reference, app, store, values, set_, kubeconfig, context)
+    ready = _prepared(reference, app, store, values, set_, kubeconfig, context)
+    digest, objects, kube = ready.digest, ready.objects, ready.kube
     prepared = apply.prepare(kube, objects, apply.Placement(app, target, namespace), digest)
     found = drift.detect(kube, prepared, app=app, target=target)
     if output is Output.json:
@@ -298,7 +287,8 @@ def prune_command(
     output: Output = OutputOption,
 ) -> None:
     """Delete what a target's inventory holds that the bundle no longer has."""
-    digest, objects, kube = _prepare(reference, app, store, values, set_, kubeconfig, context)
+    ready = _prepared(reference, app, store, values, set_, kubeconfig, context)
+    digest, objects, kube = ready.digest, ready.objects, ready.kube
     pruned = apply.prune(
         kube, objects, apply.Placement(app, target, namespace), digest=digest, dry_run=dry_run
     )
