@@ -54,8 +54,9 @@ def _form_after(world: World, previous: str, timeout: float = 60) -> str:
     """The waiting run's form once it differs from `previous` (the run paused again)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        form = world.api.pause_description(world.waiting_run("test").id)
-        if form != previous:
+        # The run may be between two pauses: found waiting, resumed before its form is read.
+        form = world.api.pause_form(world.api.flow_run(world.waiting_run("test").id))
+        if form and form != previous:
             return form
         time.sleep(0.5)
     raise AssertionError(f"the run did not pause again within {timeout:.0f}s:\n{previous}")

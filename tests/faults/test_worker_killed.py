@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tasks.locks import LEASE_SECONDS
 from tests.support.convergence import assert_git_and_cluster_agree, held_gate, held_slots, wait_for
 from tests.support.world import World, serving_promote_stage
@@ -23,6 +25,7 @@ REPOSSESSOR_LOOP = 15
 """How often Prefect's server looks for expired leases (its default)."""
 
 
+@pytest.mark.serial  # serves promote-stage/conveyor, which parallel tests' CLI runs would find
 def test_a_worker_killed_between_apply_and_record_converges(world: World, tmp_path: Path) -> None:
     def dev_then_held_test(pipeline: dict[str, Any]) -> None:
         dev, test = pipeline["stages"][:2]
