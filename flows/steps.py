@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from prefect import get_run_logger
 from prefect.context import get_run_context
 
+from conveyor.bundles import images
 from conveyor.bundles.render import Rendered
 from conveyor.cluster import gates
 from conveyor.config.binding import config_digest
@@ -316,6 +317,7 @@ async def promote_through_stage(
 
     # Rendered once per target (each render pulls and verifies the bundle), for every step below.
     renders = await render_stage(context, stage, digest)
+    await _refuse_other_images(context, stage, digest, renders)
     if await already_there(context, stage, digest, renders, evidence):
         logger.info(
             "%s: every target already runs %s with these parameters, no drift, and the "
@@ -410,6 +412,34 @@ async def _admit(
             f"{context.app.name}: {digest[:19]} may not enter {stage.name}: " + decision.explain()
         )
     return evidence[stage.name]
+
+
+async def _refuse_other_images(
+    context: RunContext, stage: Stage, digest: str, renders: Mapping[str, Rendered]
+) -> None:
+    """Refuse the digest when a target's parameters would run other images than the previous
+    stage runs with it: the gates there passed that code, not this."""
+    previous = context.app.pipeline.previous(stage.name)
+    if previous is None:
+        return
+    before = await render_stage(context, previous, digest)
+    changes = images.changed_images(
+        {name: r.objects for name, r in before.items()},
+        {name: r.objects for name, r in renders.items()},
+    )
+    if changes:
+        reports.announce(
+            "promotion.refused",
+            app=context.app.name,
+            stage=stage.name,
+            payload={"digest": digest, "reasons": changes},
+        )
+        raise PromotionRefused(
+            f"{context.app.name}: {digest[:19]} may not enter {stage.name}: a target's "
+            f"parameters change which image runs:\n  " + "\n  ".join(changes),
+            hint="give every stage's targets the same image parameters; a different image is "
+            "a different release, built and promoted from the first stage",
+        )
 
 
 async def _soak(context: RunContext, outcome: TargetOutcome, seconds: float) -> gates.GateResult:

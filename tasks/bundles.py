@@ -20,7 +20,8 @@ from conveyor.promotion.reports import Provenance
 
 @task(name="build-bundle", cache_policy=NO_CACHE)
 async def build_bundle(store: oci.BundleStore, app: App, ref: str) -> artifact.Built:
-    """The digest of the app's source at `ref`: reused when that source tree was built before."""
+    """The digest of the app's source at `ref`: reused when that source tree, with the image
+    digests every target's parameters name, was built before."""
     return await asyncio.to_thread(
         artifact.build,
         app.source.repository,
@@ -28,6 +29,10 @@ async def build_bundle(store: oci.BundleStore, app: App, ref: str) -> artifact.B
         app.source.path,
         store,
         environment_names=app.pipeline.environment_names(),
+        parameter_sets={
+            f"target {target.name}'s parameters": target.parameters
+            for target in app.pipeline.targets()
+        },
     )
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from conveyor.errors import ConveyorError
 from conveyor.platform.local import LocalPlatform
+from tests.support.images import push_fixture_images
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,10 @@ def platform() -> Iterator[LocalPlatform]:
             + "; ".join(f"{h.component}: {h.detail}" for h in down),
             pytrace=False,
         )
+    # Builds in this process and in every subprocess it starts pin images through the
+    # platform's registry, where the fixtures' images are pushed (tests/support/images.py).
+    os.environ["CONVEYOR_IMAGE_MIRRORS"] = local.environment()["CONVEYOR_IMAGE_MIRRORS"]
+    push_fixture_images(local)
     yield local
     if not already_up and os.environ.get("CONVEYOR_KEEP_PLATFORM") != "1":
         local.down()

@@ -78,6 +78,8 @@ ANNOTATION_REVISION = "org.opencontainers.image.revision"
 ANNOTATION_CREATED = "org.opencontainers.image.created"
 ANNOTATION_NAME = "dev.conveyor.bundle.name"
 ANNOTATION_TREE_HASH = "dev.conveyor.bundle.tree-hash"
+ANNOTATION_IMAGES = "dev.conveyor.bundle.images"
+"""The pinned images, `reference@digest` joined by commas (the layer's lock file holds the same)."""
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
 CONFIG_BYTES = b"{}"
@@ -109,6 +111,7 @@ class BundleAnnotations:
     source: str
     revision: str
     created: str
+    images: str = ""
 
     def to_dict(self) -> dict[str, str]:
         """The annotations as they appear in the manifest, after validating every field."""
@@ -127,7 +130,7 @@ class BundleAnnotations:
             ANNOTATION_REVISION: self.revision,
             ANNOTATION_SOURCE: without_userinfo(self.source),
             ANNOTATION_TREE_HASH: self.tree_hash,
-        }
+        } | ({ANNOTATION_IMAGES: self.images} if self.images else {})
 
 
 def tree_tag(tree_hash: str) -> str:

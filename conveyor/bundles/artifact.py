@@ -1,26 +1,31 @@
 """Build a bundle once from git, and read it back only through its verified digest.
 
 This is the composition the rest of Conveyor uses: `build` reads a commit's source folder,
-checks it (bundle.yaml, lint, size), and either finds the bundle already built from the same
-source tree (no upload at all) or packs it reproducibly and pushes it. `load` pulls a bundle by
-digest, verifies every byte, unpacks it in memory with the safe reader and checks it again as a
-source, so nothing tampered with is ever rendered or applied.
+checks it (bundle.yaml, lint, size), pins its images by digest (images.py), and either finds
+the bundle already built from the same source tree (no upload at all) or packs it reproducibly
+and pushes it. `load` pulls a bundle by digest, verifies every byte, unpacks it in memory with
+the safe reader and checks it again as a source, so nothing tampered with is ever rendered or
+applied.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from conveyor.adapters import gitrepo, oci
-from conveyor.bundles import archive, lint
+from conveyor.adapters.image_registry import ImageRegistries, parse_mirrors
+from conveyor.bundles import archive, images, lint, render
+from conveyor.bundles.render import field_path
 from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE, Source, source_from_files, tree_hash
-from conveyor.errors import InputError, IntegrityError
+from conveyor.errors import ConveyorError, InputError, IntegrityError, RenderError, SourceError
 from conveyor.kit.progress import ProgressNote
 from conveyor.kit.redaction import without_userinfo
+from conveyor.kit.strict_yaml import decode_text, line_at
 
 FIXED_CREATED = "1970-01-01T00:00:00Z"
+DEFAULTS_ONLY: Mapping[str, Mapping[str, object]] = {"the bundle's defaults": {}}
 """`org.opencontainers.image.created` of every bundle: a real time would change the digest."""
 
 
@@ -57,11 +62,18 @@ def build(
     store: oci.BundleStore,
     *,
     environment_names: Sequence[str] = (),
+    parameter_sets: Mapping[str, Mapping[str, object]] = DEFAULTS_ONLY,
+    registries: ImageRegistries | None = None,
     max_size: int = DEFAULT_MAX_SOURCE_SIZE,
     tags: Sequence[str] = (),
     progress: ProgressNote | None = None,
 ) -> Built:
-    """The digest of the bundle for `location@ref:subpath`, pushing it only if it is new."""
+    """The digest of the bundle for `location@ref:subpath`, pushing it only if it is new.
+
+    Its image lock pins every image the app's manifests name when rendered with each of
+    `parameter_sets` (by name: the targets that will render it), resolved through `registries`
+    (by default: $CONVEYOR_IMAGE_MIRRORS and the store's credentials). A tag moved since an
+    earlier build gives a new lock, so a new bundle."""
     shown = without_userinfo(location)
     if progress:
         progress(f"reading {shown}@{ref}:{subpath}")
@@ -73,7 +85,17 @@ def build(
             f"{label}: the source holds {size} bytes, over the {max_size}-byte bundle limit",
             hint="keep large files out of the bundle, or raise the limit (--max-size)",
         )
-    source = source_from_files({file.path: file.content for file in snapshot.files}, label)
+    files = {file.path: file.content for file in snapshot.files}
+    if images.LOCK_FILE in files:
+        raise InputError(
+            f"{label}/{images.LOCK_FILE}: the build writes this file; a source may not hold it",
+            hint=f"remove {images.LOCK_FILE} from the source folder",
+        )
+    source = source_from_files(files, label)
+    lock = _pin_images(
+        source, parameter_sets, registries or image_registries(store), progress=progress
+    )
+    source = source_from_files({**files, images.LOCK_FILE: lock.to_bytes()}, label)
     tree = tree_hash(source.files)
     if progress:
         progress(f"checking the store for a bundle of tree {tree[:19]}")
@@ -93,9 +115,68 @@ def build(
         source=without_userinfo(snapshot.origin),  # immutable and public: no credentials
         revision=snapshot.commit,
         created=FIXED_CREATED,
+        images=",".join(f"{image}@{lock.digests[image]}" for image in sorted(lock.digests)),
     )
     digest = store.push(packed, annotations, tags)
     return Built(digest, source.spec.name, tree, snapshot.commit, False, len(packed))
+
+
+def image_registries(store: oci.BundleStore | None = None) -> ImageRegistries:
+    """The image registries as the environment describes them: mirrors from
+    $CONVEYOR_IMAGE_MIRRORS (`registry=mirror,...`), and the registry credentials for the bundle
+    store's host when it is a registry."""
+    mirrors = parse_mirrors(os.environ.get("CONVEYOR_IMAGE_MIRRORS", ""), "$CONVEYOR_IMAGE_MIRRORS")
+    username = os.environ.get("CONVEYOR_REGISTRY_USERNAME")
+    password = os.environ.get("CONVEYOR_REGISTRY_PASSWORD")
+    credentials: dict[str, tuple[str, str]] = {}
+    if isinstance(store, oci.RegistryStore) and username and password:
+        credentials[store.location.host] = (username, password)
+    return ImageRegistries(mirrors=mirrors, credentials=credentials)
+
+
+def _pin_images(
+    source: Source,
+    parameter_sets: Mapping[str, Mapping[str, object]],
+    registries: ImageRegistries,
+    *,
+    progress: ProgressNote | None,
+) -> images.ImageLock:
+    """The lock of every image `source` renders with any of `parameter_sets`."""
+    found: dict[str, tuple[images.ImageReference, str]] = {}
+    for name, parameters in parameter_sets.items():
+        try:
+            documents = render.render_documents(source, parameters)
+        except RenderError as error:
+            hint = error.hint
+            if parameter_sets is DEFAULTS_ONLY:
+                hint = "give the build each target's parameters (bundle build --values FILE)"
+            raise RenderError(
+                f"{error.message} (rendering with {name}, to find its images)", hint=hint
+            ) from None
+        for file, number, obj in documents:
+            where = source.where(file.path)
+            try:
+                for path, reference in images.references(obj, source.spec.images):
+                    line = line_at(decode_text(file.content, where), number, path)
+                    place = f"{where}:{line}" if line else f"{where}: document {number}"
+                    found.setdefault(reference.text, (reference, f"{place}: {field_path(path)}"))
+            except images.ImageProblem as problem:
+                line = line_at(decode_text(file.content, where), number, problem.path)
+                raise SourceError(
+                    f"{where}:{line or '?'}: {field_path(problem.path)}: {problem.message}",
+                    hint=problem.hint,
+                ) from None
+    digests: dict[str, str] = {}
+    for text, (reference, place) in sorted(found.items()):
+        if progress:
+            progress(f"resolving image {text}")
+        try:
+            digests[text] = registries.digest(
+                reference.registry, reference.path, reference.tag or "latest"
+            )
+        except ConveyorError as error:
+            raise type(error)(f"{place}: {error.message}", hint=error.hint) from None
+    return images.ImageLock(digests)
 
 
 @dataclass(frozen=True)
@@ -116,6 +197,12 @@ def load(store: oci.BundleStore, digest: str) -> Loaded:
     annotations = dict(manifest.get("annotations", {}))
     name = annotations.get(oci.ANNOTATION_NAME, "bundle")
     source = source_from_files(files, f"{name}@{digest[:19]}")
+    if source.image_lock is None:
+        raise InputError(
+            f"{store}: bundle {digest} has no image lock ({images.LOCK_FILE}): it was built "
+            "before Conveyor pinned images by digest",
+            hint="build it again (`conveyor release` or `conveyor bundle build`)",
+        )
     if tree_hash(source.files) != annotations.get(oci.ANNOTATION_TREE_HASH):
         raise IntegrityError(
             f"{store}: bundle {digest} does not hold the source tree its annotation names",

@@ -14,7 +14,8 @@ works on parsed YAML values, never on raw text, so a value cannot break the docu
   `image: repo:${tag}` and `value: "${port}"` render strings (booleans as true/false). A list
   cannot become text and is refused there.
 
-Objects come out in file path order, then document order; empty documents are skipped.
+Objects come out in file path order, then document order; empty documents are skipped. A built
+bundle's image references come out pinned to the digests its build resolved (images.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, cast
 
 from yaml.nodes import ScalarNode
 
+from conveyor.bundles import images
 from conveyor.bundles.schema import PARAMETER_NAME, ParameterSchema, show, value_problem
 from conveyor.bundles.source import Source, SourceFile
 from conveyor.errors import ConveyorError, RenderError, SourceError
@@ -212,12 +214,29 @@ class _SubstitutionProblem(Exception):
         self.error_class, self.path, self.message, self.hint = error_class, path, message, hint
 
 
+def render_documents(
+    source: Source, parameters: Mapping[str, object]
+) -> list[tuple[SourceFile, int, KubeObject]]:
+    """Every manifest, the app's and the tests', rendered: each object with its file and the
+    1-based number of its document there (the build reads the images of all of them)."""
+    return _render_documents(source, source.manifests, parameters)
+
+
 def _render_files(
     source: Source, files: Sequence[SourceFile], parameters: Mapping[str, object]
 ) -> list[tuple[str, KubeObject]]:
+    return [
+        (source.where(file.path), obj)
+        for file, _, obj in _render_documents(source, files, parameters)
+    ]
+
+
+def _render_documents(
+    source: Source, files: Sequence[SourceFile], parameters: Mapping[str, object]
+) -> list[tuple[SourceFile, int, KubeObject]]:
     values = resolve_parameters(source.spec.parameters, parameters, source.label)
     substitution = _Substitution(source.spec.parameters, values)
-    objects: list[tuple[str, KubeObject]] = []
+    objects: list[tuple[SourceFile, int, KubeObject]] = []
     for file in files:
         where = source.where(file.path)
         documents = load_documents(decode_text(file.content, where), where, _RenderLoader)
@@ -230,13 +249,22 @@ def _render_files(
                     f"got {show(document)}"
                 )
             try:
-                objects.append((where, cast(KubeObject, substitution.apply(document, ()))))
+                rendered = cast(KubeObject, substitution.apply(document, ()))
+                if source.image_lock is not None:
+                    rendered = images.pin(rendered, source.image_lock, source.spec.images)
             except _SubstitutionProblem as problem:
                 raise problem.error_class(
                     f"{where}: document {number} ({describe_object(document)}): "
                     f"{field_path(problem.path)}: {problem.message}",
                     hint=problem.hint,
                 ) from None
+            except images.ImageProblem as problem:
+                raise RenderError(
+                    f"{where}: document {number} ({describe_object(document)}): "
+                    f"{field_path(problem.path)}: {problem.message}",
+                    hint=problem.hint,
+                ) from None
+            objects.append((file, number, rendered))
     return objects
 
 

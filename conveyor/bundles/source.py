@@ -20,6 +20,7 @@ bundle.yaml (apiVersion, kind and name are required; unknown fields are refused)
           file: manifests/issuer.yaml
           path: spec.acme.server    # the field path the finding names
           reason: Let's Encrypt's staging CA, the same for every target
+    images: {fields: [...], unpinned: [...]}   # see images.py: images pinned by digest
 
 An acceptance hides exactly the findings of its rule, file and field path (in every document of
 that file). Only judgement calls can be accepted: the other rules find manifests that would not
@@ -31,6 +32,7 @@ are carried along in the bundle. Empty folders are not: a bundle is a set of fil
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,6 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
+from conveyor.bundles.images import (
+    LOCK_FILE,
+    ImageLock,
+    ImageSettings,
+    parse_image_settings,
+    parse_lock,
+)
 from conveyor.bundles.schema import ParameterSchema, parse_parameter_schema, show
 from conveyor.errors import SourceError
 from conveyor.kit.strict_yaml import read_yaml
@@ -62,6 +71,7 @@ _BUNDLE_FIELDS = (
     "tests",
     "allowPlaintextSecrets",
     "lint",
+    "images",
 )
 _LINT_FIELDS = ("accept",)
 _ACCEPT_FIELDS = ("rule", "file", "path", "reason")
@@ -102,6 +112,7 @@ class BundleSpec:
     tests: tuple[str, ...]
     allow_plaintext_secrets: bool
     accepted_findings: tuple[AcceptedFinding, ...]
+    images: ImageSettings = dataclasses.field(default_factory=ImageSettings)
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,8 @@ class Source:
     label: str
     spec: BundleSpec
     files: tuple[SourceFile, ...]
+    image_lock: ImageLock | None = None
+    """The digests the build pinned (its LOCK_FILE); None for a source not yet built."""
 
     def where(self, path: str) -> str:
         return f"{self.label}/{path}"
@@ -273,7 +286,8 @@ def source_from_files(files: Mapping[str, bytes], label: str) -> Source:
             f"{label}: no manifests", hint="put the app's .yaml manifests under manifests/"
         )
     spec = parse_bundle_spec(files[BUNDLE_FILE], f"{label}/{BUNDLE_FILE}", manifest_paths)
-    return Source(label=label, spec=spec, files=ordered)
+    lock = parse_lock(files[LOCK_FILE], f"{label}/{LOCK_FILE}") if LOCK_FILE in files else None
+    return Source(label=label, spec=spec, files=ordered, image_lock=lock)
 
 
 def parse_bundle_spec(data: bytes, where: str, manifest_paths: Iterable[str]) -> BundleSpec:
@@ -302,6 +316,7 @@ def parse_bundle_spec(data: bytes, where: str, manifest_paths: Iterable[str]) ->
         tests=_tests(raw.get("tests", []), where, manifests),
         allow_plaintext_secrets=allow_plaintext_secrets,
         accepted_findings=_accepted_findings(raw.get("lint", {}), where, manifests),
+        images=parse_image_settings(raw.get("images"), where),
     )
 
 

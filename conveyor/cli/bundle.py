@@ -95,16 +95,30 @@ def build(
         ["dev", "test", "staging", "prod"], help="environment names a manifest must not hard-code"
     ),
     max_size: int = typer.Option(DEFAULT_MAX_SOURCE_SIZE, help="largest source, in bytes"),
+    values: list[Path] = typer.Option(
+        [],
+        "--values",
+        "-f",
+        help="a target's parameter file (repeatable): the build pins the images each one "
+        "renders (default: the bundle's defaults)",
+    ),
     output: Output = OutputOption,
 ) -> None:
-    """Build the bundle of SOURCE@REF:PATH, or reuse the one built from the same source tree."""
+    """Build the bundle of SOURCE@REF:PATH, or reuse the one built from the same source tree
+    and image digests."""
     target = open_store(store, app_name)
+    parameter_sets = (
+        {f"parameters of {path}": load_values(path) for path in values}
+        if values
+        else artifact.DEFAULTS_ONLY
+    )
     built = artifact.build(
         source,
         ref,
         path,
         target,
         environment_names=env_name,
+        parameter_sets=parameter_sets,
         max_size=max_size,
         tags=tag,
         progress=note,
@@ -126,8 +140,8 @@ def inspect(
     app_name: str | None = AppStoreOption,
     output: Output = OutputOption,
 ) -> None:
-    """Show a bundle's annotations, files, parameters and accepted lint findings (after
-    verifying every byte)."""
+    """Show a bundle's annotations, files, parameters, pinned and unpinned images and accepted
+    lint findings (after verifying every byte)."""
     loaded = load_reference(reference, store, app_name)
     digest, annotations, source = loaded.digest, loaded.annotations, loaded.source
     parameters = [
@@ -142,6 +156,9 @@ def inspect(
     ]
     files = [{"path": f.path, "size": len(f.content)} for f in source.files]
     accepted = [finding.__dict__ for finding in source.spec.accepted_findings]
+    lock = source.image_lock.digests if source.image_lock else {}
+    pinned = [{"image": image, "digest": lock[image]} for image in sorted(lock)]
+    unpinned = [entry.__dict__ for entry in source.spec.images.unpinned]
     total = sum(len(f.content) for f in source.files)
     if output is Output.json:
         print_json(
@@ -152,6 +169,8 @@ def inspect(
                 "files": files,
                 "tests": list(source.spec.tests),
                 "accepted_findings": accepted,
+                "images": pinned,
+                "unpinned_images": unpinned,
             }
         )
         return
@@ -169,6 +188,15 @@ def inspect(
             str(p["description"]),
         )
     console.print(table)
+    if pinned or unpinned:
+        images_table = Table("image", "runs as")
+        for entry in pinned:
+            add_row(images_table, entry["image"], entry["digest"])
+        for entry in unpinned:
+            add_row(
+                images_table, f"{entry['repository']} (any tag)", f"unpinned: {entry['reason']}"
+            )
+        console.print(images_table)
     if accepted:
         findings = Table("accepted rule", "file", "path", "reason")
         for finding in accepted:
@@ -317,6 +345,7 @@ def push(
             source=annotations[oci.ANNOTATION_SOURCE],
             revision=annotations[oci.ANNOTATION_REVISION],
             created=annotations[oci.ANNOTATION_CREATED],
+            images=annotations.get(oci.ANNOTATION_IMAGES, ""),
         ),
         tag_,
     )

@@ -12,14 +12,14 @@ parameter files, state files) turns a file into documents: each reader says whic
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
 import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from conveyor.errors import ConveyorError, SourceError
 
@@ -174,6 +174,27 @@ def iter_documents(
             yield node, loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def line_at(text: str, document: int, path: Sequence[str | int]) -> int | None:
+    """The 1-based line where the value at `path` of the `document`-th (1-based) document of
+    `text` is written, or None when `text` has no such place."""
+    for number, (node, _) in enumerate(iter_documents(text), start=1):
+        if number < document:
+            continue
+        current: Node = node
+        for part in path:
+            if isinstance(current, MappingNode) and isinstance(part, str):
+                found = [value for key, value in current.value if key.value == part]
+            elif isinstance(current, SequenceNode) and isinstance(part, int):
+                found = current.value[part : part + 1]
+            else:
+                found = []
+            if not found:
+                return None
+            current = found[0]
+        return current.start_mark.line + 1
+    return None
 
 
 def load_documents(

@@ -32,8 +32,9 @@ from typing import Any, ClassVar
 
 import yaml
 
+from conveyor.adapters.image_registry import ImageRegistries, push_small_image
 from conveyor.adapters.prefect_api import PrefectAPI
-from conveyor.errors import PlatformError
+from conveyor.errors import InputError, PlatformError
 from conveyor.platform import binaries, process
 from conveyor.platform.binaries import PlatformProgress
 
@@ -338,6 +339,14 @@ class _ServiceProcess(ABC):
         )
 
 
+EXAMPLE_IMAGES = {
+    "web:1.0.0": "the example app web, version 1.0.0\n",
+    "web:1.1.0": "the example app web, version 1.1.0\n",
+    "curl:8": "the example app's smoke test client\n",
+}
+"""The images examples/web names (under registry.example), as the registry serves them."""
+
+
 class Registry(_ServiceProcess):
     """CNCF distribution (`docker-registry`) serving OCI artifacts from `<state>/registry`."""
 
@@ -395,6 +404,18 @@ class Registry(_ServiceProcess):
         if progress:
             progress(f"starting registry on {self.address}", 0, 0)
         self._start([self._binary(), "serve", str(config)], timeout=15)
+
+    def add_example_images(self) -> None:
+        """Push the example app's stand-in images that are not there yet (a tag someone moved
+        stays where they moved it). The platform's registry mirrors every registry
+        (`environment()`), so `registry.example/web:1.0.0` resolves to `web:1.0.0` here."""
+        registries = ImageRegistries()
+        for image, content in EXAMPLE_IMAGES.items():
+            repository, tag = image.rsplit(":", 1)
+            try:
+                registries.digest(self.address, repository, tag)
+            except InputError:  # no such tag yet
+                push_small_image(self.address, repository, tag, content)
 
 
 class PrefectServer(_ServiceProcess):

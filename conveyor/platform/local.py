@@ -65,6 +65,7 @@ class LocalPlatform:
         """Start whatever is not healthy; return every component's health afterwards."""
         for component in self.components:
             component.up(progress)
+        self.registry.add_example_images()
         return self.status()
 
     def down(self, *, purge: bool = False) -> None:
@@ -82,5 +83,8 @@ class LocalPlatform:
         return {
             "KUBECONFIG": str(self.kubernetes.kubeconfig),
             "CONVEYOR_REGISTRY": self.registry.address,
+            # Every image registry is looked up here first (containerd's mirror rule), then
+            # at its own address: stand-ins for registries this machine cannot reach.
+            "CONVEYOR_IMAGE_MIRRORS": f"*={self.registry.address}",
             "PREFECT_API_URL": self.prefect.api_url,
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from conveyor.bundles.images import running_images
 from conveyor.bundles.parameters import SENSITIVE_KEY, is_withheld, shown
 from conveyor.bundles.render import Rendered
 from conveyor.cluster.drift import ObjectDrift
@@ -66,6 +67,10 @@ def approval_form(
                 f"Parameters that differ from {baseline.name}: "
                 + _differences(baseline.parameters, rendered.parameters)
             )
+        lines.append(
+            "Images (pinned by the build; a tag moved since does not change them): "
+            + _images(rendered)
+        )
         lines.append("Changes on the cluster (fields Conveyor sets):")
         lines += [
             f"- {d.describe()}".replace("deleted out of band", "will be created")
@@ -73,6 +78,11 @@ def approval_form(
         ] or ["- none: the target already runs these manifests"]
         lines.append("")
     return "\n".join(lines)
+
+
+def _images(rendered: Rendered) -> str:
+    running = sorted(set(running_images(rendered.objects).values()))
+    return ", ".join(f"`{image}`" for image in running) or "none"
 
 
 def _differences(base: Mapping[str, object], values: Mapping[str, object]) -> str:
@@ -103,7 +113,7 @@ def promotion_report(
     passed: bool,
 ) -> str:
     """The stage's verdict, its approver, every target's results, and what each target was
-    rendered with (parameters and rendered hashes)."""
+    rendered with (parameters and rendered hashes, and the images it runs)."""
     lines = [
         f"# {app} → {stage}: {'passed' if passed else 'FAILED'}",
         "",
@@ -121,10 +131,14 @@ def promotion_report(
                 f"{'passed' if result.passed else 'FAILED'} | {result.duration:.1f} | "
                 f"{reason} |"
             )
-    lines += ["", "| target | namespace | parameters hash | rendered hash |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "| target | namespace | parameters hash | rendered hash | images |",
+        "|---|---|---|---|---|",
+    ]
     lines += [
         f"| {o.target} | {o.rendered.namespace} | `{o.rendered.parameters_hash[:19]}` | "
-        f"`{o.rendered.rendered_hash[:19]}` |"
+        f"`{o.rendered.rendered_hash[:19]}` | {_images(o.rendered)} |"
         for o in outcomes
     ]
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conveyor.adapters.image_registry import ImageRegistries
 from conveyor.platform.local import LocalPlatform
 from conveyor.platform.process import free_port
 from tests.support.git import git
@@ -93,6 +94,10 @@ def make_repo(root: Path, *, marker: str | None = None) -> Path:
 def build(repo: Path, store: str, *extra: str, cwd: Path | None = None) -> Run:
     args = ["bundle", "build", str(repo), "--path", SOURCE_PATH, "--store", store, "-o", "json"]
     return conveyor(*args, *extra, cwd=cwd)
+
+
+def platform_registry() -> str:
+    return os.environ["CONVEYOR_IMAGE_MIRRORS"].split("=", 1)[1]
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -249,6 +254,7 @@ def test_builds_from_two_clones_at_different_paths_are_reproducible(
 
 def test_inspect_shows_annotations_parameters_and_files(published: Published) -> None:
     shown = ok(conveyor("bundle", "inspect", "v1", "--store", published.store, "-o", "json")).json()
+    registries, mirror = ImageRegistries(), platform_registry()
 
     assert shown["digest"] == published.digest
     assert shown["annotations"] == {
@@ -257,14 +263,24 @@ def test_inspect_shows_annotations_parameters_and_files(published: Published) ->
         "org.opencontainers.image.created": CREATED,
         "dev.conveyor.bundle.name": "web",
         "dev.conveyor.bundle.tree-hash": published.tree_hash,
+        "dev.conveyor.bundle.images": ",".join(
+            f"registry.example/{repository}:{tag}@{registries.digest(mirror, repository, tag)}"
+            for repository, tag in (("curl", "8"), ("web", "1.0.0"))
+        ),
     }
     spec = yaml.safe_load((EXAMPLE / "bundle.yaml").read_text())["parameters"]["properties"]
     assert {p["name"]: (p["type"], p["default"]) for p in shown["parameters"]} == {
         name: (schema["type"], schema["default"]) for name, schema in spec.items()
     }
-    assert {f["path"]: f["size"] for f in shown["files"]} == {
+    lock = {f["path"]: f["size"] for f in shown["files"]}.pop("images.lock.json")
+    assert lock > 0
+    assert {f["path"]: f["size"] for f in shown["files"] if f["path"] != "images.lock.json"} == {
         path: len(content) for path, content in tree_files(EXAMPLE).items()
     }
+    assert [entry["image"] for entry in shown["images"]] == [
+        "registry.example/curl:8",
+        "registry.example/web:1.0.0",
+    ]
     assert shown["tests"] == ["manifests/smoke-test.yaml"]
     # The registry holds these exact annotations, as any OCI client reads them.
     raw = json.loads(registry_manifest(published.store, published.digest))
@@ -284,13 +300,15 @@ def test_render_keeps_value_types_and_prints_the_rendered_hash(
     values.write_text("replicas: 2\ngreeting: bonjour\n")
     args = ("bundle", "render", published.digest, "--store", published.store, "-f", str(values))
 
-    as_json = ok(conveyor(*args, "--set", "replicas=3", "--set", "version=2.1.0", "--json"))
+    as_json = ok(conveyor(*args, "--set", "replicas=3", "--json"))
     objects = as_json.json()
     assert [o["kind"] for o in objects] == ["ConfigMap", "Deployment", "Service"]
     deployment = objects[1]
     assert deployment["spec"]["replicas"] == 3 and type(deployment["spec"]["replicas"]) is int
+    # Pinned to the digest the build resolved (the platform's registry mirrors registry.example).
+    pinned = ImageRegistries().digest(platform_registry(), "web", "1.0.0")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
-        "registry.example/web:2.1.0"
+        f"registry.example/web:1.0.0@{pinned}"
     )
     assert objects[0]["data"] == {"greeting": "bonjour", "log-level": "info"}
     expected_hash = rendered_hash(objects)
@@ -298,9 +316,16 @@ def test_render_keeps_value_types_and_prints_the_rendered_hash(
         as_json.stderr
     )
 
-    as_yaml = ok(conveyor(*args, "--set", "replicas=3", "--set", "version=2.1.0"))
+    as_yaml = ok(conveyor(*args, "--set", "replicas=3"))
     assert list(yaml.safe_load_all(as_yaml.stdout)) == objects
     assert f"rendered hash {expected_hash}" in as_yaml.stderr
+
+    # The build saw only the defaults: an image the parameters choose now is not in its lock.
+    other = conveyor(*args, "--set", "version=1.1.0")
+    assert other.code == 2 and other.stdout == ""
+    assert "spec.template.spec.containers[0].image: the image 'registry.example/web:1.1.0' " in (
+        other.stderr
+    )
 
     gate = ok(conveyor(*args, "--tests", "--json")).json()
     assert [(o["kind"], o["metadata"]["name"]) for o in gate] == [("Job", "web-smoke")]
@@ -408,7 +433,7 @@ def test_full_references_name_their_own_store(
     assert inspected.json()["digest"] == published.digest
     out = tmp_path / "out"
     ok(conveyor("bundle", "pull", f"{published.store}:v1", "--out", str(out)))
-    assert tree_files(out) == tree_files(EXAMPLE)
+    assert set(tree_files(out)) == {*tree_files(EXAMPLE), "images.lock.json"}
     rendered = ok(conveyor("bundle", "render", by_digest, "--set", "replicas=3", "--json"))
     deployments = [o for o in rendered.json() if o["kind"] == "Deployment"]
     assert [d["spec"]["replicas"] for d in deployments] == [3]
@@ -461,8 +486,10 @@ def test_pull_writes_the_source_into_an_empty_folder_and_refuses_a_non_empty_one
     empty = tmp_path / "empty"
     empty.mkdir()
     pulled = ok(conveyor("bundle", "pull", "v1", "--store", published.store, "--out", str(empty)))
-    assert pulled.stdout.strip() == f"{published.digest}: 5 files written to {empty}"
-    assert tree_files(empty) == tree_files(EXAMPLE)
+    assert pulled.stdout.strip() == f"{published.digest}: 6 files written to {empty}"
+    written = tree_files(empty)
+    assert b'"kind": "ImageLock"' in written.pop("images.lock.json"), "the build's image lock"
+    assert written == tree_files(EXAMPLE)
 
     busy = tmp_path / "busy"
     busy.mkdir()

@@ -53,7 +53,13 @@ def test_a_credentialed_origin_is_recorded_without_its_credentials(
     git(root, "remote", "add", "origin", f"https://ci-bot:{TOKEN}@git.example/web.git")
     store = artifact.open_store(registry_repo)
 
-    built = artifact.build(str(root), "HEAD", "web", store)
+    built = artifact.build(
+        str(root),
+        "HEAD",
+        "web",
+        store,
+        parameter_sets={"dev": {"image": "registry.example/web", "tag": "1.0.0"}},
+    )
 
     annotations = store.annotations(built.digest)
     assert annotations["org.opencontainers.image.source"] == "https://git.example/web.git"

@@ -20,6 +20,11 @@ DEPLOYMENT = ObjectRef("apps/v1", "Deployment", "web-prod", "web")
 SERVICE = ObjectRef("v1", "Service", "web-prod", "web")
 
 
+IMAGE = "registry.example/web:1.0.0@sha256:" + "e" * 64
+IMAGES_LINE = f"Images (pinned by the build; a tag moved since does not change them): `{IMAGE}`"
+POD = {"containers": [{"name": "web", "image": IMAGE}]}
+
+
 def rendered(target: str, **parameters: Any) -> Rendered:
     return Rendered(
         app="web",
@@ -29,7 +34,9 @@ def rendered(target: str, **parameters: Any) -> Rendered:
         parameters=parameters,
         parameters_hash="sha256:" + "1" * 64,
         rendered_hash="sha256:" + "2" * 64,
-        objects=[],
+        objects=[
+            {"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": {"spec": POD}}}
+        ],
         tests=[],
     )
 
@@ -67,6 +74,7 @@ PROVENANCE = Provenance("https://git.example/web.git", "release/2.4", "c" * 40)
             {"prod": []},
             [
                 "### prod (namespace `web-prod`)",
+                IMAGES_LINE,
                 "Changes on the cluster (fields Conveyor sets):",
                 "- none: the target already runs these manifests",
                 "",
@@ -85,6 +93,7 @@ PROVENANCE = Provenance("https://git.example/web.git", "release/2.4", "c" * 40)
             [
                 "### prod (namespace `web-prod`)",
                 "Parameters that differ from staging: `debug`: True → None, `replicas`: 2 → 4",
+                IMAGES_LINE,
                 "Changes on the cluster (fields Conveyor sets):",
                 "- Deployment/web-prod/web: spec.replicas: want 4, live 2",
                 "- Service/web-prod/web: will be created",
@@ -99,11 +108,13 @@ PROVENANCE = Provenance("https://git.example/web.git", "release/2.4", "c" * 40)
             [
                 "### prod-eu (namespace `web-prod-eu`)",
                 "Parameters that differ from staging: none",
+                IMAGES_LINE,
                 "Changes on the cluster (fields Conveyor sets):",
                 "- none: the target already runs these manifests",
                 "",
                 "### prod-us (namespace `web-prod-us`)",
                 "Parameters that differ from staging: `replicas`: 2 → None",
+                IMAGES_LINE,
                 "Changes on the cluster (fields Conveyor sets):",
                 "- Service/web-prod/web: will be created",
                 "",
@@ -134,11 +145,16 @@ def outcome(target: str, *results: GateResult) -> TargetOutcome:
 
 
 TABLE_HEAD = ["| target | gate | verdict | seconds | reason |", "|---|---|---|---|---|"]
-HASHES_HEAD = ["| target | namespace | parameters hash | rendered hash |", "|---|---|---|---|"]
+HASHES_HEAD = [
+    "| target | namespace | parameters hash | rendered hash | images |",
+    "|---|---|---|---|---|",
+]
 
 
 def hashes(target: str) -> str:
-    return f"| {target} | web-{target} | `sha256:111111111111` | `sha256:222222222222` |"
+    return (
+        f"| {target} | web-{target} | `sha256:111111111111` | `sha256:222222222222` | `{IMAGE}` |"
+    )
 
 
 @pytest.mark.parametrize(
