@@ -17,6 +17,11 @@ peer (a subprocess, so its figures include process start-up):
                skopeo copy docker://repo@digest docker://repo:staging
   pull+verify  artifact.load (manifest and layer checked against their digests, archive read,
                source checked)  vs  skopeo copy docker://repo@digest oci:<fresh folder>:x
+  image resolve  the digest of an image tag, as a build pins each image (ImageRegistries.digest)
+               vs  skopeo inspect --raw of the tag
+
+Every build pins the source's image (registry.example/app:1.0.0, pushed to the benchmark's
+registry, which mirrors every registry) and renders the manifests once to find it.
 
 Conveyor's HTTP requests are counted with a response hook on the store's session. It prints a
 table (median and p90 in ms, the ratio conveyor/skopeo of the medians) and writes every sample
@@ -47,6 +52,7 @@ import requests
 
 from benchmarks import common
 from conveyor.adapters import oci
+from conveyor.adapters.image_registry import ImageRegistries, push_small_image
 from conveyor.bundles import artifact
 from conveyor.kit.digests import sha256_digest
 from conveyor.platform.components import Registry
@@ -276,8 +282,14 @@ class Bench:
     """`artifact.build` of the source at HEAD into a store, as `conveyor bundle build` lints it."""
 
     def __post_init__(self) -> None:
+        self.registries = ImageRegistries(mirrors={"*": self.address})
         self.build = partial(
-            artifact.build, str(self.repo), "HEAD", SOURCE_PATH, environment_names=ENVIRONMENTS
+            artifact.build,
+            str(self.repo),
+            "HEAD",
+            SOURCE_PATH,
+            environment_names=ENVIRONMENTS,
+            registries=self.registries,
         )
 
     @property
@@ -301,12 +313,15 @@ class Bench:
 def run(work: Path, address: str, repeat: int, manifests: int) -> dict[str, Any]:
     bench = Bench(work, address, repeat, manifests)
     make_source(bench.repo, manifests)
+    # The source's image, registry.example/app:1.0.0, as the registry's mirror of every registry.
+    push_small_image(address, "app", "1.0.0", "the benchmark's app")
     built = measure_build(bench)
     measure_skopeo_copy(bench, built)
     measure_push(bench, built)
     measure_reuse(bench, built)
     measure_tag_moves(bench, built.digest)
     measure_pull(bench, built.digest)
+    measure_image_resolution(bench)
     return {
         "series": bench.series,
         "requests": bench.requests,
@@ -435,6 +450,32 @@ def measure_pull(bench: Bench, digest: str) -> None:
 
 
 # --- report --------------------------------------------------------------------------------------
+
+
+def measure_image_resolution(bench: Bench, images: int = 10) -> None:
+    """5. what pinning costs a build per image: the digest of a tag (Conveyor: one HEAD) vs
+    skopeo inspect --raw of the same tag (a GET, in a process of its own)."""
+    tags = [f"1.0.{n}" for n in range(images)]
+    for tag in tags:
+        push_small_image(bench.address, "pinned", tag, f"pinned {tag}")
+    resolve = Series("image resolve", "conveyor", note="digest of a tag: one HEAD")
+    resolve_log = bench.request_log(resolve)
+    registries = ImageRegistries()
+    for index in range(bench.repeat):
+        tag = tags[index % images]
+        before = registries.requests_made
+        ms, found = timed_ms(partial(registries.digest, bench.address, "pinned", tag))
+        resolve.samples.append(ms)
+        resolve_log.counts[("HEAD", "/v2/<repo>/manifests/<tag>")] += (
+            registries.requests_made - before
+        )
+        resolve_log.operations += 1
+        assert found == sha256_digest(skopeo_raw(f"docker://{bench.address}/pinned:{tag}"))
+    inspect = Series("image resolve", "skopeo", note="inspect --raw of the tag")
+    for index in range(bench.repeat):
+        image = f"docker://{bench.address}/pinned:{tags[index % images]}"
+        inspect.samples.append(timed_ms(partial(skopeo_raw, image))[0])
+    bench.series += [resolve, inspect]
 
 
 def report(outcome: dict[str, Any], repeat: int, manifests: int, seconds: float) -> dict[str, Any]:

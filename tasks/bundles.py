@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from conveyor.adapters import oci
@@ -22,7 +22,7 @@ from conveyor.promotion.reports import Provenance
 async def build_bundle(store: oci.BundleStore, app: App, ref: str) -> artifact.Built:
     """The digest of the app's source at `ref`: reused when that source tree, with the image
     digests every target's parameters name, was built before."""
-    return await asyncio.to_thread(
+    built = await asyncio.to_thread(
         artifact.build,
         app.source.repository,
         ref,
@@ -34,6 +34,9 @@ async def build_bundle(store: oci.BundleStore, app: App, ref: str) -> artifact.B
             for target in app.pipeline.targets()
         },
     )
+    for reason in built.not_pinned_for:
+        get_run_logger().warning("images not pinned for a target: %s", reason)
+    return built
 
 
 @task(name="read-provenance", cache_policy=NO_CACHE)

@@ -40,8 +40,10 @@ def platform() -> Iterator[LocalPlatform]:
             pytrace=False,
         )
     # Builds in this process and in every subprocess it starts pin images through the
-    # platform's registry, where the fixtures' images are pushed (tests/support/images.py).
-    os.environ["CONVEYOR_IMAGE_MIRRORS"] = local.environment()["CONVEYOR_IMAGE_MIRRORS"]
+    # platform's registry, where the fixtures' images are pushed (tests/support/images.py), and
+    # build Kustomize overlays with the platform's kubectl.
+    for name in ("CONVEYOR_IMAGE_MIRRORS", "CONVEYOR_KUBECTL"):
+        os.environ[name] = local.environment()[name]
     push_fixture_images(local)
     yield local
     if not already_up and os.environ.get("CONVEYOR_KEEP_PLATFORM") != "1":

@@ -1,11 +1,11 @@
 """Build a bundle once from git, and read it back only through its verified digest.
 
 This is the composition the rest of Conveyor uses: `build` reads a commit's source folder,
-checks it (bundle.yaml, lint, size), pins its images by digest (images.py), and either finds
-the bundle already built from the same source tree (no upload at all) or packs it reproducibly
-and pushes it. `load` pulls a bundle by digest, verifies every byte, unpacks it in memory with
-the safe reader and checks it again as a source, so nothing tampered with is ever rendered or
-applied.
+checks it (bundle.yaml, lint, size), builds its Kustomize overlay if it names one, pins its
+images by digest (images.py), and either finds the bundle already built from the same source
+tree (no upload at all) or packs it reproducibly and pushes it. `load` pulls a bundle by digest,
+verifies every byte, unpacks it in memory with the safe reader and checks it again as a source,
+so nothing tampered with is ever rendered or applied.
 """
 
 from __future__ import annotations
@@ -14,15 +14,22 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from conveyor.adapters import gitrepo, oci
+from conveyor.adapters import gitrepo, kustomize, oci
 from conveyor.adapters.image_registry import ImageRegistries, parse_mirrors
 from conveyor.bundles import archive, images, lint, render
 from conveyor.bundles.render import field_path
-from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE, Source, source_from_files, tree_hash
+from conveyor.bundles.source import (
+    DEFAULT_MAX_SOURCE_SIZE,
+    KUSTOMIZE_OUTPUT,
+    Source,
+    SourceFile,
+    source_from_files,
+    tree_hash,
+)
 from conveyor.errors import ConveyorError, InputError, IntegrityError, RenderError, SourceError
 from conveyor.kit.progress import ProgressNote
 from conveyor.kit.redaction import without_userinfo
-from conveyor.kit.strict_yaml import decode_text, line_at
+from conveyor.kit.strict_yaml import JsonValue, decode_text, line_at
 
 FIXED_CREATED = "1970-01-01T00:00:00Z"
 DEFAULTS_ONLY: Mapping[str, Mapping[str, object]] = {"the bundle's defaults": {}}
@@ -53,6 +60,8 @@ class Built:
     reused: bool
     size: int
     """Bytes of the tar.gz layer (0 when reused: nothing was packed)."""
+    not_pinned_for: tuple[str, ...] = ()
+    """Parameter sets (targets) whose render failed, so whose images the lock may lack: why."""
 
 
 def build(
@@ -86,14 +95,31 @@ def build(
             hint="keep large files out of the bundle, or raise the limit (--max-size)",
         )
     files = {file.path: file.content for file in snapshot.files}
-    if images.LOCK_FILE in files:
-        raise InputError(
-            f"{label}/{images.LOCK_FILE}: the build writes this file; a source may not hold it",
-            hint=f"remove {images.LOCK_FILE} from the source folder",
-        )
+    for written_by_the_build in (images.LOCK_FILE, KUSTOMIZE_OUTPUT):
+        if written_by_the_build in files:
+            raise InputError(
+                f"{label}/{written_by_the_build}: the build writes this file; a source may "
+                "not hold it",
+                hint=f"remove {written_by_the_build} from the source folder",
+            )
     source = source_from_files(files, label)
+    if source.spec.kustomize is not None:
+        if progress:
+            progress(f"building the Kustomize overlay {source.spec.kustomize}")
+        files[KUSTOMIZE_OUTPUT] = kustomize.build(
+            files,
+            source.spec.kustomize,
+            f"{label}/bundle.yaml: kustomize",
+            kustomize.kubectl_path(),
+        )
+        source = source_from_files(files, label)
+    skipped: list[str] = []
     lock = _pin_images(
-        source, parameter_sets, registries or image_registries(store), progress=progress
+        source,
+        parameter_sets,
+        registries or image_registries(store),
+        progress=progress,
+        skipped=skipped,
     )
     source = source_from_files({**files, images.LOCK_FILE: lock.to_bytes()}, label)
     tree = tree_hash(source.files)
@@ -104,7 +130,7 @@ def build(
         # The same tree passed lint when it was first built, and a bundle never changes.
         for tag in tags:
             store.tag(existing, tag)
-        return Built(existing, source.spec.name, tree, snapshot.commit, True, 0)
+        return Built(existing, source.spec.name, tree, snapshot.commit, True, 0, tuple(skipped))
     lint.lint_or_raise(source, environment_names)
     packed = archive.pack(source.files)
     if progress:
@@ -118,7 +144,9 @@ def build(
         images=",".join(f"{image}@{lock.digests[image]}" for image in sorted(lock.digests)),
     )
     digest = store.push(packed, annotations, tags)
-    return Built(digest, source.spec.name, tree, snapshot.commit, False, len(packed))
+    return Built(
+        digest, source.spec.name, tree, snapshot.commit, False, len(packed), tuple(skipped)
+    )
 
 
 def image_registries(store: oci.BundleStore | None = None) -> ImageRegistries:
@@ -140,32 +168,43 @@ def _pin_images(
     registries: ImageRegistries,
     *,
     progress: ProgressNote | None,
+    skipped: list[str],
 ) -> images.ImageLock:
-    """The lock of every image `source` renders with any of `parameter_sets`."""
+    """The lock of every image `source` renders with any of `parameter_sets`; a set that does
+    not render is left out (its reason added to `skipped`) unless none renders."""
     found: dict[str, tuple[images.ImageReference, str]] = {}
+    rendered: list[tuple[SourceFile, int, dict[str, JsonValue]]] = []
+    failures: list[RenderError] = []
     for name, parameters in parameter_sets.items():
         try:
-            documents = render.render_documents(source, parameters)
+            rendered += render.render_documents(source, parameters)
         except RenderError as error:
-            hint = error.hint
-            if parameter_sets is DEFAULTS_ONLY:
-                hint = "give the build each target's parameters (bundle build --values FILE)"
-            raise RenderError(
-                f"{error.message} (rendering with {name}, to find its images)", hint=hint
+            # That target cannot render this source at all (a value it lacks): it will fail
+            # at its own render, and an image only it would name is refused there.
+            failures.append(
+                RenderError(f"{error.message} (rendering with {name}, to find its images)")
+            )
+            if progress:
+                progress(f"not pinning for {name}: {error.message}")
+    if failures and len(failures) == len(parameter_sets):
+        hint = failures[0].hint
+        if parameter_sets is DEFAULTS_ONLY:
+            hint = "give the build each target's parameters (bundle build --values FILE)"
+        raise RenderError(failures[0].message, hint=hint)
+    skipped.extend(failure.message for failure in failures)
+    for file, number, obj in rendered:
+        where = source.where(file.path)
+        try:
+            for path, reference in images.references(obj, source.spec.images):
+                line = line_at(decode_text(file.content, where), number, path)
+                place = f"{where}:{line}" if line else f"{where}: document {number}"
+                found.setdefault(reference.text, (reference, f"{place}: {field_path(path)}"))
+        except images.ImageProblem as problem:
+            line = line_at(decode_text(file.content, where), number, problem.path)
+            raise SourceError(
+                f"{where}:{line or '?'}: {field_path(problem.path)}: {problem.message}",
+                hint=problem.hint,
             ) from None
-        for file, number, obj in documents:
-            where = source.where(file.path)
-            try:
-                for path, reference in images.references(obj, source.spec.images):
-                    line = line_at(decode_text(file.content, where), number, path)
-                    place = f"{where}:{line}" if line else f"{where}: document {number}"
-                    found.setdefault(reference.text, (reference, f"{place}: {field_path(path)}"))
-            except images.ImageProblem as problem:
-                line = line_at(decode_text(file.content, where), number, problem.path)
-                raise SourceError(
-                    f"{where}:{line or '?'}: {field_path(problem.path)}: {problem.message}",
-                    hint=problem.hint,
-                ) from None
     digests: dict[str, str] = {}
     for text, (reference, place) in sorted(found.items()):
         if progress:

@@ -21,13 +21,17 @@ bundle.yaml (apiVersion, kind and name are required; unknown fields are refused)
           path: spec.acme.server    # the field path the finding names
           reason: Let's Encrypt's staging CA, the same for every target
     images: {fields: [...], unpinned: [...]}   # see images.py: images pinned by digest
+    kustomize: kustomize/overlay    # a Kustomize overlay, built into manifests/ by the build
 
 An acceptance hides exactly the findings of its rule, file and field path (in every document of
 that file). Only judgement calls can be accepted: the other rules find manifests that would not
 apply or render. An acceptance that matches no finding fails the build (lint.py says why).
 
-Every file under `manifests/` is a `.yaml` or `.yml` manifest. Other files of the folder (a README)
-are carried along in the bundle. Empty folders are not: a bundle is a set of files.
+Every file under `manifests/` is a `.yaml` or `.yml` manifest. Other files of the folder (a README,
+a Kustomize overlay and its bases) are carried along in the bundle. Empty folders are not: a bundle
+is a set of files. The build adds two files: images.lock.json (images.py) and, for a source that
+names a Kustomize overlay, KUSTOMIZE_OUTPUT, the overlay built by `kubectl kustomize`; a source
+may hold neither itself.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ from conveyor.kit.syntax import DNS_LABEL, DNS_LABEL_RULE
 BUNDLE_FILE = "bundle.yaml"
 MANIFESTS_DIR = "manifests/"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+KUSTOMIZE_OUTPUT = "manifests/kustomize-build.yaml"
+"""Where the build writes `kubectl kustomize`'s output for a source with a `kustomize` overlay."""
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 API_VERSION = "conveyor.dev/v1alpha1"
 KIND = "Bundle"
 DEFAULT_MAX_SOURCE_SIZE = 10 * 1024 * 1024
@@ -72,6 +79,7 @@ _BUNDLE_FIELDS = (
     "allowPlaintextSecrets",
     "lint",
     "images",
+    "kustomize",
 )
 _LINT_FIELDS = ("accept",)
 _ACCEPT_FIELDS = ("rule", "file", "path", "reason")
@@ -113,6 +121,8 @@ class BundleSpec:
     allow_plaintext_secrets: bool
     accepted_findings: tuple[AcceptedFinding, ...]
     images: ImageSettings = dataclasses.field(default_factory=ImageSettings)
+    kustomize: str | None = None
+    """The folder of a Kustomize overlay the build renders into KUSTOMIZE_OUTPUT."""
 
 
 @dataclass(frozen=True)
@@ -281,13 +291,30 @@ def source_from_files(files: Mapping[str, bytes], label: str) -> Source:
                 f"{label}/{path}: not a manifest; only .yaml and .yml files go under manifests/",
                 hint="move the file out of manifests/ or rename it",
             )
-    if not manifest_paths:
-        raise SourceError(
-            f"{label}: no manifests", hint="put the app's .yaml manifests under manifests/"
-        )
     spec = parse_bundle_spec(files[BUNDLE_FILE], f"{label}/{BUNDLE_FILE}", manifest_paths)
+    if spec.kustomize is not None:
+        _check_kustomize(spec.kustomize, files, f"{label}/{BUNDLE_FILE}")
+    elif not manifest_paths:
+        raise SourceError(
+            f"{label}: no manifests",
+            hint="put the app's .yaml manifests under manifests/, or name a Kustomize overlay "
+            "in bundle.yaml (kustomize: FOLDER)",
+        )
     lock = parse_lock(files[LOCK_FILE], f"{label}/{LOCK_FILE}") if LOCK_FILE in files else None
     return Source(label=label, spec=spec, files=ordered, image_lock=lock)
+
+
+def _check_kustomize(folder: str, files: Mapping[str, bytes], where: str) -> None:
+    if not any(f"{folder}/{name}" in files for name in KUSTOMIZATION_FILES):
+        raise SourceError(
+            f"{where}: kustomize: {folder!r} holds no kustomization.yaml",
+            hint="name the folder of the overlay to build, relative to bundle.yaml",
+        )
+    if folder == MANIFESTS_DIR.rstrip("/") or folder.startswith(MANIFESTS_DIR):
+        raise SourceError(
+            f"{where}: kustomize: {folder!r} is under manifests/, which holds plain manifests",
+            hint="keep the overlay and its bases outside manifests/ (e.g. kustomize/)",
+        )
 
 
 def parse_bundle_spec(data: bytes, where: str, manifest_paths: Iterable[str]) -> BundleSpec:
@@ -317,7 +344,20 @@ def parse_bundle_spec(data: bytes, where: str, manifest_paths: Iterable[str]) ->
         allow_plaintext_secrets=allow_plaintext_secrets,
         accepted_findings=_accepted_findings(raw.get("lint", {}), where, manifests),
         images=parse_image_settings(raw.get("images"), where),
+        kustomize=_kustomize_folder(raw.get("kustomize"), where),
     )
+
+
+def _kustomize_folder(raw: object, where: str) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise SourceError(f"{where}: kustomize: must be a folder path, got {show(raw)}")
+    folder = raw.rstrip("/")
+    problem = path_problem(folder)
+    if problem:
+        raise SourceError(f"{where}: kustomize: the path {raw!r} {problem}")
+    return folder
 
 
 def _tests(raw: object, where: str, manifest_paths: frozenset[str]) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.kit.paths import state_dir
-from conveyor.platform import process
+from conveyor.platform import binaries, process
 from conveyor.platform.binaries import PlatformProgress
 from conveyor.platform.components import Health, Kubernetes, PrefectServer, Registry
 
@@ -86,5 +86,7 @@ class LocalPlatform:
             # Every image registry is looked up here first (containerd's mirror rule), then
             # at its own address: stand-ins for registries this machine cannot reach.
             "CONVEYOR_IMAGE_MIRRORS": f"*={self.registry.address}",
+            # The kubectl built with the cluster: it builds Kustomize overlays at bundle build.
+            "CONVEYOR_KUBECTL": str(binaries.set_folder(binaries.KUBERNETES) / "kubectl"),
             "PREFECT_API_URL": self.prefect.api_url,
         }

@@ -123,6 +123,10 @@ def _approve_in_classic_ui(
     _submit(page, still_paused)
 
 
+SUBMIT_WAIT_SECONDS = 90
+"""A SQLite-backed server under a full test run may take most of a minute to take the input."""
+
+
 def _submit(page: Page, still_paused: Callable[[], bool]) -> None:
     """Submit the form until the dialog closes. A SQLite-backed server answers 503 when another
     write holds the database (heartbeats, lease renewals, other tests' runs); the classic UI
@@ -132,13 +136,18 @@ def _submit(page: Page, still_paused: Callable[[], bool]) -> None:
     def closed_or_failed(_: object) -> str | Literal[False]:
         if not page.shown(DIALOG):
             return "closed"
-        return "failed" if page.shown(SERVER_ERROR) else False
+        if page.shown(SERVER_ERROR):
+            return "failed"
+        # A busy server may answer after the dialog gave up redrawing: the run going on is
+        # the server's answer.
+        return "closed" if not still_paused() else False
 
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
         page.element("the form's Submit button", by_text("button", "Submit", DIALOG)).click()
         outcome = page.wait(
             "the Resume dialog to close (the server accepting the input) or an error",
             closed_or_failed,
+            timeout=SUBMIT_WAIT_SECONDS,
         )
         if outcome == "closed":
             return

@@ -168,7 +168,8 @@ def published(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def repo(tmp_path: Path, platform: LocalPlatform) -> Path:
+    """The example app in a git repository; its builds pin images through the platform."""
     return make_repo(tmp_path / "repo")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from conveyor.platform.local import LocalPlatform
 from tests.support.git import git
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
@@ -48,8 +49,9 @@ def succeeded(run: subprocess.CompletedProcess[str]) -> Any:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A git repository holding each corpus folder under its own name."""
+def repo(tmp_path: Path, platform: LocalPlatform) -> Path:
+    """A git repository holding each corpus folder under its own name (its builds pin the
+    images the fixtures name through the platform's registry)."""
     root = tmp_path / "repo"
     shutil.copytree(CORPUS, root)
     git(root, "init", "-q", "-b", "main")

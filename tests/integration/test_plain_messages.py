@@ -60,7 +60,9 @@ def test_a_flow_runs_log_keeps_emoji_codes_and_brackets(
     assert not any(emoji in messages for emoji in EMOJI), messages
 
 
-def test_the_cli_prints_emoji_codes_and_brackets_as_written(tmp_path: Path) -> None:
+def test_the_cli_prints_emoji_codes_and_brackets_as_written(
+    platform: LocalPlatform, tmp_path: Path
+) -> None:  # the platform's registry serves the example's images the build pins
     repo = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "examples" / "web", repo / "ledger")
     bundle = repo / "ledger" / "bundle.yaml"

@@ -549,7 +549,42 @@ LAYOUT_ERRORS = [
         files_with(HEADER, **{"../x.yaml": b""}),
         "web/../x.yaml: the path has a '..' component",
     ),
+    (
+        "kustomize-folder-without-kustomization",
+        {"bundle.yaml": (HEADER + "kustomize: k/overlay\n").encode(), "k/overlay/x.yaml": b""},
+        "web/bundle.yaml: kustomize: 'k/overlay' holds no kustomization.yaml",
+    ),
+    (
+        "kustomize-under-manifests",
+        {
+            "bundle.yaml": (HEADER + "kustomize: manifests/k\n").encode(),
+            "manifests/k/kustomization.yaml": b"resources: []",
+        },
+        "web/bundle.yaml: kustomize: 'manifests/k' is under manifests/",
+    ),
+    (
+        "kustomize-not-a-path",
+        {"bundle.yaml": (HEADER + "kustomize: [a]\n").encode()},
+        "web/bundle.yaml: kustomize: must be a folder path",
+    ),
+    (
+        "kustomize-escapes",
+        {"bundle.yaml": (HEADER + "kustomize: ../other\n").encode()},
+        "web/bundle.yaml: kustomize: the path '../other' has a '..' component",
+    ),
 ]
+
+
+def test_a_kustomize_source_needs_no_manifests_of_its_own() -> None:
+    source = source_from_files(
+        {
+            "bundle.yaml": (HEADER + "kustomize: kustomize/\n").encode(),
+            "kustomize/kustomization.yaml": b"resources: [deployment.yaml]",
+        },
+        "web",
+    )
+    assert source.spec.kustomize == "kustomize"
+    assert source.manifests == ()
 
 
 @pytest.mark.parametrize(
