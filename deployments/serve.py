@@ -2,8 +2,9 @@
 
 `python -m deployments.serve` (or `conveyor serve`) registers, on the Prefect server named by
 PREFECT_API_URL, the deployments `release/conveyor`, `promote-stage/conveyor`,
-`deploy-target/conveyor`, `rollback/conveyor` (run from the UI, the API or the CLI) and one
-`reconcile/<app>-<target>` per target on an interval, then runs their flow runs in this process.
+`deploy-target/conveyor`, `rollback/conveyor` (run from the UI, the API or the CLI), one
+`reconcile/<app>-<target>` per target on an interval, and one `watch-source/<app>` per app whose
+source has a `watch`, then runs their flow runs in this process.
 Its schedules are not paused when it stops, so a restart resumes the control loop as it was.
 The runs read the configuration this process loaded (it sets $CONVEYOR_CONFIG for them), and
 every deployment is tagged with that configuration's digest: a run refuses to start when the
@@ -28,6 +29,7 @@ from flows.promote_stage import promote_stage
 from flows.reconcile import RECONCILE_INTERVAL, reconcile
 from flows.release import release
 from flows.rollback import rollback
+from flows.watch import watch_source
 
 
 def deployments(config: Config) -> list[RunnerDeployment]:
@@ -57,6 +59,17 @@ def deployments(config: Config) -> list[RunnerDeployment]:
         ),
     ]
     for app in config.apps.values():
+        if app.source.watch is not None:
+            served.append(
+                watch_source.to_deployment(
+                    name=app.name,
+                    interval=app.source.watch.interval,
+                    parameters={"app": app.name},
+                    tags=["conveyor", "watch", bound],
+                    description=f"Release {app.name} when {', '.join(app.source.watch.refs)} "
+                    "gets a new commit.",
+                )
+            )
         for target in app.pipeline.targets():
             served.append(
                 reconcile.to_deployment(

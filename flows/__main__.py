@@ -24,9 +24,11 @@ from flows.promote_stage import promote_stage
 from flows.reconcile import reconcile
 from flows.release import release
 from flows.rollback import rollback
+from flows.watch import watch_source
 
 FLOWS: dict[str, Any] = {
-    flow.name: flow for flow in (release, promote_stage, deploy_target, reconcile, rollback)
+    flow.name: flow
+    for flow in (release, promote_stage, deploy_target, reconcile, rollback, watch_source)
 }
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from conveyor.errors import ConveyorError
+from conveyor.platform import process
+from conveyor.platform.components import PrefectServer
 from conveyor.platform.local import LocalPlatform
 from tests.support.images import push_fixture_images
 
@@ -74,3 +76,17 @@ def namespace(kube_api: Any) -> Iterator[str]:
 def registry_repo(platform: LocalPlatform) -> str:
     """A registry repository name no other test uses: `<address>/tests/<random>`."""
     return f"{platform.registry.address}/tests/r{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def own_prefect(
+    platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrefectServer]:
+    """A Prefect server for one test module (tests marked `own_prefect` run their world on it):
+    what it serves, no test on the shared server can find."""
+    server = PrefectServer(tmp_path_factory.mktemp("own-prefect"), process.free_port())
+    server.up()
+    try:
+        yield server
+    finally:
+        server.down()

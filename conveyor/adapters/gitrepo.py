@@ -176,6 +176,29 @@ def read_source(
     )
 
 
+def branch_and_tag_heads(
+    location: str, *, timeout: float = NETWORK_TIMEOUT_SECONDS
+) -> dict[str, str]:
+    """Every branch and tag of the repository at `location` (a remote one fetched first, in at
+    most `timeout` seconds) by short name, with the commit it points at; a branch wins over a
+    tag of the same name, as git resolves the name."""
+    repo = _open(location, timeout)
+    try:
+        listing = repo.git.for_each_ref(
+            "--format=%(refname)%09%(objectname)%09%(*objectname)", "refs/tags", "refs/heads"
+        )
+    except git.GitCommandError as error:
+        raise SourceError(
+            f"git repository {without_userinfo(location)}: cannot list its refs: {_stderr(error)}"
+        ) from error
+    heads: dict[str, str] = {}
+    for line in listing.splitlines():
+        name, target, peeled = [*line.split("\t"), "", ""][:3]
+        short = name.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        heads[short] = peeled or target  # an annotated tag: the commit it names
+    return heads
+
+
 def _origin(repo: git.Repo, location: str) -> str:
     if is_git_url(location):
         return without_userinfo(location)

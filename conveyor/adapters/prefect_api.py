@@ -34,11 +34,13 @@ PROMOTE_STAGE = "promote-stage"
 DEPLOY_TARGET = "deploy-target"
 RECONCILE = "reconcile"
 ROLLBACK = "rollback"
-CONVEYOR_FLOWS = (RELEASE, PROMOTE_STAGE, DEPLOY_TARGET, RECONCILE, ROLLBACK)
+WATCH_SOURCE = "watch-source"
+CONVEYOR_FLOWS = (RELEASE, PROMOTE_STAGE, DEPLOY_TARGET, RECONCILE, ROLLBACK, WATCH_SOURCE)
 """The names of Conveyor's flows: the @flow decorators, the CLI, `python -m flows`, the crash
 automation and the deployments (`<flow>/conveyor`) all use these."""
 SERVED_DEPLOYMENT = "conveyor"
-"""The deployment name under which `deployments.serve` serves each flow but reconcile."""
+"""The deployment name under which `deployments.serve` serves each flow but reconcile and
+watch-source (one deployment per target and per app)."""
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 HEARTBEAT_SECONDS = 30

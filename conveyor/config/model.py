@@ -230,6 +230,19 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class SourceWatch:
+    """Refs of an app's source repository whose new commits start a release by themselves."""
+
+    refs: tuple[str, ...]
+    """Branch or tag names, or globs (`main`, `v*`)."""
+    interval: float
+    """Seconds between two looks at the repository."""
+
+    def matches(self, ref: str) -> bool:
+        return any(fnmatch.fnmatchcase(ref, pattern) for pattern in self.refs)
+
+
+@dataclass(frozen=True)
 class AppSource:
     """Where an app's bundle source lives: a repository (absolute path or URL), the ref a
     release builds by default, the folder, and which refs may be released at all."""
@@ -239,6 +252,8 @@ class AppSource:
     path: str
     allowed_refs: tuple[str, ...] = ()
     """Refs or globs (`main`, `release/*`, `v*`) a release may build; empty allows any."""
+    watch: SourceWatch | None = None
+    """Refs whose new commits start a release (served as `watch-source/<app>`), if any."""
 
     def allows(self, ref: str) -> bool:
         return not self.allowed_refs or any(

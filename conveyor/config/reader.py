@@ -27,6 +27,10 @@ labels: lowercase letters, digits and '-', at most 63.
         source: {repository: .., ref: HEAD, path: examples/web}   # ref default HEAD, path "."
         pipeline: pipelines/web.yaml
 
+A source may also name `allowedRefs` (refs or globs a release may build) and `watch: {refs:
+[main, "v*"], interval: 60s}`: each new commit of a matching branch or tag starts one release
+of that ref by itself (flows/watch.py; interval at least 5s).
+
 A pipeline file (kind: Pipeline) has a `name`, `pruneCustomResourceDefinitions` (default false:
 prune never deletes a CustomResourceDefinition a bundle dropped, since that deletes every custom
 resource of its kind) and ordered `stages`, each with:
@@ -128,6 +132,7 @@ from conveyor.config.model import (
     HttpGate,
     Pipeline,
     SignatureRule,
+    SourceWatch,
     Stage,
     Target,
     Weekly,
@@ -325,7 +330,7 @@ def _cluster(name: str, raw: JsonValue, at: Place, root: Path) -> Cluster:
 
 
 def _app_source(raw: object, at: Place, root: Path) -> AppSource:
-    fields = _ConfigFields(raw, at, ("repository", "ref", "allowedRefs", "path"))
+    fields = _ConfigFields(raw, at, ("repository", "ref", "allowedRefs", "path", "watch"))
     path = fields.string("path", ".")
     problem = None if path == "." else path_problem(path)
     if problem:
@@ -345,10 +350,32 @@ def _app_source(raw: object, at: Place, root: Path) -> AppSource:
         fields.string("ref", "HEAD"),
         path,
         tuple(allowed),
+        _source_watch(fields.get("watch"), at.key("watch")) if fields.given("watch") else None,
     )
     if not source.allows(source.ref):
         raise fields.error("ref", f"{source.ref!r} is not among allowedRefs ({', '.join(allowed)})")
     return source
+
+
+MIN_WATCH_INTERVAL = 5.0
+"""Seconds: a watch that looks more often than this would mostly ask a git server for nothing."""
+
+
+def _source_watch(raw: object, at: Place) -> SourceWatch:
+    fields = _ConfigFields(raw, at, ("refs", "interval"))
+    refs: list[str] = []
+    for pattern, place in fields.items("refs"):
+        if not isinstance(pattern, str) or not pattern or pattern.startswith("-"):
+            raise place.error(f"must be a branch, tag or glob such as `v*`, {place.got(pattern)}")
+        refs.append(pattern)
+    if not refs:
+        raise fields.error("refs", "must list at least one branch, tag or glob")
+    interval = fields.duration("interval", "60s")
+    if interval < MIN_WATCH_INTERVAL:
+        raise fields.error(
+            "interval", f"must be at least {MIN_WATCH_INTERVAL:g}s, got {interval:g}s"
+        )
+    return SourceWatch(tuple(refs), interval)
 
 
 def _repository(location: str, root: Path) -> str:

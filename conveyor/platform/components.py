@@ -39,6 +39,8 @@ from conveyor.platform import binaries, process
 from conveyor.platform.binaries import PlatformProgress
 
 CLUSTER_NAME = "conveyor"
+API_READY_SECONDS = 60.0
+"""How long `up` waits for a started API server to answer before scaling its nodes."""
 NODE_COUNT = 2
 PODS_PER_NODE = 1000
 """Simulated pods cost next to nothing; KWOK's default of 110 fills up under the benchmarks."""
@@ -182,6 +184,11 @@ class Kubernetes:
     def _ensure_nodes(self, kwokctl: str, progress: PlatformProgress | None) -> None:
         if progress:
             progress(f"ensuring {NODE_COUNT} simulated nodes", 0, 0)
+        # kwokctl's own --wait can return while a restarted API server still refuses
+        # connections, and `scale node` then fails: wait for /readyz first.
+        deadline = time.monotonic() + API_READY_SECONDS
+        while not self.health().healthy and time.monotonic() < deadline:
+            time.sleep(0.5)
         _run(
             self.name,
             [

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conveyor.platform.local import LocalPlatform
-from tests.support.world import World, isolated_world
+from tests.support.world import World, isolated_world, prefect_for
 
 
 def _approval_and_soak_in_prod(pipeline: dict[str, Any]) -> None:
@@ -25,7 +25,10 @@ def _approval_and_soak_in_prod(pipeline: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def world(platform: LocalPlatform, tmp_path: Path) -> Iterator[World]:
-    with isolated_world(platform, tmp_path, prefix=f"e{uuid.uuid4().hex[:6]}") as world:
+def world(
+    platform: LocalPlatform, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    prefix = f"e{uuid.uuid4().hex[:6]}"
+    with isolated_world(platform, tmp_path, prefix, prefect=prefect_for(request)) as world:
         world.edit_pipeline(_approval_and_soak_in_prod)
         yield world

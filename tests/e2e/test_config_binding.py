@@ -17,7 +17,7 @@ from conveyor.adapters.prefect_api import PROMOTE_STAGE, SERVED_DEPLOYMENT
 from conveyor.errors import InputError
 from tests.support.world import World, serving_promote_stage
 
-pytestmark = pytest.mark.serial  # a served deployment of its own: nothing else may run meanwhile
+pytestmark = pytest.mark.own_prefect  # it serves deployments: on a Prefect server of its own
 
 
 def _wait_final(world: World, run_id: str) -> str:

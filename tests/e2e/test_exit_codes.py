@@ -13,7 +13,7 @@ from conveyor.adapters.prefect_api import (
 )
 from tests.support.world import World, serving_promote_stage
 
-pytestmark = pytest.mark.serial  # a served deployment of its own: nothing else may run meanwhile
+pytestmark = pytest.mark.own_prefect  # it serves deployments: on a Prefect server of its own
 
 REFUSED = 2
 

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from conveyor.platform.local import LocalPlatform
-from tests.support.world import World, isolated_world
+from tests.support.world import World, isolated_world, prefect_for
 
 
 @pytest.fixture
-def world(platform: LocalPlatform, tmp_path: Path) -> Iterator[World]:
-    with isolated_world(platform, tmp_path, prefix=f"f{uuid.uuid4().hex[:6]}") as world:
+def world(
+    platform: LocalPlatform, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    prefix = f"f{uuid.uuid4().hex[:6]}"
+    with isolated_world(platform, tmp_path, prefix, prefect=prefect_for(request)) as world:
         yield world

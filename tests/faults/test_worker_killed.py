@@ -25,7 +25,7 @@ REPOSSESSOR_LOOP = 15
 """How often Prefect's server looks for expired leases (its default)."""
 
 
-@pytest.mark.serial  # serves promote-stage/conveyor, which parallel tests' CLI runs would find
+@pytest.mark.own_prefect  # serves promote-stage/conveyor, which other tests' CLI runs would find
 def test_a_worker_killed_between_apply_and_record_converges(world: World, tmp_path: Path) -> None:
     def dev_then_held_test(pipeline: dict[str, Any]) -> None:
         dev, test = pipeline["stages"][:2]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from conveyor.adapters import gitrepo
@@ -284,6 +285,21 @@ serve(*[d for d in deployments(config) if d.flow_name == "promote-stage"], pause
 """
 
 
+def start_serving(world: World, arguments: list[str]) -> subprocess.Popen[bytes]:
+    """`python ARGUMENTS` serving deployments for the world, polling every second, as the
+    leader of a process group of its own (stop it with stop_process); its output goes to
+    serve.log in the world's folder."""
+    with (world.root / "serve.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, *arguments],
+            env={**world.env, "PREFECT_RUNNER_POLL_FREQUENCY": "1", **HEARTBEAT_ENVIRONMENT},
+            cwd=world.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 @contextmanager
 def serving_promote_stage(world: World) -> Iterator[subprocess.Popen[bytes]]:
     """`promote-stage/conveyor` served by a child process (yielded, the leader of its process
@@ -291,15 +307,7 @@ def serving_promote_stage(world: World) -> Iterator[subprocess.Popen[bytes]]:
     ends; then the deployment is deleted, so later tests run flows in child processes again."""
     logfile = world.root / "serve.log"
     started = datetime.datetime.now(datetime.UTC)
-    with logfile.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVE_PROMOTE_STAGE],
-            env={**world.env, "PREFECT_RUNNER_POLL_FREQUENCY": "1", **HEARTBEAT_ENVIRONMENT},
-            cwd=world.root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    server = start_serving(world, ["-c", SERVE_PROMOTE_STAGE])
     try:
         deadline = time.monotonic() + 90
         while not _polled_since(world, started):
@@ -321,3 +329,12 @@ def _polled_since(world: World, started: datetime.datetime) -> bool:
         and polled
         and datetime.datetime.fromisoformat(polled) > started
     )
+
+
+def prefect_for(request: pytest.FixtureRequest) -> PrefectServer | None:
+    """The test's own Prefect server (the `own_prefect` fixture) when it is marked
+    `own_prefect`, else None: the platform's shared server."""
+    if request.node.get_closest_marker("own_prefect") is None:
+        return None
+    server: PrefectServer = request.getfixturevalue("own_prefect")
+    return server

@@ -420,7 +420,8 @@ ERROR_CASES = [
     ),
     pytest.param(
         lambda tree: tree.config["apps"]["web"]["source"].update(branch="main"),
-        f"{CONFIG}: apps.web.source.branch: unknown key; known: repository, ref, allowedRefs, path",
+        f"{CONFIG}: apps.web.source.branch: unknown key; known: repository, ref, allowedRefs, path,"
+        " watch",
         id="unknown-key-source",
     ),
     pytest.param(
@@ -437,6 +438,28 @@ ERROR_CASES = [
         lambda tree: tree.config["apps"]["web"]["source"].update(allowedRefs=[]),
         f"{CONFIG}: apps.web.source.allowedRefs: must list at least one ref",
         id="allowed-refs-empty",
+    ),
+    pytest.param(
+        lambda tree: tree.config["apps"]["web"]["source"].update(watch={"refs": []}),
+        f"{CONFIG}: apps.web.source.watch.refs: must list at least one branch, tag or glob",
+        id="watch-refs-empty",
+    ),
+    pytest.param(
+        lambda tree: tree.config["apps"]["web"]["source"].update(watch={"refs": ["--all"]}),
+        f"{CONFIG}: apps.web.source.watch.refs[0]: must be a branch, tag or glob",
+        id="watch-ref-an-option",
+    ),
+    pytest.param(
+        lambda tree: tree.config["apps"]["web"]["source"].update(
+            watch={"refs": ["main"], "interval": "1s"}
+        ),
+        f"{CONFIG}: apps.web.source.watch.interval: must be at least 5s, got 1s",
+        id="watch-too-often",
+    ),
+    pytest.param(
+        lambda tree: tree.config["apps"]["web"]["source"].update(watch={"ref": ["main"]}),
+        f"{CONFIG}: apps.web.source.watch.ref: unknown key; known: refs, interval",
+        id="watch-unknown-key",
     ),
     pytest.param(
         lambda tree: tree.pipeline.update(stage=[]),
@@ -946,6 +969,20 @@ def test_allowed_refs_are_exact_names_or_globs(
     else:
         with pytest.raises(PromotionRefused, match=f"{ref!r} may not be released"):
             web.source.check_ref(ref)
+
+
+@pytest.mark.parametrize(
+    ("refs", "ref", "watched"),
+    [(["main"], "main", True), (["main"], "main2", False), (["v*", "main"], "v2.1", True)],
+)
+def test_a_watch_names_branches_and_tags_exactly_or_by_glob(
+    isolated: Path, refs: list[str], ref: str, watched: bool
+) -> None:
+    tree = Tree()
+    tree.config["apps"]["web"]["source"]["watch"] = {"refs": refs}
+    watch = load(tree, isolated).app("web").source.watch
+    assert watch is not None and watch.interval == 60
+    assert watch.matches(ref) is watched
 
 
 def test_a_missing_config_file_says_how_to_point_at_one() -> None:
