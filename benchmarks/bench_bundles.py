@@ -365,13 +365,7 @@ def measure_push(bench: Bench, built: artifact.Built) -> None:
     """The upload alone (packed bytes in hand), the part of build+push that skopeo copy also
     does."""
     manifest, layer = open_store(f"oci:{bench.layout}").pull(built.digest)
-    annotations = oci.BundleAnnotations(
-        name=manifest["annotations"][oci.ANNOTATION_NAME],
-        tree_hash=built.tree_hash,
-        source=manifest["annotations"][oci.ANNOTATION_SOURCE],
-        revision=manifest["annotations"][oci.ANNOTATION_REVISION],
-        created=manifest["annotations"][oci.ANNOTATION_CREATED],
-    )
+    annotations = oci.BundleAnnotations.from_dict(manifest["annotations"])
     push = Series(
         "push only", "conveyor", note="store.push of the packed layer (ratio vs skopeo copy)"
     )

@@ -22,9 +22,10 @@ def _run_name() -> str:
 
 
 @flow(name=RELEASE, flow_run_name=_run_name, log_prints=False)
-async def release(app: str, ref: str | None = None) -> str:
+async def release(app: str, ref: str | None = None, images: dict[str, str] | None = None) -> str:
     """Build the app's bundle at `ref` (default: the app's `source.ref`; refused unless
-    `source.allowedRefs` allows it), or reuse it, and promote it stage by stage.
+    `source.allowedRefs` allows it), or reuse it, and promote it stage by stage. `images`
+    (repository -> tag) chooses those images' tags for every stage: the bundle pins them.
 
     Stops after a stage whose autoPromote is off (promote the next one with
     `conveyor promote`), and fails where a gate fails or an approval is refused.
@@ -34,7 +35,7 @@ async def release(app: str, ref: str | None = None) -> str:
     spec = context.app
     chosen = ref or spec.source.ref
     spec.source.check_ref(chosen)
-    built = await bundles.build_bundle(context.store, spec, chosen)
+    built = await bundles.build_bundle(context.store, spec, chosen, images)
     logger.info(
         "%s %s at %s (commit %s): %s",
         app,

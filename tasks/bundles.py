@@ -19,7 +19,9 @@ from conveyor.promotion.reports import Provenance
 
 
 @task(name="build-bundle", cache_policy=NO_CACHE)
-async def build_bundle(store: oci.BundleStore, app: App, ref: str) -> artifact.Built:
+async def build_bundle(
+    store: oci.BundleStore, app: App, ref: str, images: Mapping[str, str] | None = None
+) -> artifact.Built:
     """The digest of the app's source at `ref`: reused when that source tree, with the image
     digests every target's parameters name, was built before."""
     built = await asyncio.to_thread(
@@ -33,6 +35,7 @@ async def build_bundle(store: oci.BundleStore, app: App, ref: str) -> artifact.B
             f"target {target.name}'s parameters": target.parameters
             for target in app.pipeline.targets()
         },
+        image_tags=images,
     )
     for reason in built.not_pinned_for:
         get_run_logger().warning("images not pinned for a target: %s", reason)

@@ -25,8 +25,9 @@ import json
 import re
 import tarfile
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import requests
 
@@ -44,6 +45,8 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CHALLENGE_PARAMETER = re.compile(r'(\w+)="([^"]*)"')
 _PLAIN_HTTP_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_MAX_TAGS = 100_000
+T = TypeVar("T")
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 
@@ -84,16 +87,11 @@ class ImageRegistries:
     def digest(self, registry: str, repository: str, tag: str) -> str:
         """The digest `registry/repository:tag` names now, from its mirror or from itself."""
         image = f"{registry}/{repository}:{tag}"
-        tried: list[str] = []
-        for host in self._hosts(registry):
-            try:
-                found = self._manifest_digest(host, repository, tag)
-            except requests.RequestException as error:
-                tried.append(f"{host}: {_reason(error)}")
-                continue
-            if found is not None:
-                return found
-            tried.append(f"{host}: no such tag")
+        found, tried = self._first_answer(
+            registry, lambda host: self._manifest_digest(host, repository, tag), "no such tag"
+        )
+        if found is not None:
+            return found
         if all(attempt.endswith("no such tag") for attempt in tried):
             raise InputError(
                 f"image {image}: the tag does not exist ({'; '.join(tried)})",
@@ -106,14 +104,68 @@ class ImageRegistries:
             "in bundle.yaml with a reason",
         )
 
+    def tags(self, registry: str, repository: str) -> list[str]:
+        """Every tag of `registry/repository`, from its mirror when the mirror has the
+        repository, else from the registry itself."""
+        found, tried = self._first_answer(
+            registry, lambda host: self._tag_list(host, repository), "no such repository"
+        )
+        if found is not None:
+            return found
+        raise RegistryError(
+            f"image {registry}/{repository}: could not list its tags ({'; '.join(tried)})",
+            hint="check the repository name, that the registry is reachable and the credentials",
+        )
+
+    def _first_answer(
+        self, registry: str, ask: Callable[[str], T | None], missing: str
+    ) -> tuple[T | None, list[str]]:
+        """What `ask(host)` answers for the registry's mirror, else for the registry itself;
+        and, when neither answers, what each said (`missing` for a None answer)."""
+        tried: list[str] = []
+        for host in self._hosts(registry):
+            try:
+                found = ask(host)
+            except requests.RequestException as error:
+                tried.append(f"{host}: {_reason(error)}")
+                continue
+            if found is not None:
+                return found, tried
+            tried.append(f"{host}: {missing}")
+        return None, tried
+
+    def _tag_list(self, host: str, repository: str) -> list[str] | None:
+        url: str | None = f"{_scheme(host)}://{host}/v2/{repository}/tags/list?n=1000"
+        tags: list[str] = []
+        headers = {"Accept": "application/json"}
+        auth = self.credentials.get(host)
+        while url and len(tags) < _MAX_TAGS:
+            response = self._request("GET", url, headers, auth)
+            if response.status_code == 401 and "Authorization" not in headers:
+                challenge = response.headers.get("WWW-Authenticate", "")
+                if challenge.lower().startswith("bearer"):
+                    headers["Authorization"] = f"Bearer {self._token(challenge, auth)}"
+                    auth = None
+                    continue
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            listed = response.json().get("tags") or []
+            tags += [tag for tag in listed if isinstance(tag, str)]
+            # The next page, on the same registry only (credentials never go elsewhere).
+            following = response.links.get("next", {}).get("url")
+            url = urllib.parse.urljoin(url, following) if following else None
+            if url and urllib.parse.urlsplit(url).netloc != host:
+                raise requests.RequestException(f"the next page of tags is on another host: {url}")
+        return tags
+
     def _hosts(self, registry: str) -> list[str]:
         upstream = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         mirror = self.mirrors.get(registry) or self.mirrors.get("*")
         return [mirror, upstream] if mirror and mirror != upstream else [upstream]
 
     def _manifest_digest(self, host: str, repository: str, tag: str) -> str | None:
-        scheme = "http" if host.rsplit(":", 1)[0] in _PLAIN_HTTP_HOSTS else "https"
-        url = f"{scheme}://{host}/v2/{repository}/manifests/{tag}"
+        url = f"{_scheme(host)}://{host}/v2/{repository}/manifests/{tag}"
         headers = {"Accept": _ACCEPT}
         auth = self.credentials.get(host)
         response = self._request("HEAD", url, headers, auth)
@@ -182,6 +234,10 @@ class ImageRegistries:
         if not isinstance(token, str) or not token:
             raise requests.RequestException("the token service answered no token")
         return token
+
+
+def _scheme(host: str) -> str:
+    return "http" if host.rsplit(":", 1)[0] in _PLAIN_HTTP_HOSTS else "https"
 
 
 def _reason(error: requests.RequestException) -> str:

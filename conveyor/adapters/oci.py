@@ -113,6 +113,18 @@ class BundleAnnotations:
     created: str
     images: str = ""
 
+    @classmethod
+    def from_dict(cls, annotations: dict[str, str]) -> BundleAnnotations:
+        """The annotations a bundle's manifest carries (KeyError for a missing required one)."""
+        return cls(
+            name=annotations[ANNOTATION_NAME],
+            tree_hash=annotations[ANNOTATION_TREE_HASH],
+            source=annotations[ANNOTATION_SOURCE],
+            revision=annotations[ANNOTATION_REVISION],
+            created=annotations[ANNOTATION_CREATED],
+            images=annotations.get(ANNOTATION_IMAGES, ""),
+        )
+
     def to_dict(self) -> dict[str, str]:
         """The annotations as they appear in the manifest, after validating every field."""
         for field_name in ("name", "source", "revision"):

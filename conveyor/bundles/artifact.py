@@ -10,9 +10,12 @@ so nothing tampered with is ever rendered or applied.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from conveyor.adapters import gitrepo, kustomize, oci
 from conveyor.adapters.image_registry import ImageRegistries, parse_mirrors
@@ -27,11 +30,16 @@ from conveyor.bundles.source import (
     tree_hash,
 )
 from conveyor.errors import ConveyorError, InputError, IntegrityError, RenderError, SourceError
+from conveyor.kit.paths import cache_root
 from conveyor.kit.progress import ProgressNote
 from conveyor.kit.redaction import without_userinfo
 from conveyor.kit.strict_yaml import JsonValue, decode_text, line_at
 
 FIXED_CREATED = "1970-01-01T00:00:00Z"
+REFERENCES_FORMAT = "conveyor.dev/image-references/v1"
+"""Which image references a source tree names with given parameters never changes: a build
+remembers them under <cache>/image-references/ (rendering every manifest again took 0.5 s of a
+reused 200-manifest build); the digests are asked of the registries every time."""
 DEFAULTS_ONLY: Mapping[str, Mapping[str, object]] = {"the bundle's defaults": {}}
 """`org.opencontainers.image.created` of every bundle: a real time would change the digest."""
 
@@ -72,6 +80,7 @@ def build(
     *,
     environment_names: Sequence[str] = (),
     parameter_sets: Mapping[str, Mapping[str, object]] = DEFAULTS_ONLY,
+    image_tags: Mapping[str, str] | None = None,
     registries: ImageRegistries | None = None,
     max_size: int = DEFAULT_MAX_SOURCE_SIZE,
     tags: Sequence[str] = (),
@@ -81,8 +90,9 @@ def build(
 
     Its image lock pins every image the app's manifests name when rendered with each of
     `parameter_sets` (by name: the targets that will render it), resolved through `registries`
-    (by default: $CONVEYOR_IMAGE_MIRRORS and the store's credentials). A tag moved since an
-    earlier build gives a new lock, so a new bundle."""
+    (by default: $CONVEYOR_IMAGE_MIRRORS and the store's credentials). `image_tags` (repository
+    -> tag) chooses the tag of those repositories for every target, whatever the manifests or
+    parameters name. A tag moved since an earlier build gives a new lock, so a new bundle."""
     shown = without_userinfo(location)
     if progress:
         progress(f"reading {shown}@{ref}:{subpath}")
@@ -118,6 +128,7 @@ def build(
         source,
         parameter_sets,
         registries or image_registries(store),
+        overrides=_image_overrides(image_tags or {}, label),
         progress=progress,
         skipped=skipped,
     )
@@ -167,12 +178,59 @@ def _pin_images(
     parameter_sets: Mapping[str, Mapping[str, object]],
     registries: ImageRegistries,
     *,
+    overrides: Mapping[str, str],
     progress: ProgressNote | None,
     skipped: list[str],
 ) -> images.ImageLock:
     """The lock of every image `source` renders with any of `parameter_sets`; a set that does
     not render is left out (its reason added to `skipped`) unless none renders."""
-    found: dict[str, tuple[images.ImageReference, str]] = {}
+    key = hashlib.sha256(
+        json.dumps(
+            [REFERENCES_FORMAT, tree_hash(source.files), parameter_sets, overrides],
+            sort_keys=True,
+            default=dict,  # the configuration's read-only mappings
+        ).encode()
+    ).hexdigest()
+    cached = cache_root() / "image-references" / f"{key}.json"
+    try:
+        remembered = json.loads(cached.read_text())
+        places, not_rendered = dict(remembered["places"]), list(remembered["skipped"])
+    except (OSError, ValueError, KeyError, TypeError):
+        places, not_rendered = _image_places(source, parameter_sets, overrides, progress)
+        _remember(cached, {"places": places, "skipped": not_rendered})
+    skipped.extend(not_rendered)
+    found = {
+        text: (images.parse_reference(text), f"{source.label}/{place}")
+        for text, place in places.items()
+    }
+    digests: dict[str, str] = {}
+    for text, (reference, place) in sorted(found.items()):
+        if progress:
+            progress(f"resolving image {text}")
+        try:
+            digests[text] = registries.digest(
+                reference.registry, reference.path, reference.tag or "latest"
+            )
+        except ConveyorError as error:
+            raise type(error)(f"{place}: {error.message}", hint=error.hint) from None
+    unused = sorted(set(overrides) - {reference.repository for reference, _ in found.values()})
+    if unused:
+        raise InputError(
+            f"{source.label}: a tag was chosen for {', '.join(unused)}, which no manifest runs",
+            hint="name a repository the manifests use, as they write it (registry/path)",
+        )
+    return images.ImageLock(digests, dict(overrides))
+
+
+def _image_places(
+    source: Source,
+    parameter_sets: Mapping[str, Mapping[str, object]],
+    overrides: Mapping[str, str],
+    progress: ProgressNote | None,
+) -> tuple[dict[str, str], list[str]]:
+    """Each image reference the renders name (after `overrides`), with the place (file:line:
+    field, relative to the source) of its first use; and why parameter sets did not render."""
+    places: dict[str, str] = {}
     rendered: list[tuple[SourceFile, int, dict[str, JsonValue]]] = []
     failures: list[RenderError] = []
     for name, parameters in parameter_sets.items():
@@ -191,31 +249,49 @@ def _pin_images(
         if parameter_sets is DEFAULTS_ONLY:
             hint = "give the build each target's parameters (bundle build --values FILE)"
         raise RenderError(failures[0].message, hint=hint)
-    skipped.extend(failure.message for failure in failures)
     for file, number, obj in rendered:
         where = source.where(file.path)
         try:
             for path, reference in images.references(obj, source.spec.images):
                 line = line_at(decode_text(file.content, where), number, path)
-                place = f"{where}:{line}" if line else f"{where}: document {number}"
-                found.setdefault(reference.text, (reference, f"{place}: {field_path(path)}"))
+                place = f"{file.path}:{line}" if line else f"{file.path}: document {number}"
+                chosen = images.overridden(reference, overrides)
+                places.setdefault(chosen.text, f"{place}: {field_path(path)}")
         except images.ImageProblem as problem:
             line = line_at(decode_text(file.content, where), number, problem.path)
             raise SourceError(
                 f"{where}:{line or '?'}: {field_path(problem.path)}: {problem.message}",
                 hint=problem.hint,
             ) from None
-    digests: dict[str, str] = {}
-    for text, (reference, place) in sorted(found.items()):
-        if progress:
-            progress(f"resolving image {text}")
+    return places, [failure.message for failure in failures]
+
+
+def _remember(path: Path, value: object) -> None:
+    """Write `value` as JSON to `path` whole or not at all (a cache: failures are ignored)."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}")
+        staging.write_text(json.dumps(value))
+        staging.replace(path)
+    except OSError:
+        pass
+
+
+def _image_overrides(image_tags: Mapping[str, str], label: str) -> dict[str, str]:
+    """`image_tags` by canonical repository (`nginx` is docker.io/library/nginx)."""
+    overrides: dict[str, str] = {}
+    for repository, tag in image_tags.items():
         try:
-            digests[text] = registries.digest(
-                reference.registry, reference.path, reference.tag or "latest"
+            reference = images.parse_reference(f"{repository}:{tag}")
+        except ValueError as error:
+            raise InputError(f"{label}: the image tag chosen for {repository}: {error}") from None
+        if reference.digest is not None or reference.name != repository:
+            raise InputError(
+                f"{label}: {repository}={tag} is not a repository and a tag",
+                hint="write e.g. registry.example/web=1.2.0",
             )
-        except ConveyorError as error:
-            raise type(error)(f"{place}: {error.message}", hint=error.hint) from None
-    return images.ImageLock(digests)
+        overrides[reference.repository] = tag
+    return overrides
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,10 @@ fields bundle.yaml names for custom resources that keep an image elsewhere:
         - repository: registry.internal.example/tools
           reason: only the cluster's network reaches this registry
 
+A release may choose the tag of a repository for every stage (`conveyor release --image
+registry.example/web=1.2.0`, or an image watch): the build resolves that tag instead of the one
+the manifests or parameters name and records the choice in the lock, and every render uses it.
+
 An unpinned repository matches the repository's every tag. It is shown by `bundle inspect`, in
 the approval form and the promotion report, with its reason.
 """
@@ -30,6 +34,7 @@ the approval form and the promotion report, with its reason.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -68,6 +73,8 @@ class ImageReference:
     path: str
     tag: str | None
     digest: str | None
+    name: str = ""
+    """The reference as written, without its tag and digest."""
 
     @property
     def repository(self) -> str:
@@ -95,7 +102,8 @@ def parse_reference(text: str) -> ImageReference:
         domain = DEFAULT_REGISTRY
         if "/" not in path:
             path = f"library/{path}"
-    return ImageReference(text, domain, path, match.group("tag"), match.group("digest"))
+    name = text[: match.end("path")]
+    return ImageReference(text, domain, path, match.group("tag"), match.group("digest"), name)
 
 
 @dataclass(frozen=True)
@@ -242,19 +250,33 @@ def _follow(
 
 @dataclass(frozen=True)
 class ImageLock:
-    """What the build resolved: each image reference, as rendered, and its digest."""
+    """What the build resolved: each image reference, as rendered, and its digest; and the
+    tags a release chose for some repositories (`overrides`, repository -> tag), which every
+    render uses instead of the tag the manifests or parameters name."""
 
     digests: Mapping[str, str]
+    overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        document = {
+        document: dict[str, object] = {
             "apiVersion": LOCK_API_VERSION,
             "kind": LOCK_KIND,
             "images": [
                 {"image": image, "digest": self.digests[image]} for image in sorted(self.digests)
             ],
         }
+        if self.overrides:
+            document["overrides"] = [
+                {"repository": repository, "tag": self.overrides[repository]}
+                for repository in sorted(self.overrides)
+            ]
         return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def overridden(reference: ImageReference, overrides: Mapping[str, str]) -> ImageReference:
+    """`reference` with the tag `overrides` gives its repository, if any."""
+    tag = overrides.get(reference.repository)
+    return reference if tag is None else parse_reference(f"{reference.name}:{tag}")
 
 
 def parse_lock(data: bytes, where: str) -> ImageLock:
@@ -283,7 +305,17 @@ def parse_lock(data: bytes, where: str) -> ImageLock:
                 f"{where}: images[{index}]: must be a new image and its sha256 digest"
             )
         digests[entry["image"]] = entry["digest"]
-    return ImageLock(digests)
+    overrides: dict[str, str] = {}
+    for index, entry in enumerate(document.get("overrides", [])):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("repository"), str)
+            or not isinstance(entry.get("tag"), str)
+            or entry["repository"] in overrides
+        ):
+            raise SourceError(f"{where}: overrides[{index}]: must be a new repository and a tag")
+        overrides[entry["repository"]] = entry["tag"]
+    return ImageLock(digests, overrides)
 
 
 class ImageProblem(Exception):
@@ -313,7 +345,8 @@ def pin(
     ImageProblem for a reference the lock does not hold: the target's parameters chose an image
     the build did not resolve."""
     pinned = copy.deepcopy(obj)
-    for path, reference in list(references(obj, settings)):
+    for path, written in list(references(obj, settings)):
+        reference = overridden(written, lock.overrides)
         digest = lock.digests.get(reference.text)
         if digest is None:
             known = ", ".join(sorted(lock.digests)) or "none"

@@ -339,14 +339,7 @@ def push(
     digest, annotations = loaded.digest, loaded.annotations
     copied = artifact.open_store(to_store).push(
         loaded.data,
-        oci.BundleAnnotations(
-            name=annotations[oci.ANNOTATION_NAME],
-            tree_hash=annotations[oci.ANNOTATION_TREE_HASH],
-            source=annotations[oci.ANNOTATION_SOURCE],
-            revision=annotations[oci.ANNOTATION_REVISION],
-            created=annotations[oci.ANNOTATION_CREATED],
-            images=annotations.get(oci.ANNOTATION_IMAGES, ""),
-        ),
+        oci.BundleAnnotations.from_dict(annotations),
         tag_,
     )
     if copied != digest:

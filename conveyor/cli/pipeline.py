@@ -203,6 +203,12 @@ def release(
     ref: str | None = typer.Option(
         None, help="git ref to build [default: the app's source.ref]; must fit source.allowedRefs"
     ),
+    image: list[str] = typer.Option(
+        [],
+        "--image",
+        help="REPOSITORY=TAG (repeatable): run this tag of the repository in every stage, "
+        "whatever the manifests or parameters name",
+    ),
     idempotency_key: str | None = typer.Option(None, help="repeat-safe key for API callers"),
     approve_as: str | None = ApproveAsOption,
     wait: bool = WaitOption,
@@ -214,8 +220,20 @@ def release(
     loaded = load_config(config)
     source = loaded.app(app).source
     source.check_ref(ref or source.ref)
+    images: dict[str, str] = {}
+    for choice in image:
+        repository, equals, tag = choice.rpartition("=")
+        if not equals or not repository or not tag:
+            raise InputError(
+                f"--image {choice!r}: not REPOSITORY=TAG",
+                hint="e.g. --image registry.example/web=1.2.0",
+            )
+        images[repository] = tag
     how = _Following(wait, output, approve_as, idempotency_key)
-    _run_flow(RELEASE, {"app": app, "ref": ref}, loaded, how)
+    parameters: dict[str, object] = {"app": app, "ref": ref}
+    if images:
+        parameters["images"] = images
+    _run_flow(RELEASE, parameters, loaded, how)
 
 
 def promote(

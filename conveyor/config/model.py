@@ -18,6 +18,7 @@ from conveyor.cluster.health_rules import NO_RULES, HealthRules
 from conveyor.errors import ConfigError, PromotionRefused
 from conveyor.kit.paths import display_path
 from conveyor.kit.paths import state_dir as default_state_dir
+from conveyor.kit.semver import Constraint
 from conveyor.kit.strict_yaml import JsonValue
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -230,13 +231,24 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class ImageWatch:
+    """An image repository whose highest tag within `constraint` every watched release runs."""
+
+    repository: str
+    """As the manifests write it: registry.example/web."""
+    constraint: Constraint
+
+
+@dataclass(frozen=True)
 class SourceWatch:
-    """Refs of an app's source repository whose new commits start a release by themselves."""
+    """Refs of an app's source repository, and image repositories, whose news start a release
+    by themselves."""
 
     refs: tuple[str, ...]
     """Branch or tag names, or globs (`main`, `v*`)."""
     interval: float
     """Seconds between two looks at the repository."""
+    images: tuple[ImageWatch, ...] = ()
 
     def matches(self, ref: str) -> bool:
         return any(fnmatch.fnmatchcase(ref, pattern) for pattern in self.refs)

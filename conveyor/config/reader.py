@@ -28,8 +28,9 @@ labels: lowercase letters, digits and '-', at most 63.
         pipeline: pipelines/web.yaml
 
 A source may also name `allowedRefs` (refs or globs a release may build) and `watch: {refs:
-[main, "v*"], interval: 60s}`: each new commit of a matching branch or tag starts one release
-of that ref by itself (flows/watch.py; interval at least 5s).
+[main, "v*"], interval: 60s, images: [{repository: registry.example/web, semver: "^1.2"}]}`:
+each new commit of a matching branch or tag, and each new highest tag of a watched image within
+its constraint, starts one release by itself (flows/watch.py; interval at least 5s).
 
 A pipeline file (kind: Pipeline) has a `name`, `pruneCustomResourceDefinitions` (default false:
 prune never deletes a CustomResourceDefinition a bundle dropped, since that deletes every custom
@@ -112,6 +113,7 @@ from types import MappingProxyType
 from typing import ClassVar, TypeGuard
 from urllib.parse import urlsplit
 
+from conveyor.bundles.images import parse_reference
 from conveyor.bundles.parameters import load_values
 from conveyor.bundles.schema import show
 from conveyor.bundles.source import path_problem
@@ -130,6 +132,7 @@ from conveyor.config.model import (
     FreezeWindow,
     Gate,
     HttpGate,
+    ImageWatch,
     Pipeline,
     SignatureRule,
     SourceWatch,
@@ -140,6 +143,7 @@ from conveyor.config.model import (
 from conveyor.errors import ConfigError
 from conveyor.kit.fields import REQUIRED, Fields, Place, Required, is_mapping, is_text
 from conveyor.kit.paths import display_path
+from conveyor.kit.semver import parse_constraint
 from conveyor.kit.strict_yaml import JsonValue, read_yaml_file
 from conveyor.kit.syntax import DNS_LABEL, DNS_LABEL_RULE, REGISTRY, is_git_url, parse_rfc3339
 
@@ -362,7 +366,7 @@ MIN_WATCH_INTERVAL = 5.0
 
 
 def _source_watch(raw: object, at: Place) -> SourceWatch:
-    fields = _ConfigFields(raw, at, ("refs", "interval"))
+    fields = _ConfigFields(raw, at, ("refs", "interval", "images"))
     refs: list[str] = []
     for pattern, place in fields.items("refs"):
         if not isinstance(pattern, str) or not pattern or pattern.startswith("-"):
@@ -375,7 +379,26 @@ def _source_watch(raw: object, at: Place) -> SourceWatch:
         raise fields.error(
             "interval", f"must be at least {MIN_WATCH_INTERVAL:g}s, got {interval:g}s"
         )
-    return SourceWatch(tuple(refs), interval)
+    images = tuple(_image_watch(item, place) for item, place in fields.items("images", default=[]))
+    return SourceWatch(tuple(refs), interval, images)
+
+
+def _image_watch(raw: object, at: Place) -> ImageWatch:
+    fields = _ConfigFields(raw, at, ("repository", "semver"))
+    repository = fields.string("repository")
+    try:
+        reference = parse_reference(repository)
+    except ValueError as error:
+        raise fields.error("repository", str(error)) from None
+    if reference.tag or reference.digest:
+        raise fields.error(
+            "repository", f"{repository!r} names a tag or digest; name the repository"
+        )
+    try:
+        constraint = parse_constraint(fields.string("semver"))
+    except ValueError as error:
+        raise fields.error("semver", str(error)) from None
+    return ImageWatch(repository, constraint)
 
 
 def _repository(location: str, root: Path) -> str:

@@ -83,3 +83,30 @@ def test_a_later_stage_may_not_run_another_image_than_the_stage_before(
     assert f"{repository}:2.0.0@{two}" in output and f"{repository}:1.0.0@{one}" in output
     assert world.desired("test") is None, "nothing recorded"
     assert world.live("Deployment", "web", "test") is None, "nothing applied"
+
+
+def test_a_release_that_chooses_an_image_tag_runs_it_in_every_stage(
+    world: World, platform: LocalPlatform
+) -> None:
+    repository = f"registry.example/pinned-{world.app}"
+    push_stand_in(platform, f"{repository}:1.0.0", "what the parameters name")
+    chosen = push_stand_in(platform, f"{repository}:1.2.0", "what the release chose")
+    for target in TARGETS:
+        world.set_parameter(target, "image", repository)
+
+    def dev_and_test(pipeline: dict[str, Any]) -> None:
+        pipeline["stages"] = pipeline["stages"][:2]
+
+    world.edit_pipeline(dev_and_test)
+    code, output = world.run("release", app=world.app, images={repository: "1.2.0"})
+    assert code == 0, output
+    for target in ("dev", "test"):
+        assert _image_of(world, target) == f"{repository}:1.2.0@{chosen}"
+    assert world.desired("dev").digest == world.desired("test").digest  # type: ignore[union-attr]
+
+    # A tag for a repository no manifest runs is bad input: nothing is built or changed.
+    before = world.state_log()
+    code, output = world.run("release", app=world.app, images={"registry.example/other": "1"})
+    assert code == 2, output
+    assert "a tag was chosen for registry.example/other, which no manifest runs" in output
+    assert world.state_log() == before

@@ -1,5 +1,6 @@
 """Releases that start themselves: `conveyor serve` serves `watch-source/<app>` on the source's
-watch interval, and a new commit on the watched branch starts exactly one release.
+watch interval; a new commit on the watched branch, or a new tag of a watched image within its
+constraint, starts exactly one release.
 
 It runs on a Prefect server of its own: serving `release/conveyor` on the shared server would
 take the runs other tests start through the CLI."""
@@ -12,33 +13,49 @@ from typing import Any
 import pytest
 import yaml
 
+from conveyor.platform.local import LocalPlatform
 from tests.support.convergence import wait_for
-from tests.support.world import World, start_serving, stop_process
+from tests.support.images import push_stand_in
+from tests.support.world import TARGETS, World, start_serving, stop_process
 
-pytestmark = pytest.mark.own_prefect  # it serves release/conveyor, which the CLI would find
+# It serves release/conveyor, which other tests' CLI runs would find: on a Prefect server of its
+# own. And it runs alone: a watch every 5 s is a flow run (a process) every 5 s, which on a busy
+# machine would hold up both it and the tests that time queues of processes.
+pytestmark = [pytest.mark.own_prefect, pytest.mark.serial]
 
 INTERVAL = 5
 
 
-def _releases_of(world: World, commit: str) -> list[dict[str, Any]]:
+def _releases_of(world: World, commit: str, *tags: str) -> list[dict[str, Any]]:
+    wanted = ["conveyor-watch", f"trigger:main@{commit[:12]}", *tags]
     runs: list[dict[str, Any]] = world.api.post(
-        "/flow_runs/filter",
-        {"flow_runs": {"tags": {"all_": ["conveyor-watch", f"trigger:main@{commit[:12]}"]}}},
+        "/flow_runs/filter", {"flow_runs": {"tags": {"all_": wanted}}}
     )
     return runs
 
 
-def _completed(world: World, commit: str) -> bool:
-    runs = _releases_of(world, commit)
+def _completed(world: World, commit: str, *tags: str) -> bool:
+    runs = _releases_of(world, commit, *tags)
     states = [run["state"]["type"] for run in runs]
     assert not {"FAILED", "CRASHED", "CANCELLED"} & set(states), runs
     return states == ["COMPLETED"]
 
 
-def test_a_new_commit_on_the_watched_branch_starts_exactly_one_release(world: World) -> None:
+def test_a_new_commit_or_image_tag_starts_exactly_one_release(
+    world: World, platform: LocalPlatform
+) -> None:
+    repository = f"registry.example/watched-{world.app}"
+    push_stand_in(platform, f"{repository}:1.0.0", "one")
+    for target in TARGETS:
+        world.set_parameter(target, "image", repository)
     conveyor = yaml.safe_load(world.config_path.read_text())
     conveyor["apps"][world.app]["source"].update(
-        ref="main", watch={"refs": ["main", "release/*"], "interval": f"{INTERVAL}s"}
+        ref="main",
+        watch={
+            "refs": ["main", "release/*"],
+            "interval": f"{INTERVAL}s",
+            "images": [{"repository": repository, "semver": "^1.0"}],
+        },
     )
     world.config_path.write_text(yaml.safe_dump(conveyor, sort_keys=False))
 
@@ -77,5 +94,18 @@ def test_a_new_commit_on_the_watched_branch_starts_exactly_one_release(world: Wo
         assert {"ref": "main", "commit": second} in [
             {"ref": p.get("ref"), "commit": p.get("commit")} for p in payloads
         ], payloads
+
+        # A new tag within ^1.0 is new freight: one release, which pins the new digest. A tag
+        # outside the constraint starts nothing.
+        newer = push_stand_in(platform, f"{repository}:1.1.0", "one, a bit later")
+        push_stand_in(platform, f"{repository}:2.0.0", "a major change nobody asked for")
+        tagged = f"image:{repository}:1.1.0"
+        wait_for(lambda: _completed(world, second, tagged), "the release of the new tag", 180)
+        time.sleep(2 * INTERVAL)
+        assert len(_releases_of(world, second)) == 2, "the commit's, then the new tag's"
+        deployment = world.live("Deployment", "web", "dev")
+        assert deployment is not None
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == f"{repository}:1.1.0@{newer}"
     finally:
         stop_process(serving)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
@@ -142,3 +143,14 @@ def test_a_pushed_image_resolves_and_a_moved_tag_resolves_to_the_new_digest(
     second = push_small_image(host, "tests/moving", "stable", "two")
     assert second != first
     assert ImageRegistries().digest(host, "tests/moving", "stable") == second
+
+
+def test_tags_are_listed_from_the_mirror_that_has_the_repository(platform: LocalPlatform) -> None:
+    host = platform.registry.address
+    repository = f"tests/listed-{uuid.uuid4().hex[:8]}"
+    for tag in ("1.0.0", "1.10.0", "latest"):
+        push_small_image(host, repository, tag, tag)
+    registries = ImageRegistries(mirrors={"*": host})
+    assert sorted(registries.tags("registry.example", repository)) == ["1.0.0", "1.10.0", "latest"]
+    with pytest.raises(RegistryError, match=r"could not list its tags .*no such repository"):
+        registries.tags(host, "tests/never-pushed")

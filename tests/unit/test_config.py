@@ -458,8 +458,22 @@ ERROR_CASES = [
     ),
     pytest.param(
         lambda tree: tree.config["apps"]["web"]["source"].update(watch={"ref": ["main"]}),
-        f"{CONFIG}: apps.web.source.watch.ref: unknown key; known: refs, interval",
+        f"{CONFIG}: apps.web.source.watch.ref: unknown key; known: refs, interval, images",
         id="watch-unknown-key",
+    ),
+    pytest.param(
+        lambda tree: tree.config["apps"]["web"]["source"].update(
+            watch={"refs": ["main"], "images": [{"repository": "r.example/web", "semver": "new"}]}
+        ),
+        f"{CONFIG}: apps.web.source.watch.images[0].semver: 'new' is not a version comparison",
+        id="watch-image-bad-constraint",
+    ),
+    pytest.param(
+        lambda tree: tree.config["apps"]["web"]["source"].update(
+            watch={"refs": ["main"], "images": [{"repository": "r.example/web:1", "semver": "^1"}]}
+        ),
+        f"{CONFIG}: apps.web.source.watch.images[0].repository: 'r.example/web:1' names a tag",
+        id="watch-image-with-a-tag",
     ),
     pytest.param(
         lambda tree: tree.pipeline.update(stage=[]),

@@ -214,3 +214,13 @@ def test_an_image_field_that_is_not_a_reference_is_a_problem(value: object) -> N
     with pytest.raises(ImageProblem) as raised:
         list(images.references(obj, ImageSettings()))
     assert raised.value.path == ("spec", "containers", 0, "image")
+
+
+def test_a_chosen_tag_replaces_the_written_one_in_every_render() -> None:
+    lock = ImageLock(
+        {"registry.example/web:1.2.0": DIGEST, "nginx:1": OTHER},
+        overrides={"registry.example/web": "1.2.0"},
+    )
+    assert parse_lock(lock.to_bytes(), "images.lock.json") == lock
+    pinned = pin(_deployment("registry.example/web:1.0.0", "nginx:1"), lock, UNPINNED)
+    assert _images_of(pinned) == [f"registry.example/web:1.2.0@{DIGEST}", f"nginx:1@{OTHER}"]
