@@ -8,6 +8,7 @@ is one Prefect client in the project, not one per script.
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from typing import Any
 
@@ -43,10 +44,14 @@ class PrefectREST(PrefectAPI):
         """Replace a flow run's tags (as any API caller can)."""
         self._call("PATCH", f"/flow_runs/{run_id}", {"tags": tags})
 
-    def pause_description(self, run_id: str) -> str:
-        """The form text a paused run shows to whoever resumes it (its approval form)."""
-        text = self.pause_form(self.flow_run(run_id))
-        assert text, f"flow run {run_id} shows no form"
+    def pause_description(self, run_id: str, timeout: float = 30) -> str:
+        """The form text a paused run shows to whoever resumes it (its approval form). Prefect
+        stores the form just after the run enters Paused, so a run found paused a moment ago
+        may not show it yet: look again for up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not (text := self.pause_form(self.flow_run(run_id))):
+            assert time.monotonic() < deadline, f"flow run {run_id} shows no form"
+            time.sleep(0.5)
         return text
 
     def task_run_records(self, run_id: str) -> list[dict[str, Any]]:
