@@ -67,7 +67,7 @@ def deployments(config: Config) -> list[RunnerDeployment]:
                     parameters={"app": app.name},
                     tags=["conveyor", "watch", bound],
                     description=f"Release {app.name} when {', '.join(app.source.watch.refs)} "
-                    "gets a new commit.",
+                    "gets a new commit, or a watched image a new tag.",
                 )
             )
         for target in app.pipeline.targets():

@@ -33,6 +33,7 @@ from prefect import flow, get_run_logger
 from prefect.deployments.flow_runs import arun_deployment
 
 from conveyor.adapters import gitrepo
+from conveyor.adapters.image_registry import ImageRegistries
 from conveyor.adapters.prefect_api import RELEASE, SERVED_DEPLOYMENT, WATCH_SOURCE
 from conveyor.bundles import artifact
 from conveyor.bundles.images import parse_reference
@@ -53,9 +54,10 @@ def idempotency_key(app: str, ref: str, commit: str, images: Mapping[str, ImageC
     return key
 
 
-def newest_images(watches: Sequence[ImageWatch]) -> dict[str, ImageChoice]:
+def newest_images(
+    watches: Sequence[ImageWatch], registries: ImageRegistries
+) -> dict[str, ImageChoice]:
     """For each watched repository, its highest tag within the constraint and the digest."""
-    registries = artifact.image_registries()
     chosen: dict[str, ImageChoice] = {}
     for watch in watches:
         reference = parse_reference(watch.repository)
@@ -82,7 +84,8 @@ async def watch_source(app: str) -> list[str]:
         raise ConfigError(f"app {app}: source.watch is not configured; nothing to watch")
     began = datetime.now(UTC) - timedelta(seconds=1)
     heads = await asyncio.to_thread(gitrepo.branch_and_tag_heads, source.repository)
-    images = await asyncio.to_thread(newest_images, source.watch.images)
+    registries = artifact.image_registries(context.store)  # as the build asks them
+    images = await asyncio.to_thread(newest_images, source.watch.images, registries)
     image_tags = {repository: tag for repository, (tag, _) in images.items()}
     started: list[str] = []
     refused: list[str] = []

@@ -20,7 +20,6 @@ from pathlib import Path
 from conveyor.adapters import gitrepo, kustomize, oci
 from conveyor.adapters.image_registry import ImageRegistries, parse_mirrors
 from conveyor.bundles import archive, images, lint, render
-from conveyor.bundles.render import field_path
 from conveyor.bundles.source import (
     DEFAULT_MAX_SOURCE_SIZE,
     KUSTOMIZE_OUTPUT,
@@ -30,18 +29,20 @@ from conveyor.bundles.source import (
     tree_hash,
 )
 from conveyor.errors import ConveyorError, InputError, IntegrityError, RenderError, SourceError
+from conveyor.kit.field_paths import field_path
 from conveyor.kit.paths import cache_root
 from conveyor.kit.progress import ProgressNote
 from conveyor.kit.redaction import without_userinfo
 from conveyor.kit.strict_yaml import JsonValue, decode_text, line_at
 
 FIXED_CREATED = "1970-01-01T00:00:00Z"
+"""`org.opencontainers.image.created` of every bundle: a real time would change the digest."""
 REFERENCES_FORMAT = "conveyor.dev/image-references/v1"
 """Which image references a source tree names with given parameters never changes: a build
 remembers them under <cache>/image-references/ (rendering every manifest again took 0.5 s of a
 reused 200-manifest build); the digests are asked of the registries every time."""
 DEFAULTS_ONLY: Mapping[str, Mapping[str, object]] = {"the bundle's defaults": {}}
-"""`org.opencontainers.image.created` of every bundle: a real time would change the digest."""
+"""What a build renders with to find images when it is told no target's parameters."""
 
 
 def open_store(location: str) -> oci.BundleStore:
@@ -253,10 +254,12 @@ def _image_places(
         where = source.where(file.path)
         try:
             for path, reference in images.references(obj, source.spec.images):
+                chosen = images.overridden(reference, overrides)
+                if chosen.text in places:  # its first place is named already
+                    continue
                 line = line_at(decode_text(file.content, where), number, path)
                 place = f"{file.path}:{line}" if line else f"{file.path}: document {number}"
-                chosen = images.overridden(reference, overrides)
-                places.setdefault(chosen.text, f"{place}: {field_path(path)}")
+                places[chosen.text] = f"{place}: {field_path(path)}"
         except images.ImageProblem as problem:
             line = line_at(decode_text(file.content, where), number, problem.path)
             raise SourceError(

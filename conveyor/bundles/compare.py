@@ -19,16 +19,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from conveyor.bundles.render import (
-    FieldPath,
     KubeObject,
     describe_object,
-    field_path,
     render,
     resolve_parameters,
 )
 from conveyor.bundles.source import Source
 from conveyor.errors import ConveyorError
 from conveyor.kit.absent import ABSENT, Absent
+from conveyor.kit.field_paths import FieldPath, field_path
 from conveyor.kit.redaction import short_hash
 from conveyor.kit.strict_yaml import JsonValue
 

@@ -41,6 +41,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from conveyor.errors import SourceError
+from conveyor.kit.field_paths import FieldPath, field_path
 from conveyor.kit.strict_yaml import JsonValue
 
 LOCK_FILE = "images.lock.json"
@@ -50,7 +51,6 @@ LOCK_API_VERSION = "conveyor.dev/v1alpha1"
 CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 DEFAULT_REGISTRY = "docker.io"
 
-FieldPath = tuple[str | int, ...]
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -73,7 +73,7 @@ class ImageReference:
     path: str
     tag: str | None
     digest: str | None
-    name: str = ""
+    name: str
     """The reference as written, without its tag and digest."""
 
     @property
@@ -384,7 +384,7 @@ def running_images(objects: Sequence[dict[str, JsonValue]]) -> dict[str, str]:
         name = metadata.get("name") if isinstance(metadata, dict) else None
         for path, value in _container_images(obj, ()):
             if isinstance(value, str):
-                found[f"{obj.get('kind')} {name}: {_dotted(path)}"] = value
+                found[f"{obj.get('kind')} {name}: {field_path(path)}"] = value
     return found
 
 
@@ -406,7 +406,3 @@ def changed_images(
                 earlier = " or ".join(sorted(seen[place]))
                 changes.append(f"{target}: {place}: {image} (the stage before runs {earlier})")
     return changes
-
-
-def _dotted(path: FieldPath) -> str:
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)[1:]

@@ -55,14 +55,13 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from conveyor.bundles.render import (
-    FieldPath,
     Placeholder,
     describe_object,
-    field_path,
     parse_template,
 )
 from conveyor.bundles.source import BUNDLE_FILE, Source, SourceFile
 from conveyor.errors import SourceError
+from conveyor.kit.field_paths import FieldPath, field_path
 from conveyor.kit.strict_yaml import (
     STR_TAG,
     JsonValue,

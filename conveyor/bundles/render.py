@@ -34,14 +34,13 @@ from conveyor.bundles.schema import PARAMETER_NAME, ParameterSchema, show, value
 from conveyor.bundles.source import Source, SourceFile
 from conveyor.errors import ConveyorError, RenderError, SourceError
 from conveyor.kit.digests import json_digest
+from conveyor.kit.field_paths import FieldPath, field_path
 from conveyor.kit.strict_yaml import STR_TAG, JsonValue, StrictLoader, decode_text, load_documents
 
 KubeObject = dict[str, JsonValue]
-FieldPath = tuple[str | int, ...]
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)(\}?)")
 _ESCAPE = "$${"
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -76,19 +75,6 @@ def parse_template(text: str) -> list[str | Placeholder]:
         parts.append(Placeholder(body))
     parts.append(text[literal_start:])
     return [part for part in parts if part != ""]
-
-
-def field_path(path: FieldPath) -> str:
-    """A field path for messages: spec.containers[0].image, metadata.labels["app.k8s.io/x"]."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
-            text += f".{part}" if text else part
-        else:
-            text += f"[{json.dumps(part, ensure_ascii=False)}]"
-    return text or "(the document)"
 
 
 def describe_object(value: object) -> str:

@@ -75,8 +75,8 @@ def status(output: Output = OutputOption) -> None:
 
 @app.command()
 def env(output: Output = OutputOption) -> None:
-    """Print shell exports (KUBECONFIG, CONVEYOR_REGISTRY, CONVEYOR_IMAGE_MIRRORS, PREFECT_API_URL)
-    for the platform."""
+    """Print shell exports (KUBECONFIG, CONVEYOR_REGISTRY, CONVEYOR_IMAGE_MIRRORS,
+    CONVEYOR_KUBECTL, PREFECT_API_URL) for the platform."""
     environment = LocalPlatform().environment()
     if output is Output.json:
         print_json(environment)

@@ -230,6 +230,11 @@ class Pipeline:
         return list(dict.fromkeys(names))
 
 
+def matches_any(ref: str, patterns: tuple[str, ...]) -> bool:
+    """Whether `ref` is one of `patterns` or fits one of their globs (`release/*`, `v*`)."""
+    return any(fnmatch.fnmatchcase(ref, pattern) for pattern in patterns)
+
+
 @dataclass(frozen=True)
 class ImageWatch:
     """An image repository whose highest tag within `constraint` every watched release runs."""
@@ -251,7 +256,7 @@ class SourceWatch:
     images: tuple[ImageWatch, ...] = ()
 
     def matches(self, ref: str) -> bool:
-        return any(fnmatch.fnmatchcase(ref, pattern) for pattern in self.refs)
+        return matches_any(ref, self.refs)
 
 
 @dataclass(frozen=True)
@@ -268,9 +273,7 @@ class AppSource:
     """Refs whose new commits start a release (served as `watch-source/<app>`), if any."""
 
     def allows(self, ref: str) -> bool:
-        return not self.allowed_refs or any(
-            fnmatch.fnmatchcase(ref, pattern) for pattern in self.allowed_refs
-        )
+        return not self.allowed_refs or matches_any(ref, self.allowed_refs)
 
     def check_ref(self, ref: str) -> None:
         """Raise PromotionRefused when `ref` may not be released."""

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from conveyor.bundles.render import (
     Placeholder,
-    field_path,
     parse_template,
     render,
     render_tests,
@@ -25,6 +24,7 @@ from conveyor.bundles.render import (
 )
 from conveyor.bundles.source import Source, load_source, source_from_files
 from conveyor.errors import RenderError, SourceError
+from conveyor.kit.field_paths import field_path
 from conveyor.kit.strict_yaml import load_documents
 
 PARAMETERS: dict[str, Any] = {
