@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tasks.locks import queue_tag
 from tests.support.convergence import (
     assert_git_and_cluster_agree,
@@ -34,6 +36,9 @@ def _waiting(world: World) -> int:
     return len(world.api.flow_runs(tags=[queue_tag(world.app, "dev")], states=["RUNNING"]))
 
 
+# Twenty release processes must all start and queue within the bound: on a machine busy with the
+# parallel pass they did not, three times in ten full runs. Alone, they queue in under a minute.
+@pytest.mark.serial
 def test_twenty_queued_promotions_are_all_served_once_oldest_first(
     world: World, tmp_path: Path
 ) -> None:
