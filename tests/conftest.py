@@ -42,9 +42,9 @@ def platform() -> Iterator[LocalPlatform]:
             pytrace=False,
         )
     # Builds in this process and in every subprocess it starts pin images through the
-    # platform's registry, where the fixtures' images are pushed (tests/support/images.py), and
-    # build Kustomize overlays with the platform's kubectl.
-    for name in ("CONVEYOR_IMAGE_MIRRORS", "CONVEYOR_KUBECTL"):
+    # platform's registry, where the fixtures' images are pushed (tests/support/images.py),
+    # build Kustomize overlays with the platform's kubectl and render charts with its Helm.
+    for name in ("CONVEYOR_IMAGE_MIRRORS", "CONVEYOR_KUBECTL", "CONVEYOR_HELM"):
         os.environ[name] = local.environment()[name]
     push_fixture_images(local)
     yield local

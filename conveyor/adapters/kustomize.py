@@ -15,13 +15,13 @@ on PATH.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from conveyor.errors import PlatformError, SourceError
+from conveyor.kit.paths import executable
 
 TIMEOUT_SECONDS = 60.0
 _MAX_OUTPUT_BYTES = 10 * 1024 * 1024
@@ -29,14 +29,7 @@ _MAX_OUTPUT_BYTES = 10 * 1024 * 1024
 
 def kubectl_path() -> str:
     """The kubectl to run: $CONVEYOR_KUBECTL, else `kubectl` on PATH; PlatformError when none."""
-    chosen = os.environ.get("CONVEYOR_KUBECTL") or shutil.which("kubectl")
-    if not chosen or not os.access(chosen, os.X_OK):
-        raise PlatformError(
-            f"kustomize: no kubectl to run ({chosen or 'none on PATH'})",
-            hint='set CONVEYOR_KUBECTL (`eval "$(conveyor platform env)"` sets the local '
-            "platform's) or put kubectl on PATH",
-        )
-    return chosen
+    return executable("CONVEYOR_KUBECTL", "kubectl", "building a Kustomize overlay")
 
 
 def build(files: Mapping[str, bytes], overlay: str, where: str, kubectl: str) -> bytes:

@@ -186,6 +186,11 @@ def _check_tag(tag: str) -> str:
     return tag
 
 
+def is_plain_http_host(host: str) -> bool:
+    """Whether the registry at `host[:port]` is spoken to in plain HTTP (loopback only)."""
+    return host.rsplit(":", 1)[0] in _PLAIN_HTTP_HOSTS
+
+
 @dataclass(frozen=True)
 class RegistryLocation:
     """`host[:port]/repository` of an OCI registry."""
@@ -195,7 +200,7 @@ class RegistryLocation:
 
     @property
     def plain_http(self) -> bool:
-        return self.host.rsplit(":", 1)[0] in _PLAIN_HTTP_HOSTS
+        return is_plain_http_host(self.host)
 
     def __str__(self) -> str:
         return f"{self.host}/{self.repository}"

@@ -1,7 +1,8 @@
 """Build a bundle once from git, and read it back only through its verified digest.
 
 This is the composition the rest of Conveyor uses: `build` reads a commit's source folder,
-checks it (bundle.yaml, lint, size), builds its Kustomize overlay if it names one, pins its
+checks it (bundle.yaml, lint, size), builds its Kustomize overlay or vendors its repository's
+Helm chart if it names one, pins its
 images by digest (images.py), and either finds the bundle already built from the same source
 tree (no upload at all) or packs it reproducibly and pushes it. `load` pulls a bundle by digest,
 verifies every byte, unpacks it in memory with the safe reader and checks it again as a source,
@@ -17,9 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.adapters import gitrepo, kustomize, oci
+from conveyor.adapters import gitrepo, helm, kustomize, oci
 from conveyor.adapters.image_registry import ImageRegistries, parse_mirrors
-from conveyor.bundles import archive, images, lint, render
+from conveyor.bundles import archive, charts, images, lint, render
+from conveyor.bundles.charts import HelmChart
 from conveyor.bundles.source import (
     DEFAULT_MAX_SOURCE_SIZE,
     KUSTOMIZE_OUTPUT,
@@ -43,6 +45,8 @@ remembers them under <cache>/image-references/ (rendering every manifest again t
 reused 200-manifest build); the digests are asked of the registries every time."""
 DEFAULTS_ONLY: Mapping[str, Mapping[str, object]] = {"the bundle's defaults": {}}
 """What a build renders with to find images when it is told no target's parameters."""
+CHART_DEFAULTS: Mapping[str, Mapping[str, object]] = {"the chart's default values": {}}
+"""What a build also renders a Helm chart with: an image only the defaults name is pinned too."""
 
 
 def open_store(location: str) -> oci.BundleStore:
@@ -106,12 +110,13 @@ def build(
             hint="keep large files out of the bundle, or raise the limit (--max-size)",
         )
     files = {file.path: file.content for file in snapshot.files}
-    for written_by_the_build in (images.LOCK_FILE, KUSTOMIZE_OUTPUT):
-        if written_by_the_build in files:
+    for path in files:
+        if path in (images.LOCK_FILE, KUSTOMIZE_OUTPUT) or path.startswith(
+            f"{charts.VENDOR_FOLDER}/"
+        ):
             raise InputError(
-                f"{label}/{written_by_the_build}: the build writes this file; a source may "
-                "not hold it",
-                hint=f"remove {written_by_the_build} from the source folder",
+                f"{label}/{path}: the build writes this file; a source may not hold it",
+                hint=f"remove {path} from the source folder",
             )
     source = source_from_files(files, label)
     if source.spec.kustomize is not None:
@@ -124,6 +129,14 @@ def build(
             kustomize.kubectl_path(),
         )
         source = source_from_files(files, label)
+    chart = source.spec.helm
+    if chart is not None and chart.repository is not None:
+        if progress:
+            progress(f"vendoring the Helm chart {chart.origin}")
+        files.update(_pull_chart(chart, store, f"{label}/bundle.yaml"))
+        source = source_from_files(files, label)
+    if chart is not None and parameter_sets is not DEFAULTS_ONLY:
+        parameter_sets = {**CHART_DEFAULTS, **parameter_sets}
     skipped: list[str] = []
     lock = _pin_images(
         source,
@@ -161,6 +174,26 @@ def build(
     )
 
 
+def _pull_chart(chart: HelmChart, store: oci.BundleStore, where: str) -> dict[str, bytes]:
+    """The files of a repository's chart, under the folder the bundle keeps it in. An OCI
+    registry that is the bundle store's host gets the store's credentials."""
+    assert chart.repository is not None and chart.version is not None
+    host = chart.repository.removeprefix("oci://").split("/")[0]
+    username = os.environ.get("CONVEYOR_REGISTRY_USERNAME")
+    password = os.environ.get("CONVEYOR_REGISTRY_PASSWORD")
+    same_host = isinstance(store, oci.RegistryStore) and store.location.host == host
+    pulled = helm.pull(
+        chart.repository,
+        chart.chart,
+        chart.version,
+        where=where,
+        helm=helm.helm_path(),
+        credentials=(username, password) if same_host and username and password else None,
+        plain_http=chart.repository.startswith("oci://") and oci.is_plain_http_host(host),
+    )
+    return {f"{chart.folder}/{path}": content for path, content in pulled.items()}
+
+
 def image_registries(store: oci.BundleStore | None = None) -> ImageRegistries:
     """The image registries as the environment describes them: mirrors from
     $CONVEYOR_IMAGE_MIRRORS (`registry=mirror,...`), and the registry credentials for the bundle
@@ -187,7 +220,13 @@ def _pin_images(
     not render is left out (its reason added to `skipped`) unless none renders."""
     key = hashlib.sha256(
         json.dumps(
-            [REFERENCES_FORMAT, tree_hash(source.files), parameter_sets, overrides],
+            [
+                REFERENCES_FORMAT,
+                tree_hash(source.files),
+                parameter_sets,
+                overrides,
+                render.renderer_of(source),
+            ],
             sort_keys=True,
             default=dict,  # the configuration's read-only mappings
         ).encode()

@@ -22,7 +22,7 @@ from conveyor.bundles.render import (
     KubeObject,
     describe_object,
     render,
-    resolve_parameters,
+    resolve_for,
 )
 from conveyor.bundles.source import Source
 from conveyor.errors import ConveyorError
@@ -63,14 +63,16 @@ def compare(
     parameters_b: Mapping[str, object],
     *,
     labels: tuple[str, str] = ("A", "B"),
+    namespaces: tuple[str | None, str | None] = (None, None),
 ) -> Comparison:
     """The parameter and field differences between rendering `source` with A and with B.
 
     `labels` name the two sides (e.g. the targets) in the error raised when one side's
-    parameters do not fit the bundle.
+    parameters do not fit the bundle; `namespaces` are where each side's Helm chart is rendered
+    for.
     """
-    values_a, objects_a = _resolve_and_render(source, parameters_a, labels[0])
-    values_b, objects_b = _resolve_and_render(source, parameters_b, labels[1])
+    values_a, objects_a = _resolve_and_render(source, parameters_a, labels[0], namespaces[0])
+    values_b, objects_b = _resolve_and_render(source, parameters_b, labels[1], namespaces[1])
     sensitive = source.spec.parameters.sensitive_names
     secrets = [
         value
@@ -121,11 +123,11 @@ def _masked(value: Side, secrets: list[str]) -> Side:
 
 
 def _resolve_and_render(
-    source: Source, parameters: Mapping[str, object], label: str
+    source: Source, parameters: Mapping[str, object], label: str, namespace: str | None
 ) -> tuple[dict[str, JsonValue], list[KubeObject]]:
     try:
-        values = resolve_parameters(source.spec.parameters, parameters, source.label)
-        return values, render(source, values)
+        values = resolve_for(source, parameters, source.label)
+        return values, render(source, values, namespace=namespace)
     except ConveyorError as error:
         raise type(error)(f"{label}: {error.message}", hint=error.hint) from None
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from yaml.nodes import ScalarNode
 
-from conveyor.bundles import images
+from conveyor.bundles import charts, images
 from conveyor.bundles.schema import PARAMETER_NAME, ParameterSchema, show, value_problem
 from conveyor.bundles.source import Source, SourceFile
 from conveyor.errors import ConveyorError, RenderError, SourceError
@@ -89,22 +89,32 @@ def describe_object(value: object) -> str:
 
 
 def resolve_parameters(
-    schema: ParameterSchema, given: Mapping[str, object], where: str
+    schema: ParameterSchema,
+    given: Mapping[str, object],
+    where: str,
+    *,
+    chart_values: Collection[str] = (),
 ) -> dict[str, JsonValue]:
     """The values to render with: `given` checked against `schema`, defaults filled in.
 
     An optional parameter with neither a value nor a default is left out; a placeholder that
-    needs it fails when rendering.
+    needs it fails when rendering. A name of `chart_values` (the top-level keys of a Helm
+    chart's values.yaml) the schema does not declare passes as given: Helm checks it.
     """
-    unknown = sorted(set(given) - set(schema.names))
+    unknown = sorted(set(given) - set(schema.names) - set(chart_values))
     if unknown:
         declared = ", ".join(schema.names) or "none"
+        chart = f"; the chart's values.yaml has: {', '.join(sorted(chart_values))}"
         raise RenderError(
             f"{where}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
-            f"the bundle declares: {declared}",
+            f"the bundle declares: {declared}{chart if chart_values else ''}",
             hint="remove them, or declare them under parameters in bundle.yaml",
         )
-    values: dict[str, JsonValue] = {}
+    values: dict[str, JsonValue] = {
+        name: cast(JsonValue, copy.deepcopy(value))
+        for name, value in given.items()
+        if name not in schema.names
+    }
     for parameter in schema.parameters:
         if parameter.name in given:
             problem = value_problem(parameter.schema, given[parameter.name])
@@ -123,16 +133,31 @@ def resolve_parameters(
     return values
 
 
-def render(source: Source, parameters: Mapping[str, object]) -> list[KubeObject]:
-    """The app's objects (every manifest but the tests) rendered with `parameters`."""
-    return [obj for _, obj in render_located(source, parameters)]
+def resolve_for(source: Source, given: Mapping[str, object], where: str) -> dict[str, JsonValue]:
+    """`resolve_parameters` for `source`: its schema, and its chart's values if it has one."""
+    chart = source.spec.helm
+    names = charts.default_values(chart, source.by_path, source.label) if chart else {}
+    return resolve_parameters(source.spec.parameters, given, where, chart_values=names)
+
+
+def render(
+    source: Source, parameters: Mapping[str, object], *, namespace: str | None = None
+) -> list[KubeObject]:
+    """The app's objects (every manifest but the tests) rendered with `parameters`; a Helm
+    chart is rendered as installed in `namespace` (`default` when not given)."""
+    return [obj for _, obj in render_located(source, parameters, namespace=namespace)]
 
 
 def render_located(
-    source: Source, parameters: Mapping[str, object]
+    source: Source, parameters: Mapping[str, object], *, namespace: str | None = None
 ) -> list[tuple[str, KubeObject]]:
     """`render`, each object with the file it came from (as messages name it)."""
-    return _render_files(source, source.app_manifests, parameters)
+    return [
+        (source.where(file.path), obj)
+        for file, _, obj in _render_documents(
+            source, source.app_manifests, parameters, chart_namespace=namespace or "default"
+        )
+    ]
 
 
 def render_tests(source: Source, parameters: Mapping[str, object]) -> list[KubeObject]:
@@ -151,9 +176,15 @@ def render_tests(source: Source, parameters: Mapping[str, object]) -> list[KubeO
     return [obj for _, obj in located]
 
 
-def rendered_hash(objects: Sequence[KubeObject]) -> str:
-    """sha256 of the canonical JSON of `objects` (keys sorted, no spaces, order kept)."""
-    return json_digest(objects)
+def rendered_hash(objects: Sequence[KubeObject], renderer: str | None = None) -> str:
+    """sha256 of the canonical JSON of `objects` (keys sorted, no spaces, order kept); with
+    the `renderer` that made them (`renderer_of`), when it is not Conveyor alone."""
+    return json_digest(objects if renderer is None else {"renderer": renderer, "objects": objects})
+
+
+def renderer_of(source: Source) -> str | None:
+    """The tool besides Conveyor that renders `source` (`helm v4.3.2`), None for manifests."""
+    return charts.renderer() if source.spec.helm else None
 
 
 @dataclass(frozen=True)
@@ -203,9 +234,10 @@ class _SubstitutionProblem(Exception):
 def render_documents(
     source: Source, parameters: Mapping[str, object]
 ) -> list[tuple[SourceFile, int, KubeObject]]:
-    """Every manifest, the app's and the tests', rendered: each object with its file and the
-    1-based number of its document there (the build reads the images of all of them)."""
-    return _render_documents(source, source.manifests, parameters)
+    """Every manifest, the app's and the tests' (and a chart's templates), rendered: each
+    object with its file and the 1-based number of its document there (the build reads the
+    images of all of them)."""
+    return _render_documents(source, source.manifests, parameters, chart_namespace="default")
 
 
 def _render_files(
@@ -213,19 +245,40 @@ def _render_files(
 ) -> list[tuple[str, KubeObject]]:
     return [
         (source.where(file.path), obj)
-        for file, _, obj in _render_documents(source, files, parameters)
+        for file, _, obj in _render_documents(source, files, parameters, chart_namespace=None)
     ]
 
 
 def _render_documents(
-    source: Source, files: Sequence[SourceFile], parameters: Mapping[str, object]
+    source: Source,
+    files: Sequence[SourceFile],
+    parameters: Mapping[str, object],
+    *,
+    chart_namespace: str | None,
 ) -> list[tuple[SourceFile, int, KubeObject]]:
-    values = resolve_parameters(source.spec.parameters, parameters, source.label)
+    """`files` rendered, after the chart's templates when `chart_namespace` is given and the
+    source has a chart (Helm has substituted those: only their images are pinned here)."""
+    values = resolve_for(source, parameters, source.label)
     substitution = _Substitution(source.spec.parameters, values)
+    templated: list[SourceFile] = []
+    if source.spec.helm is not None and chart_namespace is not None:
+        templated = [
+            SourceFile(path, text.encode())
+            for path, text in charts.render(
+                source.spec.helm,
+                source.by_path,
+                label=source.label,
+                namespace=chart_namespace,
+                values=values,
+            )
+        ]
     objects: list[tuple[SourceFile, int, KubeObject]] = []
-    for file in files:
+    for file in [*templated, *files]:
         where = source.where(file.path)
-        documents = load_documents(decode_text(file.content, where), where, _RenderLoader)
+        by_helm = file in templated
+        documents = load_documents(
+            decode_text(file.content, where), where, StrictLoader if by_helm else _RenderLoader
+        )
         for number, document in enumerate(documents, start=1):
             if document is None:
                 continue
@@ -235,7 +288,9 @@ def _render_documents(
                     f"got {show(document)}"
                 )
             try:
-                rendered = cast(KubeObject, substitution.apply(document, ()))
+                rendered = cast(
+                    KubeObject, document if by_helm else substitution.apply(document, ())
+                )
                 if source.image_lock is not None:
                     rendered = images.pin(rendered, source.image_lock, source.spec.images)
             except _SubstitutionProblem as problem:

@@ -22,6 +22,7 @@ bundle.yaml (apiVersion, kind and name are required; unknown fields are refused)
           reason: Let's Encrypt's staging CA, the same for every target
     images: {fields: [...], unpinned: [...]}   # see images.py: images pinned by digest
     kustomize: kustomize/overlay    # a Kustomize overlay, built into manifests/ by the build
+    helm: {chart: chart}            # a Helm chart rendered per target (see charts.py)
 
 An acceptance hides exactly the findings of its rule, file and field path (in every document of
 that file). Only judgement calls can be accepted: the other rules find manifests that would not
@@ -30,8 +31,9 @@ apply or render. An acceptance that matches no finding fails the build (lint.py 
 Every file under `manifests/` is a `.yaml` or `.yml` manifest. Other files of the folder (a README,
 a Kustomize overlay and its bases) are carried along in the bundle. Empty folders are not: a bundle
 is a set of files. The build adds two files: images.lock.json (images.py) and, for a source that
-names a Kustomize overlay, KUSTOMIZE_OUTPUT, the overlay built by `kubectl kustomize`; a source
-may hold neither itself.
+names a Kustomize overlay, KUSTOMIZE_OUTPUT, the overlay built by `kubectl kustomize`; for a
+chart of a repository, the chart's files under charts.VENDOR_FOLDER. A source may hold none of
+them itself.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
+from conveyor.bundles import charts
+from conveyor.bundles.charts import HelmChart
 from conveyor.bundles.images import (
     LOCK_FILE,
     ImageLock,
@@ -80,6 +84,7 @@ _BUNDLE_FIELDS = (
     "lint",
     "images",
     "kustomize",
+    "helm",
 )
 _LINT_FIELDS = ("accept",)
 _ACCEPT_FIELDS = ("rule", "file", "path", "reason")
@@ -123,6 +128,8 @@ class BundleSpec:
     images: ImageSettings = dataclasses.field(default_factory=ImageSettings)
     kustomize: str | None = None
     """The folder of a Kustomize overlay the build renders into KUSTOMIZE_OUTPUT."""
+    helm: HelmChart | None = None
+    """The Helm chart each target renders (charts.py)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,11 @@ class Source:
 
     def where(self, path: str) -> str:
         return f"{self.label}/{path}"
+
+    @property
+    def by_path(self) -> dict[str, bytes]:
+        """The files as {relative path: bytes}."""
+        return {file.path: file.content for file in self.files}
 
     @property
     def manifests(self) -> tuple[SourceFile, ...]:
@@ -291,14 +303,24 @@ def source_from_files(files: Mapping[str, bytes], label: str) -> Source:
                 f"{label}/{path}: not a manifest; only .yaml and .yml files go under manifests/",
                 hint="move the file out of manifests/ or rename it",
             )
-    spec = parse_bundle_spec(files[BUNDLE_FILE], f"{label}/{BUNDLE_FILE}", manifest_paths)
+    where = f"{label}/{BUNDLE_FILE}"
+    spec = parse_bundle_spec(files[BUNDLE_FILE], where, manifest_paths)
+    if spec.kustomize is not None and spec.helm is not None:
+        raise SourceError(
+            f"{where}: names both a Kustomize overlay and a Helm chart; a source renders one way",
+            hint="keep kustomize or helm",
+        )
     if spec.kustomize is not None:
-        _check_kustomize(spec.kustomize, files, f"{label}/{BUNDLE_FILE}")
+        _check_kustomize(spec.kustomize, files, where)
+    elif spec.helm is not None:
+        vendored = any(path.startswith(f"{charts.VENDOR_FOLDER}/") for path in files)
+        if spec.helm.repository is None or vendored:  # the build vendors a repository's chart
+            charts.check_chart(spec.helm, files, where)
     elif not manifest_paths:
         raise SourceError(
             f"{label}: no manifests",
             hint="put the app's .yaml manifests under manifests/, or name a Kustomize overlay "
-            "in bundle.yaml (kustomize: FOLDER)",
+            "(kustomize: FOLDER) or a Helm chart (helm: {chart: FOLDER}) in bundle.yaml",
         )
     lock = parse_lock(files[LOCK_FILE], f"{label}/{LOCK_FILE}") if LOCK_FILE in files else None
     return Source(label=label, spec=spec, files=ordered, image_lock=lock)
@@ -345,6 +367,7 @@ def parse_bundle_spec(data: bytes, where: str, manifest_paths: Iterable[str]) ->
         accepted_findings=_accepted_findings(raw.get("lint", {}), where, manifests),
         images=parse_image_settings(raw.get("images"), where),
         kustomize=_kustomize_folder(raw.get("kustomize"), where),
+        helm=charts.parse_helm(raw.get("helm"), name, where),
     )
 
 

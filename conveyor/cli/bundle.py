@@ -21,9 +21,9 @@ import yaml
 from rich.table import Table
 
 from conveyor.adapters import oci
-from conveyor.bundles import artifact, compare, render
+from conveyor.bundles import artifact, charts, compare, render
 from conveyor.bundles.parameters import load_values, parse_assignments
-from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE
+from conveyor.bundles.source import DEFAULT_MAX_SOURCE_SIZE, Source
 from conveyor.cli.output import Output, OutputOption, add_row, console, note, print_json, say
 from conveyor.config.model import bundle_store_location
 from conveyor.errors import InputError, IntegrityError
@@ -160,11 +160,13 @@ def inspect(
     pinned = [{"image": image, "digest": lock[image]} for image in sorted(lock)]
     unpinned = [entry.__dict__ for entry in source.spec.images.unpinned]
     total = sum(len(f.content) for f in source.files)
+    chart = _chart_summary(source)
     if output is Output.json:
         print_json(
             {
                 "digest": digest,
                 "annotations": annotations,
+                "helm": chart,
                 "parameters": parameters,
                 "files": files,
                 "tests": list(source.spec.tests),
@@ -177,6 +179,11 @@ def inspect(
     say(f"{source.spec.name} {digest}")
     for key, value in sorted(annotations.items()):
         say(f"  {key}: {value}")
+    if chart:
+        say(
+            f"Helm chart {chart['name']} {chart['version']} ({chart['origin']}), rendered per "
+            f"target; its values.yaml keys are parameters too: {', '.join(chart['values'])}"
+        )
     table = Table("parameter", "type", "required", "default", "description")
     for p in parameters:
         add_row(
@@ -232,6 +239,23 @@ def collect_values(values_file: list[Path], assignments: list[str]) -> dict[str,
     return values
 
 
+def _chart_summary(source: Source) -> dict[str, Any] | None:
+    """The Helm chart a bundle renders: name, version, where it came from, its values' keys."""
+    spec = source.spec.helm
+    if spec is None:
+        return None
+    name, version = charts.chart_metadata(spec, source.by_path, source.label)
+    values = charts.default_values(spec, source.by_path, source.label)
+    return {
+        "name": name,
+        "version": version,
+        "origin": spec.origin,
+        "folder": spec.folder,
+        "releaseName": spec.release_name,
+        "values": sorted(values),
+    }
+
+
 @app.command("render")
 def render_command(
     reference: str = typer.Argument(..., help=REFERENCE_HELP),
@@ -240,20 +264,26 @@ def render_command(
     values: list[Path] = typer.Option([], "--values", "-f", help="parameter file (repeatable)"),
     set_: list[str] = typer.Option([], "--set", help="name=value (repeatable, wins over files)"),
     tests: bool = typer.Option(False, help="render the test Jobs instead of the app"),
+    namespace: str = typer.Option(
+        "default", "--namespace", "-n", help="the namespace a Helm chart is rendered for"
+    ),
     json_output: bool = typer.Option(False, "--json", help="a JSON list instead of YAML"),
 ) -> None:
     """Print the bundle's objects rendered with the given parameters (and their hash)."""
     loaded = load_reference(reference, store, app_name)
     digest, source = loaded.digest, loaded.source
     parameters = collect_values(values, set_)
-    objects = (render.render_tests if tests else render.render)(source, parameters)
+    if tests:
+        objects = render.render_tests(source, parameters)
+    else:
+        objects = render.render(source, parameters, namespace=namespace)
     if json_output:
         print_json(objects)
     else:
         typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
     note(
         f"rendered {len(objects)} objects from {digest}; "
-        f"rendered hash {render.rendered_hash(objects)}"
+        f"rendered hash {render.rendered_hash(objects, render.renderer_of(source))}"
     )
 
 

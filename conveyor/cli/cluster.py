@@ -55,6 +55,7 @@ class _Prepared:
 def _prepared(
     reference: str,
     app: str,
+    namespace: str,
     store: str | None,
     values: list[Path],
     set_: list[str],
@@ -62,7 +63,9 @@ def _prepared(
     context: str | None,
 ) -> _Prepared:
     loaded = load_reference(reference, store, app)
-    located = render.render_located(loaded.source, collect_values(values, set_))
+    located = render.render_located(
+        loaded.source, collect_values(values, set_), namespace=namespace
+    )
     # $KUBECONFIG may list several files; like kubectl's default, use the first.
     first = str(kubeconfig).split(os.pathsep)[0] if kubeconfig else None
     return _Prepared(
@@ -123,7 +126,7 @@ def apply_command(
     """Server-side apply a bundle to a target, prune, and wait until it is ready. The bundle
     writes only to NAMESPACE and the default cluster-scoped kinds unless --allow-* say more
     (as a target's `namespaces` and `clusterScoped` do in a pipeline)."""
-    ready = _prepared(reference, app, store, values, set_, kubeconfig, context)
+    ready = _prepared(reference, app, namespace, store, values, set_, kubeconfig, context)
     digest, objects, kube = ready.digest, ready.objects, ready.kube
     spec = apply.Placement(
         app,
@@ -197,7 +200,7 @@ def wait_command(
     output: Output = OutputOption,
 ) -> None:
     """Wait (by watching) until the bundle's objects on a target are ready; exit 1 if not."""
-    ready = _prepared(reference, app, store, values, set_, kubeconfig, context)
+    ready = _prepared(reference, app, namespace, store, values, set_, kubeconfig, context)
     digest, objects, kube = ready.digest, ready.objects, ready.kube
     prepared = apply.prepare(kube, objects, apply.Placement(app, target, namespace), digest)
     result = _wait(kube, prepared, timeout, output)
@@ -256,7 +259,7 @@ def _live_diff(
     context: str | None,
     output: Output,
 ) -> None:
-    ready = _prepared(reference, app, store, values, set_, kubeconfig, context)
+    ready = _prepared(reference, app, namespace, store, values, set_, kubeconfig, context)
     digest, objects, kube = ready.digest, ready.objects, ready.kube
     prepared = apply.prepare(kube, objects, apply.Placement(app, target, namespace), digest)
     found = drift.detect(kube, prepared, app=app, target=target)
@@ -287,7 +290,7 @@ def prune_command(
     output: Output = OutputOption,
 ) -> None:
     """Delete what a target's inventory holds that the bundle no longer has."""
-    ready = _prepared(reference, app, store, values, set_, kubeconfig, context)
+    ready = _prepared(reference, app, namespace, store, values, set_, kubeconfig, context)
     digest, objects, kube = ready.digest, ready.objects, ready.kube
     pruned = apply.prune(
         kube, objects, apply.Placement(app, target, namespace), digest=digest, dry_run=dry_run

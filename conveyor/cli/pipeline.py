@@ -514,7 +514,7 @@ class _LiveStatus:
             parameters = restore_sensitive(
                 desired.parameters, target.parameters, f"recorded parameters of {target.name}"
             )
-            objects = render.render(self._sources[key], parameters)
+            objects = render.render(self._sources[key], parameters, namespace=target.namespace)
             placement = apply.Placement(app.name, target.name, target.namespace)
             prepared = apply.prepare(kube, objects, placement, desired.digest)
             live = drift.read_live(kube, prepared, app=app.name, target=target.name)
@@ -572,7 +572,11 @@ def diff_targets(
         digest = desired.digest
     source = artifact.load(artifact.open_store(loaded.store_location(app)), digest).source
     result = compare.compare(
-        source, first.parameters, second.parameters, labels=(target_a, target_b)
+        source,
+        first.parameters,
+        second.parameters,
+        labels=(target_a, target_b),
+        namespaces=(first.namespace, second.namespace),
     )
     show_comparison(result, digest, (target_a, target_b), app, output)
 

@@ -76,7 +76,7 @@ def status(output: Output = OutputOption) -> None:
 @app.command()
 def env(output: Output = OutputOption) -> None:
     """Print shell exports (KUBECONFIG, CONVEYOR_REGISTRY, CONVEYOR_IMAGE_MIRRORS,
-    CONVEYOR_KUBECTL, PREFECT_API_URL) for the platform."""
+    CONVEYOR_KUBECTL, CONVEYOR_HELM, PREFECT_API_URL) for the platform."""
     environment = LocalPlatform().environment()
     if output is Output.json:
         print_json(environment)

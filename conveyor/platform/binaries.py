@@ -1,7 +1,7 @@
 """Build the local platform's Go binaries once per version and cache them outside the checkout.
 
-No prebuilt Kubernetes, etcd or KWOK binary can be downloaded here, so each is compiled from its
-Go module through the Go module proxy. The build recipes are small Go modules of ours under
+No prebuilt Kubernetes, etcd, KWOK or Helm binary can be downloaded here, so each is compiled from
+its Go module through the Go module proxy. The build recipes are small Go modules of ours under
 `gomod/` (a `tool` block, pinned versions, and for Kubernetes a replace line for every staging
 module). A set of binaries lives in `<cache>/bin/<set>-<version>-<recipe hash>/`, written to a
 temporary folder first and renamed into place only when complete, so an interrupted build never
@@ -82,6 +82,12 @@ KWOK = BinarySet(
     name="kwok",
     module="sigs.k8s.io/kwok",
     executables={name: f"sigs.k8s.io/kwok/cmd/{name}" for name in ("kwok", "kwokctl")},
+)
+HELM = BinarySet(
+    name="helm",
+    module="helm.sh/helm/v4",
+    executables={"helm": "helm.sh/helm/v4/cmd/helm"},
+    ldflags_version_vars=("helm.sh/helm/v4/internal/version.version",),
 )
 
 

@@ -65,6 +65,7 @@ class LocalPlatform:
         """Start whatever is not healthy; return every component's health afterwards."""
         for component in self.components:
             component.up(progress)
+        binaries.ensure_built(binaries.HELM, progress)  # renders Helm-chart sources
         self.registry.add_example_images()
         return self.status()
 
@@ -88,5 +89,7 @@ class LocalPlatform:
             "CONVEYOR_IMAGE_MIRRORS": f"*={self.registry.address}",
             # The kubectl built with the cluster: it builds Kustomize overlays at bundle build.
             "CONVEYOR_KUBECTL": str(binaries.set_folder(binaries.KUBERNETES) / "kubectl"),
+            # The Helm built for this platform: it renders Helm-chart sources per target.
+            "CONVEYOR_HELM": str(binaries.set_folder(binaries.HELM) / "helm"),
             "PREFECT_API_URL": self.prefect.api_url,
         }

@@ -44,10 +44,8 @@ def render_target(
     here as far as its scope is known without a cluster (`confinement.OutsideTarget`), and by
     the apply in any case."""
     loaded = artifact.load(store, digest)
-    resolved = render.resolve_parameters(
-        loaded.source.spec.parameters, parameters, f"parameters of target {target}"
-    )
-    located = render.render_located(loaded.source, resolved)
+    resolved = render.resolve_for(loaded.source, parameters, f"parameters of target {target}")
+    located = render.render_located(loaded.source, resolved, namespace=namespace)
     objects = [obj for _, obj in located]
     confinement.refuse_outside_rendered(
         objects,
@@ -63,7 +61,7 @@ def render_target(
         # As recorded, logged and shown: a sensitive value (writeOnly) only as its hash.
         parameters=withhold_sensitive(loaded.source.spec.parameters, resolved),
         parameters_hash=parameters_hash(resolved),
-        rendered_hash=render.rendered_hash(objects),
+        rendered_hash=render.rendered_hash(objects, render.renderer_of(loaded.source)),
         objects=objects,
         tests=render.render_tests(loaded.source, resolved),
         origins=tuple(where for where, _ in located),
