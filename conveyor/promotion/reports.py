@@ -16,6 +16,7 @@ from conveyor.bundles.parameters import SENSITIVE_KEY, is_withheld, shown
 from conveyor.bundles.render import Rendered
 from conveyor.cluster.drift import ObjectDrift
 from conveyor.config.model import Target
+from conveyor.kit.absent import ABSENT
 from conveyor.kit.redaction import value_hash, without_userinfo
 from conveyor.promotion.outcome import TargetOutcome
 
@@ -50,8 +51,8 @@ def approval_form(
 ) -> str:
     """What the approver sees: the digest and where it was built from, and for each target the
     parameters that differ from `baseline` (the previous stage's first target, None for the first
-    stage) and `changes`, the drift of the live objects from these manifests (what the promotion
-    will change)."""
+    stage), the images it will run against those running now, and `changes`, the drift of the
+    live objects from these manifests (what the promotion will change)."""
     lines = [
         f"## Promote `{app}` to **{stage}**",
         "",
@@ -67,10 +68,8 @@ def approval_form(
                 f"Parameters that differ from {baseline.name}: "
                 + _differences(baseline.parameters, rendered.parameters)
             )
-        lines.append(
-            "Images (pinned by the build; a tag moved since does not change them): "
-            + _images(rendered)
-        )
+        lines.append("Images (pinned by the build; a tag moved since does not change them):")
+        lines += _image_lines(rendered, changes[target])
         lines.append("Changes on the cluster (fields Conveyor sets):")
         lines += [
             f"- {d.describe()}".replace("deleted out of band", "will be created")
@@ -78,6 +77,34 @@ def approval_form(
         ] or ["- none: the target already runs these manifests"]
         lines.append("")
     return "\n".join(lines)
+
+
+def _image_lines(rendered: Rendered, drifts: Sequence[ObjectDrift]) -> list[str]:
+    """Each image the target will run, where, and what runs there now (from the drift of the
+    live objects): `old` → `new`, or that it runs already, or that it is new."""
+    by_object = {(drift.ref.kind, drift.ref.name): drift for drift in drifts}
+    lines = []
+    for obj in rendered.objects:
+        metadata = obj.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        drift = by_object.get((str(obj.get("kind")), str(name)))
+        for place, image in running_images([obj]).items():
+            _, _, path = place.partition(": ")
+            lines.append(f"- {place}: {_image_change(image, drift, path)}")
+    return lines or ["- none"]
+
+
+def _image_change(image: str, drift: ObjectDrift | None, path: str) -> str:
+    if drift is not None and drift.missing:
+        return f"`{image}` (new)"
+    for changed in drift.fields if drift else ():
+        if changed.path == path:
+            if changed.live is ABSENT:
+                return f"`{image}` (new)"
+            return f"`{changed.live}` → `{image}`"
+        if path.startswith((f"{changed.path}.", f"{changed.path}[")):
+            return f"`{image}` (its containers change: see the changes below)"
+    return f"`{image}` (runs now)"
 
 
 def _images(rendered: Rendered) -> str:

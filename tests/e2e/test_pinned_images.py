@@ -43,7 +43,8 @@ def test_a_tag_moved_after_the_build_changes_no_stage(
         assert _image_of(world, stage) == pinned, f"{stage} runs what the build saw"
     process = world.start("promote-stage", app=world.app, stage="prod", digest=digest)
     form = world.api.pause_description(world.waiting_run("prod").id)
-    assert f"`{pinned}`" in form, form
+    place = "Deployment web: spec.template.spec.containers[0].image"
+    assert f"- {place}: `{pinned}` (new)" in form, form  # prod runs nothing yet
     world.answer("prod", approve=True, approver="alice", reason="same image as staging")
     code, output = world.finish(process)
     assert code == 0, output

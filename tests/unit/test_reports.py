@@ -21,7 +21,10 @@ SERVICE = ObjectRef("v1", "Service", "web-prod", "web")
 
 
 IMAGE = "registry.example/web:1.0.0@sha256:" + "e" * 64
-IMAGES_LINE = f"Images (pinned by the build; a tag moved since does not change them): `{IMAGE}`"
+OLD_IMAGE = "registry.example/web:0.9.0@sha256:" + "d" * 64
+IMAGES_HEAD = "Images (pinned by the build; a tag moved since does not change them):"
+PLACE = "Deployment web: spec.template.spec.containers[0].image"
+RUNS_NOW = f"- {PLACE}: `{IMAGE}` (runs now)"
 POD = {"containers": [{"name": "web", "image": IMAGE}]}
 
 
@@ -74,7 +77,8 @@ PROVENANCE = Provenance("https://git.example/web.git", "release/2.4", "c" * 40)
             {"prod": []},
             [
                 "### prod (namespace `web-prod`)",
-                IMAGES_LINE,
+                IMAGES_HEAD,
+                RUNS_NOW,
                 "Changes on the cluster (fields Conveyor sets):",
                 "- none: the target already runs these manifests",
                 "",
@@ -93,7 +97,8 @@ PROVENANCE = Provenance("https://git.example/web.git", "release/2.4", "c" * 40)
             [
                 "### prod (namespace `web-prod`)",
                 "Parameters that differ from staging: `debug`: True → None, `replicas`: 2 → 4",
-                IMAGES_LINE,
+                IMAGES_HEAD,
+                RUNS_NOW,
                 "Changes on the cluster (fields Conveyor sets):",
                 "- Deployment/web-prod/web: spec.replicas: want 4, live 2",
                 "- Service/web-prod/web: will be created",
@@ -108,18 +113,80 @@ PROVENANCE = Provenance("https://git.example/web.git", "release/2.4", "c" * 40)
             [
                 "### prod-eu (namespace `web-prod-eu`)",
                 "Parameters that differ from staging: none",
-                IMAGES_LINE,
+                IMAGES_HEAD,
+                RUNS_NOW,
                 "Changes on the cluster (fields Conveyor sets):",
                 "- none: the target already runs these manifests",
                 "",
                 "### prod-us (namespace `web-prod-us`)",
                 "Parameters that differ from staging: `replicas`: 2 → None",
-                IMAGES_LINE,
+                IMAGES_HEAD,
+                RUNS_NOW,
                 "Changes on the cluster (fields Conveyor sets):",
                 "- Service/web-prod/web: will be created",
                 "",
             ],
             id="every-target-of-the-stage",
+        ),
+        pytest.param(
+            {"prod": rendered("prod")},
+            None,
+            {
+                "prod": [
+                    ObjectDrift(
+                        DEPLOYMENT,
+                        fields=(
+                            FieldDrift("spec.template.spec.containers[0].image", IMAGE, OLD_IMAGE),
+                        ),
+                    )
+                ]
+            },
+            [
+                "### prod (namespace `web-prod`)",
+                IMAGES_HEAD,
+                f"- {PLACE}: `{OLD_IMAGE}` → `{IMAGE}`",
+                "Changes on the cluster (fields Conveyor sets):",
+                f"- Deployment/web-prod/web: spec.template.spec.containers[0].image: want "
+                f"'{IMAGE}', live '{OLD_IMAGE}'",
+                "",
+            ],
+            id="an-image-replaced",
+        ),
+        pytest.param(
+            {"prod": rendered("prod")},
+            None,
+            {"prod": [ObjectDrift(DEPLOYMENT, missing=True)]},
+            [
+                "### prod (namespace `web-prod`)",
+                IMAGES_HEAD,
+                f"- {PLACE}: `{IMAGE}` (new)",
+                "Changes on the cluster (fields Conveyor sets):",
+                "- Deployment/web-prod/web: will be created",
+                "",
+            ],
+            id="a-first-deploy",
+        ),
+        pytest.param(
+            {"prod": rendered("prod")},
+            None,
+            {
+                "prod": [
+                    ObjectDrift(
+                        DEPLOYMENT,
+                        fields=(FieldDrift("spec.template.spec.containers", [], [{"name": "a"}]),),
+                    )
+                ]
+            },
+            [
+                "### prod (namespace `web-prod`)",
+                IMAGES_HEAD,
+                f"- {PLACE}: `{IMAGE}` (its containers change: see the changes below)",
+                "Changes on the cluster (fields Conveyor sets):",
+                "- Deployment/web-prod/web: spec.template.spec.containers: want [], live "
+                "[{'name': 'a'}]",
+                "",
+            ],
+            id="a-container-list-replaced",
         ),
     ],
 )
