@@ -19,6 +19,10 @@ peer (a subprocess, so its figures include process start-up):
                source checked)  vs  skopeo copy docker://repo@digest oci:<fresh folder>:x
   image resolve  the digest of an image tag, as a build pins each image (ImageRegistries.digest)
                vs  skopeo inspect --raw of the tag
+  chart render  render.render of a Helm-chart source for one target (the public metrics-server
+               chart of tests/fixtures; helm template in a private folder, its output cut,
+               parsed and checked)  vs  `helm template` of the same chart with the same values
+               (the platform's Helm, built on first use)
 
 Every build pins the source's image (registry.example/app:1.0.0, pushed to the benchmark's
 registry, which mirrors every registry) and renders the manifests once to find it.
@@ -30,6 +34,7 @@ to benchmarks/results/bundles.json. It is a script, never a timed unit test.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -53,8 +58,10 @@ import requests
 from benchmarks import common
 from conveyor.adapters import oci
 from conveyor.adapters.image_registry import ImageRegistries, push_small_image
-from conveyor.bundles import artifact
+from conveyor.bundles import artifact, render
+from conveyor.bundles.source import load_source
 from conveyor.kit.digests import sha256_digest
+from conveyor.platform import binaries
 from conveyor.platform.components import Registry
 from conveyor.platform.process import free_port
 from tests.support.git import git, init_repository
@@ -65,6 +72,9 @@ SOURCE_PATH = "app"
 REUSE_TARGET_MS = 100.0
 TAG_MOVE_MAX_REQUESTS = 3
 PEER_OPERATION = {"push only": "build+push"}  # skopeo's copy is the peer of the upload alone
+PEER_TOOL = {"chart render": "helm"}  # every other operation's peer is skopeo
+CHART = ROOT / "tests" / "fixtures" / "charts" / "metrics-server"
+CHART_VALUES = {"replicas": 2, "apiService": {"create": False}, "fullnameOverride": "metrics"}
 ENVIRONMENTS = ("dev", "test", "staging", "prod")  # what `conveyor bundle build` lints for
 SKOPEO_TLS = ("--src-tls-verify=false", "--dest-tls-verify=false")
 
@@ -322,6 +332,7 @@ def run(work: Path, address: str, repeat: int, manifests: int) -> dict[str, Any]
     measure_tag_moves(bench, built.digest)
     measure_pull(bench, built.digest)
     measure_image_resolution(bench)
+    measure_chart_render(bench)
     return {
         "series": bench.series,
         "requests": bench.requests,
@@ -472,6 +483,38 @@ def measure_image_resolution(bench: Bench, images: int = 10) -> None:
     bench.series += [resolve, inspect]
 
 
+def measure_chart_render(bench: Bench) -> None:
+    """6. a Helm chart rendered for one target: Conveyor's render (helm template, then the
+    output cut by template, parsed and checked) vs `helm template` alone."""
+    helm = binaries.ensure_built(binaries.HELM)["helm"]
+    os.environ["CONVEYOR_HELM"] = str(helm)
+    folder = bench.work / "chart-source"
+    shutil.copytree(CHART, folder / "chart")
+    (folder / "bundle.yaml").write_text(
+        "apiVersion: conveyor.dev/v1alpha1\nkind: Bundle\nname: metrics\n"
+        "helm: {chart: chart}\n"
+    )
+    source = load_source(folder)
+    values = folder / "values.json"
+    values.write_text(json.dumps(CHART_VALUES))
+    conveyor = Series("chart render", "conveyor", note="render.render of metrics-server 3.12.2")
+    objects: list[Any] = []
+    for _ in range(bench.repeat):
+        ms, objects = timed_ms(partial(render.render, source, CHART_VALUES, namespace="ops"))
+        conveyor.samples.append(ms)
+    peer = Series("chart render", "helm", note="helm template, same chart and values")
+    command = [str(helm), "template", "metrics", str(folder / "chart"), "-n", "ops"]
+    command += ["-f", str(values), "--include-crds", "--skip-tests"]
+    printed = ""
+    for _ in range(bench.repeat):
+        ms, printed = timed_ms(
+            lambda: subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        )
+        peer.samples.append(ms)
+    assert len(objects) == printed.count("\nkind: "), "both rendered the same objects"
+    bench.series += [conveyor, peer]
+
+
 def report(outcome: dict[str, Any], repeat: int, manifests: int, seconds: float) -> dict[str, Any]:
     series: list[Series] = outcome["series"]
     logs: dict[str, RequestLog] = outcome["requests"]
@@ -500,7 +543,8 @@ def print_table(series: list[Series], logs: dict[str, RequestLog]) -> list[dict[
     print("-" * len(header))
     rows = []
     for s in series:
-        peer = by_key.get((PEER_OPERATION.get(s.operation, s.operation), "skopeo"))
+        peer_tool = PEER_TOOL.get(s.operation, "skopeo")
+        peer = by_key.get((PEER_OPERATION.get(s.operation, s.operation), peer_tool))
         ratio = s.median / peer.median if s.tool == "conveyor" and peer else None
         log = logs.get(s.operation) if s.tool == "conveyor" else None
         count = log.per_operation() if log else None

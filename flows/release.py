@@ -25,7 +25,8 @@ def _run_name() -> str:
 async def release(app: str, ref: str | None = None, images: dict[str, str] | None = None) -> str:
     """Build the app's bundle at `ref` (default: the app's `source.ref`; refused unless
     `source.allowedRefs` allows it), or reuse it, and promote it stage by stage. `images`
-    (repository -> tag) chooses those images' tags for every stage: the bundle pins them.
+    (repository -> tag) chooses those images' tags for every stage: the bundle pins them
+    (only repositories and tags `source.watch.images` allows, where the app watches images).
 
     Stops after a stage whose autoPromote is off (promote the next one with
     `conveyor promote`), and fails where a gate fails or an approval is refused.
@@ -35,6 +36,7 @@ async def release(app: str, ref: str | None = None, images: dict[str, str] | Non
     spec = context.app
     chosen = ref or spec.source.ref
     spec.source.check_ref(chosen)
+    spec.source.check_image_tags(images or {})
     built = await bundles.build_bundle(context.store, spec, chosen, images)
     logger.info(
         "%s %s at %s (commit %s): %s",

@@ -229,6 +229,7 @@ def release(
                 hint="e.g. --image registry.example/web=1.2.0",
             )
         images[repository] = tag
+    source.check_image_tags(images)
     how = _Following(wait, output, approve_as, idempotency_key)
     parameters: dict[str, object] = {"app": app, "ref": ref}
     if images:

@@ -18,7 +18,7 @@ from conveyor.cluster.health_rules import NO_RULES, HealthRules
 from conveyor.errors import ConfigError, PromotionRefused
 from conveyor.kit.paths import display_path
 from conveyor.kit.paths import state_dir as default_state_dir
-from conveyor.kit.semver import Constraint
+from conveyor.kit.semver import Constraint, parse_version
 from conveyor.kit.strict_yaml import JsonValue
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -283,6 +283,30 @@ class AppSource:
                 + ", ".join(self.allowed_refs),
                 hint="release one of those refs, or add this one to allowedRefs in the config",
             )
+
+    def check_image_tags(self, tags: Mapping[str, str]) -> None:
+        """Raise PromotionRefused when a release may not choose one of `tags` (repository ->
+        tag): where the app watches image repositories (`source.watch.images`), only those,
+        within their semver constraint. An app that watches none may choose a tag for any
+        repository its manifests run (the build refuses others)."""
+        watched = {image.repository: image for image in self.watch.images} if self.watch else {}
+        if not watched:
+            return
+        for repository, tag in sorted(tags.items()):
+            image = watched.get(repository)
+            if image is None:
+                raise PromotionRefused(
+                    f"a release may not choose the tag of {repository}: source.watch.images "
+                    "lists " + ", ".join(sorted(watched)),
+                    hint="choose tags of those repositories, or add this one to watch.images",
+                )
+            version = parse_version(tag)
+            if version is None or not image.constraint.allows(version):
+                raise PromotionRefused(
+                    f"{repository}:{tag} may not be released: source.watch.images allows "
+                    f"{image.constraint.text!r} for {repository}",
+                    hint="choose a tag within the constraint, or widen it in the config",
+                )
 
 
 @dataclass(frozen=True)

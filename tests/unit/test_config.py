@@ -8,6 +8,7 @@ the file, the key path and the problem.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, timezone
@@ -997,6 +998,36 @@ def test_a_watch_names_branches_and_tags_exactly_or_by_glob(
     watch = load(tree, isolated).app("web").source.watch
     assert watch is not None and watch.interval == 60
     assert watch.matches(ref) is watched
+
+
+@pytest.mark.parametrize(
+    ("images", "refused"),
+    [
+        ({}, None),
+        ({"registry.example/web": "1.4.2"}, None),
+        ({"registry.example/web": "2.0.0"}, "registry.example/web:2.0.0 may not be released"),
+        ({"registry.example/web": "latest"}, "allows '>=1.2 <2' for registry.example/web"),
+        ({"registry.example/cache": "7"}, "may not choose the tag of registry.example/cache"),
+    ],
+)
+def test_a_release_chooses_image_tags_only_within_the_watched_constraints(
+    isolated: Path, images: dict[str, str], refused: str | None
+) -> None:
+    tree = Tree()
+    tree.config["apps"]["web"]["source"]["watch"] = {
+        "refs": ["main"],
+        "images": [{"repository": "registry.example/web", "semver": ">=1.2 <2"}],
+    }
+    source = load(tree, isolated).app("web").source
+    if refused is None:
+        source.check_image_tags(images)
+    else:
+        with pytest.raises(PromotionRefused, match=re.escape(refused)):
+            source.check_image_tags(images)
+
+
+def test_an_app_watching_no_image_may_choose_any_tag_its_manifests_run(isolated: Path) -> None:
+    load(Tree(), isolated).app("web").source.check_image_tags({"registry.example/web": "latest"})
 
 
 def test_a_missing_config_file_says_how_to_point_at_one() -> None:
