@@ -491,8 +491,7 @@ def measure_chart_render(bench: Bench) -> None:
     folder = bench.work / "chart-source"
     shutil.copytree(CHART, folder / "chart")
     (folder / "bundle.yaml").write_text(
-        "apiVersion: conveyor.dev/v1alpha1\nkind: Bundle\nname: metrics\n"
-        "helm: {chart: chart}\n"
+        "apiVersion: conveyor.dev/v1alpha1\nkind: Bundle\nname: metrics\nhelm: {chart: chart}\n"
     )
     source = load_source(folder)
     values = folder / "values.json"

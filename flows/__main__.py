@@ -22,13 +22,22 @@ from flows.console import use_plain_console
 from flows.deploy_target import deploy_target
 from flows.promote_stage import promote_stage
 from flows.reconcile import reconcile
+from flows.reconcile_cluster import reconcile_cluster
 from flows.release import release
 from flows.rollback import rollback
 from flows.watch import watch_source
 
 FLOWS: dict[str, Any] = {
     flow.name: flow
-    for flow in (release, promote_stage, deploy_target, reconcile, rollback, watch_source)
+    for flow in (
+        release,
+        promote_stage,
+        deploy_target,
+        reconcile,
+        rollback,
+        watch_source,
+        reconcile_cluster,
+    )
 }
 
 

@@ -1,6 +1,7 @@
 """`reconcile(app, target)`: the control loop. Git holds the desired state; the cluster follows.
 
-Run on a schedule per target. It renders exactly what the state repository records (digest and
+Run on demand (`conveyor reconcile`), and by a cluster's scheduled `reconcile_cluster` for each
+target it found drifted. It renders exactly what the state repository records (digest and
 parameter values), reports drift as an artifact and an event, and, when the target has
 self-heal on, re-applies it and waits for readiness. Reporting and correcting happen while it
 holds the target's slot, after reading git again, so it never undoes a promotion that recorded
@@ -28,8 +29,8 @@ from tasks import bundles, cluster, records, reports
 from tasks.locks import TargetBusy, hold_targets
 
 RECONCILE_INTERVAL = float(os.environ.get("CONVEYOR_RECONCILE_INTERVAL", "60"))
-"""Seconds between two scheduled reconciles of a target; also the most one waits for the
-target's slot: past that, the next cycle looks again."""
+"""Seconds between two scheduled control-loop cycles of a cluster; also the most a reconcile
+waits for the target's slot: past that, the next cycle looks again."""
 
 
 @flow(name=RECONCILE, flow_run_name="reconcile-{app}-{target}")

@@ -35,7 +35,16 @@ DEPLOY_TARGET = "deploy-target"
 RECONCILE = "reconcile"
 ROLLBACK = "rollback"
 WATCH_SOURCE = "watch-source"
-CONVEYOR_FLOWS = (RELEASE, PROMOTE_STAGE, DEPLOY_TARGET, RECONCILE, ROLLBACK, WATCH_SOURCE)
+RECONCILE_CLUSTER = "reconcile-cluster"
+CONVEYOR_FLOWS = (
+    RELEASE,
+    PROMOTE_STAGE,
+    DEPLOY_TARGET,
+    RECONCILE,
+    ROLLBACK,
+    WATCH_SOURCE,
+    RECONCILE_CLUSTER,
+)
 """The names of Conveyor's flows: the @flow decorators, the CLI, `python -m flows`, the crash
 automation and the deployments (`<flow>/conveyor`) all use these."""
 SERVED_DEPLOYMENT = "conveyor"

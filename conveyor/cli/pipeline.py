@@ -29,6 +29,7 @@ from conveyor.adapters import sshsig
 from conveyor.adapters.prefect_api import (
     PROMOTE_STAGE,
     RECONCILE,
+    RECONCILE_CLUSTER,
     RELEASE,
     ROLLBACK,
     SERVED_DEPLOYMENT,
@@ -302,6 +303,19 @@ def reconcile(
     loaded.app(app).pipeline.target(target)
     parameters = {"app": app, "target": target}
     _run_flow(RECONCILE, parameters, loaded, _Following(wait, output))
+
+
+def reconcile_cluster(
+    cluster: str = typer.Argument(..., help="cluster name from conveyor.yaml"),
+    wait: bool = WaitOption,
+    config: Path | None = ConfigOption,
+    output: Output = OutputOption,
+) -> None:
+    """Check every target on CLUSTER against git at once (one LIST per kind) and reconcile each
+    that drifted: one cycle of the control loop, now."""
+    loaded = load_config(config)
+    loaded.cluster(cluster)
+    _run_flow(RECONCILE_CLUSTER, {"cluster": cluster}, loaded, _Following(wait, output))
 
 
 _FORM_DIGEST = re.compile(r"Digest: `(sha256:[0-9a-f]{64})`")

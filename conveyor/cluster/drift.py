@@ -14,7 +14,8 @@ Secret's `data` shows the short hash of each side (`sha256:1a2b3c4d…`), as dri
 artifacts and approval forms are read by people who may not read the Secret.
 
 Detection reads each (kind, namespace) once with a label selector: the number of API requests
-grows with the kinds and namespaces of a bundle, not with its objects.
+grows with the kinds and namespaces of a bundle, not with its objects. A control loop checking
+every target of a cluster reads each kind once for the whole cluster (`read_live_fleet`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from conveyor.adapters.kube import Kube
-from conveyor.cluster.ordering import ObjectRef, selector
+from conveyor.cluster.ordering import APP_LABEL, TARGET_LABEL, ObjectRef, selector
 from conveyor.kit.absent import ABSENT
 from conveyor.kit.redaction import short_hash
 
@@ -248,6 +249,36 @@ def read_live(
         items, _ = kube.list(api_version, kind, namespace, label_selector=labels)
         by_name = {item["metadata"]["name"]: item for item in items}
         live.update((ref, by_name.get(ref.name)) for ref in map(ObjectRef.of, objects))
+    return live
+
+
+TargetKey = tuple[str, str]
+"""(app, target): which target of which app a set of objects belongs to."""
+
+
+def read_live_fleet(
+    kube: Kube, desired: Mapping[TargetKey, Sequence[Mapping[str, Any]]]
+) -> dict[TargetKey, dict[ObjectRef, Mapping[str, Any] | None]]:
+    """`read_live` for many targets of one cluster at once: one LIST per kind over the whole
+    cluster, selecting every object Conveyor labelled, whatever the number of targets, apps and
+    namespaces. A live object counts for a target only when its labels name that app and, for
+    a namespaced object, that target (as `read_live`'s selectors do)."""
+    kinds = sorted({(o["apiVersion"], o["kind"]) for objs in desired.values() for o in objs})
+    listed: dict[ObjectRef, Mapping[str, Any]] = {}
+    for api_version, kind in kinds:
+        items, _ = kube.list(api_version, kind, None, label_selector=APP_LABEL)
+        listed.update((ObjectRef.of(item), item) for item in items)
+    live: dict[TargetKey, dict[ObjectRef, Mapping[str, Any] | None]] = {}
+    for (app, target), objects in desired.items():
+        found: dict[ObjectRef, Mapping[str, Any] | None] = {}
+        for ref in map(ObjectRef.of, objects):
+            item = listed.get(ref)
+            labels = item.get("metadata", {}).get("labels") or {} if item else {}
+            owned = labels.get(APP_LABEL) == app and (
+                ref.namespace is None or labels.get(TARGET_LABEL) == target
+            )
+            found[ref] = item if owned else None
+        live[(app, target)] = found
     return live
 
 

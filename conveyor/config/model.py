@@ -337,6 +337,15 @@ class Config:
             hint="add it under apps: or check the spelling",
         )
 
+    def cluster(self, name: str) -> Cluster:
+        if name in self.clusters:
+            return self.clusters[name]
+        raise ConfigError(
+            f"{display_path(self.path)}: clusters: unknown cluster {name!r}; known: "
+            f"{', '.join(self.clusters)}",
+            hint="add it under clusters: or check the spelling",
+        )
+
     def store_location(self, app_name: str, state_dir: Path | None = None) -> str:
         """Where the app's bundles are stored (see `bundle_store_location`)."""
         return bundle_store_location(self.app(app_name).name, self.registry, state_dir)

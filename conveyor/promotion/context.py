@@ -99,3 +99,43 @@ def open_run_context(app: str, *, connections: Connections = PROCESS_CONNECTIONS
         store=connections.store(config.store_location(spec.name)),
         connections=connections,
     )
+
+
+@dataclass(frozen=True)
+class ClusterContext:
+    """A control-loop run's view: the configuration, the state repository, one cluster."""
+
+    config: Config
+    cluster: Cluster
+    state: gitrepo.StateRepository
+    connections: Connections
+
+    @property
+    def kube(self) -> Kube:
+        return self.connections.kube(self.cluster)
+
+    def targets(self) -> list[tuple[App, Target]]:
+        """Every target of every app that lives on this cluster."""
+        return [
+            (app, target)
+            for app in self.config.apps.values()
+            for target in app.pipeline.targets()
+            if target.cluster.name == self.cluster.name
+        ]
+
+    def store(self, app: App) -> oci.BundleStore:
+        return self.connections.store(self.config.store_location(app.name))
+
+
+def open_cluster_context(
+    cluster: str, *, connections: Connections = PROCESS_CONNECTIONS
+) -> ClusterContext:
+    """`open_run_context` for a cluster rather than an app (ConfigError when the configuration
+    names no such cluster)."""
+    config = load_config()
+    return ClusterContext(
+        config=config,
+        cluster=config.cluster(cluster),
+        state=connections.state_repository(config.state_repository),
+        connections=connections,
+    )

@@ -43,7 +43,29 @@ def render_target(
     `cluster_scoped` are the target's confinement settings: an object outside them is refused
     here as far as its scope is known without a cluster (`confinement.OutsideTarget`), and by
     the apply in any case."""
-    loaded = artifact.load(store, digest)
+    return render_loaded(
+        artifact.load(store, digest),
+        app=app,
+        target=target,
+        namespace=namespace,
+        parameters=parameters,
+        namespaces=namespaces,
+        cluster_scoped=cluster_scoped,
+    )
+
+
+def render_loaded(
+    loaded: artifact.Loaded,
+    *,
+    app: str,
+    target: str,
+    namespace: str,
+    parameters: Mapping[str, Any],
+    namespaces: Sequence[str] = (),
+    cluster_scoped: Sequence[str] = (),
+) -> Rendered:
+    """`render_target` of a bundle loaded already (one load serves every target of it)."""
+    digest = loaded.digest
     resolved = render.resolve_for(loaded.source, parameters, f"parameters of target {target}")
     located = render.render_located(loaded.source, resolved, namespace=namespace)
     objects = [obj for _, obj in located]

@@ -566,6 +566,19 @@ def read_desired(repo: StateRepository, app: str, target: str) -> DesiredState |
     return None if content is None else desired_from_yaml(content, path)
 
 
+def read_desired_many(
+    repo: StateRepository, targets: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], DesiredState | None]:
+    """The desired state of each (app, target) at one tip of `main` (one fetch for all)."""
+    paths = {key: desired_path(*key) for key in targets}
+    found = repo.read_many(list(paths.values()))
+    desired: dict[tuple[str, str], DesiredState | None] = {}
+    for key, path in paths.items():
+        content = found[path]
+        desired[key] = None if content is None else desired_from_yaml(content, path)
+    return desired
+
+
 def read_evidence(repo: StateRepository, app: str, digest: str, stage: str) -> Evidence | None:
     """What `stage` proved about `digest` so far, or None when it has recorded nothing."""
     return read_evidence_of(repo, app, digest, [stage])[stage]
