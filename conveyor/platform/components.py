@@ -39,11 +39,18 @@ from conveyor.platform import binaries, process
 from conveyor.platform.binaries import PlatformProgress
 
 CLUSTER_NAME = "conveyor"
+"""kwokctl's name of the platform's first cluster; the n-th is `conveyor-n`."""
+
+
 API_READY_SECONDS = 60.0
 """How long `up` waits for a started API server to answer before scaling its nodes."""
 NODE_COUNT = 2
 PODS_PER_NODE = 1000
 """Simulated pods cost next to nothing; KWOK's default of 110 fills up under the benchmarks."""
+
+
+def cluster_name(number: int) -> str:
+    return CLUSTER_NAME if number == 1 else f"{CLUSTER_NAME}-{number}"
 
 
 @dataclass
@@ -81,15 +88,17 @@ def _run(component: str, command: list[str], env: dict[str, str], log: Path) -> 
 
 
 class Kubernetes:
-    """A KWOK cluster run by kwokctl's binary runtime under `<state>/kwok`."""
+    """A KWOK cluster run by kwokctl's binary runtime under `<state>/kwok`: the platform's
+    first (`kubernetes`, kubeconfig `<state>/kubeconfig`) or its n-th (`kubernetes-n`,
+    `<state>/kubeconfig-n`), each with its own etcd, API server and controllers."""
 
-    name = "kubernetes"
-
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, number: int = 1) -> None:
+        self.cluster = cluster_name(number)
+        self.name = "kubernetes" if number == 1 else f"kubernetes-{number}"
         self.workdir = state / "kwok"
-        self.cluster_dir = self.workdir / "clusters" / CLUSTER_NAME
-        self.kubeconfig = state / "kubeconfig"
-        self.log = state / "logs" / "kubernetes.log"
+        self.cluster_dir = self.workdir / "clusters" / self.cluster
+        self.kubeconfig = state / ("kubeconfig" if number == 1 else f"kubeconfig-{number}")
+        self.log = state / "logs" / f"{self.name}.log"
 
     def _env(self) -> dict[str, str]:
         # kwokctl checks that the cluster serves with whatever `kubectl` PATH finds first:
@@ -131,7 +140,7 @@ class Kubernetes:
                 "quietPull": True,
             },
         }
-        path = self.workdir / "kwokctl.yaml"
+        path = self.workdir / f"kwokctl-{self.cluster}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
@@ -148,7 +157,7 @@ class Kubernetes:
                     progress("starting kubernetes (existing cluster)", 0, 0)
                 _run(
                     self.name,
-                    [kwokctl, "start", "cluster", "--name", CLUSTER_NAME, "--wait", "2m"],
+                    [kwokctl, "start", "cluster", "--name", self.cluster, "--wait", "2m"],
                     self._env(),
                     self.log,
                 )
@@ -162,7 +171,7 @@ class Kubernetes:
                     "create",
                     "cluster",
                     "--name",
-                    CLUSTER_NAME,
+                    self.cluster,
                     "--config",
                     str(config),
                     "--kubeconfig",
@@ -196,7 +205,7 @@ class Kubernetes:
                 "scale",
                 "node",
                 "--name",
-                CLUSTER_NAME,
+                self.cluster,
                 "--replicas",
                 str(NODE_COUNT),
                 "--param",
@@ -214,7 +223,7 @@ class Kubernetes:
         if kwokctl.is_file():
             _run(
                 self.name,
-                [str(kwokctl), verb, "cluster", "--name", CLUSTER_NAME],
+                [str(kwokctl), verb, "cluster", "--name", self.cluster],
                 self._env(),
                 self.log,
             )

@@ -21,32 +21,45 @@ from conveyor.platform.components import Health, Kubernetes, PrefectServer, Regi
 PREFERRED_PREFECT_PORT = 4200
 
 
+CLUSTERS = 2
+"""KWOK clusters a platform runs unless its platform.json says otherwise: the example
+configuration puts prod-us on the second."""
+
+
 @dataclass(frozen=True)
 class Ports:
     registry: int
     prefect: int
+    clusters: int = CLUSTERS
+    """Not a port: how many clusters, recorded with the ports on the first start."""
 
 
 class LocalPlatform:
-    """Kubernetes (KWOK), an OCI registry and a Prefect server, sharing one state folder."""
+    """Kubernetes (KWOK clusters, two by default), an OCI registry and a Prefect server, sharing
+    one state folder."""
 
     def __init__(self, state: Path | None = None) -> None:
         self.state = (state or state_dir()).absolute()
         self.ports = self._ports()
-        self.kubernetes = Kubernetes(self.state)
+        self.clusters = [Kubernetes(self.state, n) for n in range(1, self.ports.clusters + 1)]
+        self.kubernetes = self.clusters[0]
         self.registry = Registry(self.state, self.ports.registry)
         self.prefect = PrefectServer(self.state, self.ports.prefect)
 
     @property
-    def components(self) -> tuple[Kubernetes, Registry, PrefectServer]:
-        return (self.kubernetes, self.registry, self.prefect)
+    def components(self) -> tuple[Kubernetes | Registry | PrefectServer, ...]:
+        return (*self.clusters, self.registry, self.prefect)
 
     def _ports(self) -> Ports:
         """Ports recorded on the first start, or newly chosen free ones (recorded now)."""
         record = self.state / "platform.json"
         try:
             data = json.loads(record.read_text())
-            return Ports(registry=int(data["registry_port"]), prefect=int(data["prefect_port"]))
+            return Ports(
+                registry=int(data["registry_port"]),
+                prefect=int(data["prefect_port"]),
+                clusters=int(data.get("clusters", CLUSTERS)),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             pass
         prefect = (
@@ -57,7 +70,14 @@ class LocalPlatform:
         ports = Ports(registry=process.free_port(), prefect=prefect)
         self.state.mkdir(parents=True, exist_ok=True)
         record.write_text(
-            json.dumps({"registry_port": ports.registry, "prefect_port": ports.prefect}) + "\n"
+            json.dumps(
+                {
+                    "registry_port": ports.registry,
+                    "prefect_port": ports.prefect,
+                    "clusters": ports.clusters,
+                }
+            )
+            + "\n"
         )
         return ports
 
@@ -83,6 +103,11 @@ class LocalPlatform:
         """What a shell (or a test) needs to talk to this platform."""
         return {
             "KUBECONFIG": str(self.kubernetes.kubeconfig),
+            # The other clusters' (the example configuration names them by path).
+            **{
+                f"CONVEYOR_KUBECONFIG_{n}": str(cluster.kubeconfig)
+                for n, cluster in enumerate(self.clusters[1:], start=2)
+            },
             "CONVEYOR_REGISTRY": self.registry.address,
             # Every image registry is looked up here first (containerd's mirror rule), then
             # at its own address: stand-ins for registries this machine cannot reach.

@@ -29,6 +29,9 @@ def world(
     platform: LocalPlatform, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[World]:
     prefix = f"e{uuid.uuid4().hex[:6]}"
-    with isolated_world(platform, tmp_path, prefix, prefect=prefect_for(request)) as world:
+    two_clusters = request.node.get_closest_marker("two_clusters") is not None
+    with isolated_world(
+        platform, tmp_path, prefix, prefect=prefect_for(request), two_clusters=two_clusters
+    ) as world:
         world.edit_pipeline(_approval_and_soak_in_prod)
         yield world

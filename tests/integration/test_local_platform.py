@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
+from conveyor.adapters.kube import Kube
 from conveyor.adapters.prefect_api import CRASH_AUTOMATION, SILENCE_SECONDS
 from conveyor.errors import InfrastructureError
 from conveyor.platform.local import LocalPlatform
@@ -213,3 +214,22 @@ def test_the_prefect_api_answers_only_with_the_platforms_credential(
     assert isinstance(prefect.api().flow_runs(tags=["none"], states=["RUNNING"]), list)
     with urllib.request.urlopen(f"{prefect.api_url}/health", timeout=10) as health:
         assert health.status == 200
+
+
+def test_the_platform_runs_two_separate_clusters(platform: LocalPlatform) -> None:
+    first, second = platform.clusters
+    healths = [cluster.health() for cluster in (first, second)]
+    assert all(health.healthy for health in healths), healths
+    assert (first.name, second.name) == ("kubernetes", "kubernetes-2")
+    assert first.server() != second.server()
+    assert platform.environment()["CONVEYOR_KUBECONFIG_2"] == str(second.kubeconfig)
+    name = f"only-on-two-{uuid.uuid4().hex[:6]}"
+    only_second, only_first = Kube(second.kubeconfig), Kube(first.kubeconfig)
+    only_second.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    try:
+        assert only_second.get("v1", "Namespace", name) is not None
+        assert only_first.get("v1", "Namespace", name) is None, "its own etcd and API server"
+        nodes, _ = only_second.list("v1", "Node")
+        assert len(nodes) == 2, "simulated nodes of its own"
+    finally:
+        only_second.delete("v1", "Namespace", name)

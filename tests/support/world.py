@@ -57,8 +57,12 @@ class World:
     prefix: str
     env: dict[str, str]
     kube: Kube
+    """The platform's first cluster (`local`), where every target runs unless the world was made
+    with two clusters."""
     api: PrefectREST
     running: list[subprocess.Popen[Any]] = field(default_factory=list)
+    second_kube: Kube | None = None
+    """The platform's second cluster (`local-2`), where a two-cluster world runs prod-us."""
 
     @property
     def source(self) -> Path:
@@ -174,9 +178,24 @@ class World:
     def evidence(self, digest: str, stage: str) -> state.Evidence | None:
         return state.read_evidence(self.repository(), self.app, digest, stage)
 
+    def cluster_of(self, target: str) -> str:
+        pipeline = yaml.safe_load((self.root / "config" / "pipelines" / "web.yaml").read_text())
+        for stage in pipeline["stages"]:
+            for each in stage["targets"]:
+                if each["name"] == target:
+                    return str(each["cluster"])
+        raise AssertionError(f"no target {target} in the world's pipeline")
+
+    def kube_for(self, target: str) -> Kube:
+        """The cluster the target runs on."""
+        if self.cluster_of(target) == "local-2":
+            assert self.second_kube is not None
+            return self.second_kube
+        return self.kube
+
     def live(self, kind: str, name: str, target: str) -> dict[str, Any] | None:
         api_version = {"Deployment": "apps/v1", "Job": "batch/v1"}.get(kind, "v1")
-        return self.kube.get(api_version, kind, name, self.namespace(target))
+        return self.kube_for(target).get(api_version, kind, name, self.namespace(target))
 
     def live_digest(self, target: str) -> str | None:
         deployment = self.live("Deployment", "web", target)
@@ -218,7 +237,12 @@ def stop_process(process: subprocess.Popen[Any], grace: float = 15.0) -> None:
 
 @contextlib.contextmanager
 def isolated_world(
-    platform: LocalPlatform, root: Path, prefix: str, prefect: PrefectServer | None = None
+    platform: LocalPlatform,
+    root: Path,
+    prefix: str,
+    prefect: PrefectServer | None = None,
+    *,
+    two_clusters: bool = False,
 ) -> Iterator[World]:
     """A world in the empty folder `root`, named by `prefix`; when the block ends, the processes
     it still runs are killed and its namespaces deleted (`root` itself is left to the caller).
@@ -241,26 +265,35 @@ def isolated_world(
         environment,
         Kube(platform.kubernetes.kubeconfig),
         PrefectREST(prefect.api_url, auth_string=prefect.auth_string()),
+        second_kube=Kube(platform.clusters[1].kubeconfig) if two_clusters else None,
     )
     shutil.copytree(REPO_ROOT / "examples" / "web", world.source / "web")
     init_repository(world.source, "web v1")
-    _write_config(world)
+    _write_config(world, two_clusters=two_clusters)
     try:
         yield world
     finally:
         for process in world.running:
             stop_process(process, grace=0)
         for target in TARGETS:
-            world.kube.delete("v1", "Namespace", world.namespace(target))
+            for kube in (world.kube, world.second_kube):
+                if kube is not None:
+                    kube.delete("v1", "Namespace", world.namespace(target))
 
 
-def _write_config(world: World) -> None:
-    """config/ for the world: its app, registry prefix, state repository and namespaces."""
+def _write_config(world: World, *, two_clusters: bool) -> None:
+    """config/ for the world: its app, registry prefix, state repository and namespaces; every
+    target on the first cluster, unless `two_clusters` (then prod-us runs on the second, as in
+    the example configuration)."""
     shutil.copytree(REPO_ROOT / "config", world.root / "config")
     conveyor = yaml.safe_load(world.config_path.read_text())
     conveyor["stateRepository"] = world.state_repository
     conveyor["registry"] = f"{world.platform.registry.address}/{world.prefix}"
     conveyor["clusters"]["local"]["kubeconfig"] = str(world.platform.kubernetes.kubeconfig)
+    if two_clusters:
+        conveyor["clusters"]["local-2"]["kubeconfig"] = str(world.platform.clusters[1].kubeconfig)
+    else:
+        del conveyor["clusters"]["local-2"]
     web = conveyor["apps"].pop("web")
     web["source"] = {"repository": str(world.source), "ref": "HEAD", "path": "web"}
     conveyor["apps"] = {world.app: web}
@@ -270,6 +303,8 @@ def _write_config(world: World) -> None:
         for stage in pipeline["stages"]:
             for target in stage["targets"]:
                 target["namespace"] = world.namespace(target["name"])
+                if not two_clusters:
+                    target["cluster"] = "local"
 
     world.edit_pipeline(isolate)
 

@@ -327,7 +327,14 @@ def test_the_example_configuration_loads() -> None:
         "prod-eu": "web-prod-eu",
         "prod-us": "web-prod-us",
     }
-    assert all(target.cluster.name == "local" for target in pipeline.targets())
+    assert {target.name: target.cluster.name for target in pipeline.targets()} == {
+        "dev": "local",
+        "test": "local",
+        "staging": "local",
+        "prod-eu": "local",
+        "prod-us": "local-2",
+    }
+    assert config.clusters["local-2"].kubeconfig == REPO_ROOT / ".conveyor" / "kubeconfig-2"
     assert [gate.type for gate in pipeline.stage("test").gates] == ["tests"]
     tests, command = pipeline.stage("staging").gates
     assert isinstance(tests, BundleTestsGate)
