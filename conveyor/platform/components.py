@@ -15,6 +15,7 @@ Everything binds 127.0.0.1. A component never signals a process it did not recor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -232,9 +233,13 @@ class Kubernetes:
             for pid in self._component_pids().values():
                 if pid is not None:
                     process.stop(process.ProcessRecord(pid, process.start_ticks(pid) or -1, ()))
-        if purge:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if purge:  # this cluster's data only: the platform's other clusters share workdir
+            shutil.rmtree(self.cluster_dir, ignore_errors=True)
+            (self.workdir / f"kwokctl-{self.cluster}.yaml").unlink(missing_ok=True)
             self.kubeconfig.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the last cluster gone: the folder too
+                if not any((self.workdir / "clusters").iterdir()):
+                    shutil.rmtree(self.workdir)
 
     def _component_pids(self) -> dict[str, int | None]:
         pids: dict[str, int | None] = {}

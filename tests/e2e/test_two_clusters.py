@@ -5,14 +5,12 @@ cluster's keep working and nothing is recorded for what was not done."""
 
 from __future__ import annotations
 
-import urllib.parse
-
 import pytest
 import yaml
 
 from conveyor.platform.local import LocalPlatform
 from tests.support.convergence import held_slots
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import CuttableProxy, api_server_of, kubeconfig_through
 from tests.support.world import World
 
 pytestmark = pytest.mark.two_clusters
@@ -42,27 +40,18 @@ def test_a_release_crosses_two_clusters_and_each_loop_checks_its_own(world: Worl
 
 
 def _second_cluster_through(world: World, platform: LocalPlatform, proxy: CuttableProxy) -> None:
-    kubeconfig = yaml.safe_load(platform.clusters[1].kubeconfig.read_text())
-    for cluster in kubeconfig["clusters"]:
-        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    path = world.root / "kubeconfig-2-through-proxy"
-    path.write_text(yaml.safe_dump(kubeconfig))
+    path = kubeconfig_through(
+        proxy, platform.clusters[1].kubeconfig, world.root / "kubeconfig-2-through-proxy"
+    )
     config = yaml.safe_load(world.config_path.read_text())
     config["clusters"]["local-2"]["kubeconfig"] = str(path)
     world.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def _second_api_server(platform: LocalPlatform) -> tuple[str, int]:
-    kubeconfig = yaml.safe_load(platform.clusters[1].kubeconfig.read_text())
-    server = urllib.parse.urlsplit(kubeconfig["clusters"][0]["cluster"]["server"])
-    assert server.hostname and server.port
-    return server.hostname, server.port
-
-
 def test_a_cluster_that_does_not_answer_fails_only_its_own_targets(
     world: World, platform: LocalPlatform
 ) -> None:
-    with CuttableProxy(*_second_api_server(platform)) as proxy:
+    with CuttableProxy(*api_server_of(platform.clusters[1].kubeconfig)) as proxy:
         _second_cluster_through(world, platform, proxy)
         proxy.cut()
         code, output = world.run("release", app=world.app)

@@ -7,13 +7,12 @@ cluster agree and no slot stays held."""
 from __future__ import annotations
 
 import time
-import urllib.parse
 from pathlib import Path
 
 import yaml
 
 from tests.support.convergence import assert_git_and_cluster_agree, held_slots, task_state, wait_for
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import CuttableProxy, api_server_of, kubeconfig_through
 from tests.support.world import World
 
 CUT_SECONDS = 8.0
@@ -21,21 +20,16 @@ CUT_SECONDS = 8.0
 
 def _through(world: World, proxy: CuttableProxy) -> None:
     """The world's cluster is reached through `proxy` (a kubeconfig naming its port)."""
-    kubeconfig = yaml.safe_load(world.platform.kubernetes.kubeconfig.read_text())
-    for cluster in kubeconfig["clusters"]:
-        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    path = world.root / "kubeconfig-through-proxy"
-    path.write_text(yaml.safe_dump(kubeconfig))
+    path = kubeconfig_through(
+        proxy, world.platform.kubernetes.kubeconfig, world.root / "kubeconfig-through-proxy"
+    )
     config = yaml.safe_load(world.config_path.read_text())
     config["clusters"]["local"]["kubeconfig"] = str(path)
     world.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def _upstream(world: World) -> tuple[str, int]:
-    kubeconfig = yaml.safe_load(world.platform.kubernetes.kubeconfig.read_text())
-    server = urllib.parse.urlsplit(kubeconfig["clusters"][0]["cluster"]["server"])
-    assert server.hostname and server.port
-    return server.hostname, server.port
+    return api_server_of(world.platform.kubernetes.kubeconfig)
 
 
 def test_an_api_server_gone_mid_apply_leaves_git_and_cluster_agreeing_after_a_rerun(

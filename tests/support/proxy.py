@@ -13,7 +13,11 @@ import socket
 import struct
 import threading
 import time
+import urllib.parse
+from pathlib import Path
 from types import TracebackType
+
+import yaml
 
 from conveyor.platform.process import free_port
 
@@ -92,3 +96,20 @@ class CuttableProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+def api_server_of(kubeconfig: Path) -> tuple[str, int]:
+    """The host and port of the (first) API server a kubeconfig names."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    server = urllib.parse.urlsplit(config["clusters"][0]["cluster"]["server"])
+    assert server.hostname and server.port
+    return server.hostname, server.port
+
+
+def kubeconfig_through(proxy: CuttableProxy, kubeconfig: Path, written: Path) -> Path:
+    """A copy of `kubeconfig`, at `written`, whose clusters are reached through `proxy`."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    written.write_text(yaml.safe_dump(config))
+    return written
