@@ -44,9 +44,17 @@ def _show(platform: LocalPlatform, healths: list[Health], output: Output) -> Non
 
 
 @app.command()
-def up(output: Output = OutputOption) -> None:
+def up(
+    clusters: int | None = typer.Option(
+        None,
+        min=1,
+        max=9,
+        help="KWOK clusters to run, on the first start [default: 2]; recorded afterwards",
+    ),
+    output: Output = OutputOption,
+) -> None:
     """Start every component that is not healthy (builds binaries on first use) and show status."""
-    platform = LocalPlatform()
+    platform = LocalPlatform(clusters=clusters)
     healths = platform.up(progress=PlatformProgressPrinter())
     _show(platform, healths, output)
     if output is Output.table:

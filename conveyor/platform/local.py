@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor.errors import InputError
 from conveyor.kit.paths import state_dir
 from conveyor.platform import binaries, process
 from conveyor.platform.binaries import PlatformProgress
@@ -38,9 +39,17 @@ class LocalPlatform:
     """Kubernetes (KWOK clusters, two by default), an OCI registry and a Prefect server, sharing
     one state folder."""
 
-    def __init__(self, state: Path | None = None) -> None:
+    def __init__(self, state: Path | None = None, *, clusters: int | None = None) -> None:
+        """`clusters`: how many KWOK clusters a platform starting afresh runs (CLUSTERS by
+        default); a platform that exists keeps its own number and refuses another."""
         self.state = (state or state_dir()).absolute()
-        self.ports = self._ports()
+        self.ports = self._ports(clusters or CLUSTERS)
+        if clusters is not None and clusters != self.ports.clusters:
+            raise InputError(
+                f"the platform in {self.state} runs {self.ports.clusters} cluster(s), not "
+                f"{clusters}",
+                hint="`conveyor platform down --purge` first to start afresh with another number",
+            )
         self.clusters = [Kubernetes(self.state, n) for n in range(1, self.ports.clusters + 1)]
         self.kubernetes = self.clusters[0]
         self.registry = Registry(self.state, self.ports.registry)
@@ -50,8 +59,9 @@ class LocalPlatform:
     def components(self) -> tuple[Kubernetes | Registry | PrefectServer, ...]:
         return (*self.clusters, self.registry, self.prefect)
 
-    def _ports(self) -> Ports:
-        """Ports recorded on the first start, or newly chosen free ones (recorded now)."""
+    def _ports(self, clusters: int) -> Ports:
+        """Ports (and the number of clusters) recorded on the first start, or newly chosen free
+        ones with `clusters` (recorded now)."""
         record = self.state / "platform.json"
         try:
             data = json.loads(record.read_text())
@@ -67,7 +77,7 @@ class LocalPlatform:
             if process.port_is_free(PREFERRED_PREFECT_PORT)
             else process.free_port()
         )
-        ports = Ports(registry=process.free_port(), prefect=prefect)
+        ports = Ports(registry=process.free_port(), prefect=prefect, clusters=clusters)
         self.state.mkdir(parents=True, exist_ok=True)
         record.write_text(
             json.dumps(

@@ -18,27 +18,6 @@ pytestmark = pytest.mark.two_clusters
 INFRASTRUCTURE = 4
 
 
-def test_a_release_crosses_two_clusters_and_each_loop_checks_its_own(world: World) -> None:
-    process = world.start("release", app=world.app)
-    world.answer("prod", approve=True, approver="alice", reason="both regions")
-    code, output = world.finish(process)
-    assert code == 0, output
-
-    digest = world.desired("prod-us").digest  # type: ignore[union-attr]
-    assert world.live_digest("prod-us") == digest == world.live_digest("prod-eu")
-    assert world.second_kube is not None
-    namespace_us, namespace_eu = world.namespace("prod-us"), world.namespace("prod-eu")
-    assert world.kube.get("apps/v1", "Deployment", "web", namespace_us) is None, "not on local"
-    assert world.second_kube.get("apps/v1", "Deployment", "web", namespace_eu) is None
-
-    code, output = world.run("reconcile-cluster", cluster="local-2")
-    assert code == 0, output
-    assert "local-2: 1 target(s) with a desired state, 0 drifted" in output, output
-    code, output = world.run("reconcile-cluster", cluster="local")
-    assert code == 0, output
-    assert "local: 4 target(s) with a desired state, 0 drifted" in output, output
-
-
 def _second_cluster_through(world: World, platform: LocalPlatform, proxy: CuttableProxy) -> None:
     path = kubeconfig_through(
         proxy, platform.clusters[1].kubeconfig, world.root / "kubeconfig-2-through-proxy"
@@ -48,7 +27,7 @@ def _second_cluster_through(world: World, platform: LocalPlatform, proxy: Cuttab
     world.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def test_a_cluster_that_does_not_answer_fails_only_its_own_targets(
+def test_a_release_crosses_two_clusters_and_one_that_does_not_answer_fails_only_its_own(
     world: World, platform: LocalPlatform
 ) -> None:
     with CuttableProxy(*api_server_of(platform.clusters[1].kubeconfig)) as proxy:
@@ -62,18 +41,25 @@ def test_a_cluster_that_does_not_answer_fails_only_its_own_targets(
         assert world.desired("prod-eu") is None and world.desired("prod-us") is None
         assert world.live_digest("prod-eu") is None, "nothing applied to prod"
         assert held_slots(world, "prod-eu") == held_slots(world, "prod-us") == 0
-
         code, output = world.run("reconcile-cluster", cluster="local")
         assert code == 0, output
-        code, output = world.run("reconcile-cluster", cluster="local-2")
-        assert code == 0, output  # prod-us has no desired state: nothing to ask the cluster
+        assert "local: 3 target(s) with a desired state, 0 drifted" in output, output
 
         proxy.restore()
         process = world.start("promote-stage", app=world.app, stage="prod", digest=digest)
         world.answer("prod", approve=True, approver="alice", reason="the cluster is back")
         code, output = world.finish(process)
         assert code == 0, output
-        assert world.live_digest("prod-us") == digest == world.desired("prod-us").digest  # type: ignore[union-attr]
+        assert world.desired("prod-us").digest == digest  # type: ignore[union-attr]
+        assert world.live_digest("prod-us") == digest == world.live_digest("prod-eu")
+        assert world.second_kube is not None
+        us, eu = world.namespace("prod-us"), world.namespace("prod-eu")
+        assert world.kube.get("apps/v1", "Deployment", "web", us) is None, "not on local"
+        assert world.second_kube.get("apps/v1", "Deployment", "web", eu) is None
+        for cluster, targets in (("local-2", 1), ("local", 4)):
+            code, output = world.run("reconcile-cluster", cluster=cluster)
+            assert code == 0, output
+            assert f"{cluster}: {targets} target(s) with a desired state, 0 drifted" in output
 
         proxy.cut()
         code, output = world.run("reconcile-cluster", cluster="local-2")

@@ -72,9 +72,11 @@ def _processes_mentioning(path: Path) -> list[str]:
 def test_up_is_idempotent_restarts_dead_parts_and_down_leaves_nothing(tmp_path: Path) -> None:
     state = tmp_path / "state"
 
-    first = _conveyor(state, "platform", "up", "--output", "json")
+    # One cluster is enough here (the session's platform runs two: test_local_platform.py).
+    first = _conveyor(state, "platform", "up", "--clusters", "1", "--output", "json")
     assert first.returncode == 0, first.stderr
     components = _components(first)
+    assert "kubernetes-2" not in components
     assert all(c["healthy"] for c in components.values()), components
     assert components["kubernetes"]["address"].startswith("https://127.0.0.1:")
     pids = {name: c["processes"] for name, c in components.items()}
@@ -91,6 +93,9 @@ def test_up_is_idempotent_restarts_dead_parts_and_down_leaves_nothing(tmp_path: 
     assert again.returncode == 0, again.stderr
     assert {n: c["processes"] for n, c in _components(again).items()} == pids
     assert time.monotonic() - started < 30, "a second `up` reuses healthy components"
+    other = _conveyor(state, "platform", "up", "--clusters", "3")
+    assert other.returncode == 2, other.stderr
+    assert "runs 1 cluster(s), not 3" in other.stderr and "down --purge" in other.stderr
 
     # Kill the registry, and leave its pid file pointing at a live process that is not ours
     # (this test's own pid): `up` must not signal it, and must start a new registry.
