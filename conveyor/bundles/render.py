@@ -16,6 +16,10 @@ works on parsed YAML values, never on raw text, so a value cannot break the docu
 
 Objects come out in file path order, then document order; empty documents are skipped. A built
 bundle's image references come out pinned to the digests its build resolved (images.py).
+
+A source that is a Helm chart (charts.py) is the exception Conveyor makes for teams who have one:
+Helm renders the chart's templates for the target, its parameters as values, and those objects
+come first, then the source's own manifests (substituted as above); both are pinned alike.
 """
 
 from __future__ import annotations
