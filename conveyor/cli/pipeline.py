@@ -464,6 +464,7 @@ def status(
                 "app": spec.name,
                 "stage": target.stage,
                 "target": target.name,
+                "cluster": target.cluster.name,
                 "digest": desired.digest if desired else "",
                 "health": "-",
                 "drift": "-",
@@ -475,11 +476,13 @@ def status(
     if output is Output.json:
         print_json(rows)
         return
-    table = Table("app", "stage", "target", "digest", "health", "drift", "last promotion")
+    table = Table(
+        "app", "stage", "target", "cluster", "digest", "health", "drift", "last promotion"
+    )
     for row in rows:
         digest = (row["digest"] or "-")[:19]
-        cells = (row["app"], row["stage"], row["target"], digest, row["health"], row["drift"])
-        add_row(table, *cells, row["promoted"])
+        where = (row["app"], row["stage"], row["target"], row["cluster"])
+        add_row(table, *where, digest, row["health"], row["drift"], row["promoted"])
     console.print(table)
 
 

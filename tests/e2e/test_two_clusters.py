@@ -5,6 +5,8 @@ cluster's keep working and nothing is recorded for what was not done."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -56,6 +58,10 @@ def test_a_release_crosses_two_clusters_and_one_that_does_not_answer_fails_only_
         us, eu = world.namespace("prod-us"), world.namespace("prod-eu")
         assert world.kube.get("apps/v1", "Deployment", "web", us) is None, "not on local"
         assert world.second_kube.get("apps/v1", "Deployment", "web", eu) is None
+        shown = world.conveyor("status", world.app, "--output", "json")
+        rows = {row["target"]: row for row in json.loads(shown.stdout)}
+        assert (rows["prod-us"]["cluster"], rows["prod-us"]["drift"]) == ("local-2", "none")
+        assert (rows["prod-eu"]["cluster"], rows["prod-eu"]["drift"]) == ("local", "none")
         for cluster, targets in (("local-2", 1), ("local", 4)):
             code, output = world.run("reconcile-cluster", cluster=cluster)
             assert code == 0, output
