@@ -450,14 +450,17 @@ async def _soak(context: RunContext, outcome: TargetOutcome, seconds: float) -> 
 
 
 async def render_stage(context: RunContext, stage: Stage, digest: str) -> dict[str, Rendered]:
-    """The digest rendered for each of the stage's targets, by target name."""
-    rendered = await asyncio.gather(
-        *(
-            bundles.render_bundle(context.store, context.app.name, target, digest)
-            for target in stage.targets
+    """The digest rendered for each of the stage's targets, by target name (once per run)."""
+    key = (stage.name, digest)
+    if key not in context.renders:
+        rendered = await asyncio.gather(
+            *(
+                bundles.render_bundle(context.store, context.app.name, target, digest)
+                for target in stage.targets
+            )
         )
-    )
-    return {target.name: r for target, r in zip(stage.targets, rendered, strict=True)}
+        context.renders[key] = dict(zip((t.name for t in stage.targets), rendered, strict=True))
+    return context.renders[key]
 
 
 async def already_there(

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from conveyor.adapters import gitrepo, oci
 from conveyor.adapters.kube import Kube
 from conveyor.bundles import artifact
+from conveyor.bundles.render import Rendered
 from conveyor.config.model import App, Cluster, Config, Target
 from conveyor.config.reader import load_config
 
@@ -80,6 +81,9 @@ class RunContext:
     state: gitrepo.StateRepository
     store: oci.BundleStore
     connections: Connections
+    renders: dict[tuple[str, str], dict[str, Rendered]] = field(default_factory=dict)
+    """The stages this run rendered, by (stage, digest): a digest and the run's configuration
+    render the same way every time, and a release checks each stage against the one before."""
 
     def kube(self, target: Target) -> Kube:
         """The connection to the target's cluster."""
