@@ -9,8 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from conveyor.cli.output import Output, OutputOption, PlatformProgressPrinter, console, print_json
-from conveyor.platform.components import Health, describe
-from conveyor.platform.local import LocalPlatform
+from conveyor.platform.local import EMBEDDED, PROFILES, LocalPlatform
+from conveyor.platform.service import Health, describe
 
 app = typer.Typer(help="Run the local platform: Kubernetes (KWOK), an OCI registry, Prefect.")
 
@@ -20,12 +20,14 @@ def _show(platform: LocalPlatform, healths: list[Health], output: Output) -> Non
         print_json(
             {
                 "state": str(platform.state),
+                "profile": platform.profile,
                 "components": [describe(h) for h in healths],
                 "environment": platform.environment(),
             }
         )
         return
-    table = Table(title=f"Local platform ({platform.state})")
+    profile = "" if platform.profile == EMBEDDED else f", profile {platform.profile}"
+    table = Table(title=f"Local platform ({platform.state}{profile})")
     for column in ("component", "health", "address", "processes", "detail"):
         table.add_column(column)
     for health in healths:
@@ -44,9 +46,17 @@ def _show(platform: LocalPlatform, healths: list[Health], output: Output) -> Non
 
 
 @app.command()
-def up(output: Output = OutputOption) -> None:
+def up(
+    output: Output = OutputOption,
+    profile: str | None = typer.Option(
+        None,
+        help=f"{' or '.join(PROFILES)}: one Prefect server on SQLite (the default), or PostgreSQL, "
+        "Redis, Prefect's API and services apart and process workers running "
+        "deployments/prefect.yaml; recorded, so later commands use it",
+    ),
+) -> None:
     """Start every component that is not healthy (builds binaries on first use) and show status."""
-    platform = LocalPlatform()
+    platform = LocalPlatform(profile=profile)
     healths = platform.up(progress=PlatformProgressPrinter())
     _show(platform, healths, output)
     if output is Output.table:
