@@ -141,9 +141,13 @@ def test_the_scale_profile_runs_deployments_on_postgres_redis_and_workers(
     )
     assert in_postgres == "reconcile|conveyor|COMPLETED\n"
 
-    # Redis carries Prefect's events (the run's state changes went through its stream) ...
+    # Redis carries Prefect's events from the API (the run's state changes went through its
+    # stream) to the services process, which reads them (its triggers and event persister) ...
     assert scale.redis.call("TYPE", "events") == "stream"
     assert _stream_mentions(scale.redis, "events", run.id), "no event of the run in Redis"
+    readers = _groups(scale.redis, "events")
+    assert readers["reactive-triggers"]["entries-read"] > 0, readers
+    assert readers["event-persister"]["entries-read"] > 0, readers
     # ... and holds the concurrency leases (Conveyor's target locks).
     limit = f"scale-check-{uuid.uuid4().hex[:8]}"
     api.post("/v2/concurrency_limits/", {"name": limit, "limit": 1})
@@ -187,3 +191,11 @@ def _stream_mentions(redis: Redis, stream: str, text: str) -> bool:
     """True when one of the stream's last thousand entries mentions `text`."""
     entries = redis.call("XREVRANGE", stream, "+", "-", "COUNT", "1000")
     return text in json.dumps(entries)
+
+
+def _groups(redis: Redis, stream: str) -> dict[str, dict[str, Any]]:
+    """The consumer groups reading `stream`, by name, each as its field -> value."""
+    found = redis.call("XINFO", "GROUPS", stream)
+    assert isinstance(found, list)
+    groups = [dict(zip(group[::2], group[1::2], strict=True)) for group in found]
+    return {str(group["name"]): group for group in groups}
