@@ -8,7 +8,7 @@ deployments/prefect.yaml goes through a worker; a killed worker is restarted by 
 left alone; `down` leaves no process behind, even when the test fails half-way.
 
 It runs alone (`serial`): it starts some fifteen processes on this 2-core machine and must end
-within 120 s, which it does alone (about 55 s), not beside four other tests (its first `up`
+within 120 s, which it does alone (40 to 55 s here), not beside four other tests (its first `up`
 alone then took 90 s).
 """
 
