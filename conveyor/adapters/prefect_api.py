@@ -280,6 +280,24 @@ class PrefectAPI:
         except ConveyorError:
             return False
 
+    def has_work_pool(self, pool: str) -> bool:
+        try:
+            self._call("GET", f"/work_pools/{urllib.parse.quote(pool)}")
+        except InputError:
+            return False
+        return True
+
+    def count_deployments(self, pool: str) -> int:
+        """How many deployments run their flow runs on work pool `pool`."""
+        body = {"work_pools": {"name": {"any_": [pool]}}}
+        return int(self._call("POST", "/deployments/count", body))
+
+    def pool_workers(self, pool: str) -> dict[str, dict[str, Any]]:
+        """The workers that polled work pool `pool`, by name: their status (ONLINE, OFFLINE)
+        and last heartbeat."""
+        found = self._call("POST", f"/work_pools/{urllib.parse.quote(pool)}/workers/filter", {})
+        return {str(worker["name"]): worker for worker in found}
+
     def deployment(self, flow: str, deployment: str) -> dict[str, Any]:
         quoted = f"{urllib.parse.quote(flow)}/{urllib.parse.quote(deployment)}"
         try:

@@ -9,8 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from conveyor.cli.output import Output, OutputOption, PlatformProgressPrinter, console, print_json
-from conveyor.platform.components import Health, describe
-from conveyor.platform.local import LocalPlatform
+from conveyor.platform.local import EMBEDDED, PROFILES, LocalPlatform
+from conveyor.platform.service import Health, describe
 
 app = typer.Typer(help="Run the local platform: Kubernetes (KWOK), an OCI registry, Prefect.")
 
@@ -20,12 +20,14 @@ def _show(platform: LocalPlatform, healths: list[Health], output: Output) -> Non
         print_json(
             {
                 "state": str(platform.state),
+                "profile": platform.profile,
                 "components": [describe(h) for h in healths],
                 "environment": platform.environment(),
             }
         )
         return
-    table = Table(title=f"Local platform ({platform.state})")
+    profile = "" if platform.profile == EMBEDDED else f", profile {platform.profile}"
+    table = Table(title=f"Local platform ({platform.state}{profile})")
     for column in ("component", "health", "address", "processes", "detail"):
         table.add_column(column)
     for health in healths:
@@ -51,10 +53,16 @@ def up(
         max=9,
         help="KWOK clusters to run, on the first start [default: 2]; recorded afterwards",
     ),
+    profile: str | None = typer.Option(
+        None,
+        help=f"{' or '.join(PROFILES)}: one Prefect server on SQLite (the default), or PostgreSQL, "
+        "Redis, Prefect's API and services apart and process workers running "
+        "deployments/prefect.yaml; recorded, so later commands use it",
+    ),
     output: Output = OutputOption,
 ) -> None:
     """Start every component that is not healthy (builds binaries on first use) and show status."""
-    platform = LocalPlatform(clusters=clusters)
+    platform = LocalPlatform(clusters=clusters, profile=profile)
     healths = platform.up(progress=PlatformProgressPrinter())
     _show(platform, healths, output)
     if output is Output.table:
@@ -83,8 +91,9 @@ def status(output: Output = OutputOption) -> None:
 
 @app.command()
 def env(output: Output = OutputOption) -> None:
-    """Print shell exports (KUBECONFIG, CONVEYOR_REGISTRY, CONVEYOR_IMAGE_MIRRORS,
-    CONVEYOR_KUBECTL, CONVEYOR_HELM, PREFECT_API_URL) for the platform."""
+    """Print shell exports (KUBECONFIG, CONVEYOR_KUBECONFIG_2, CONVEYOR_REGISTRY,
+    CONVEYOR_IMAGE_MIRRORS, CONVEYOR_KUBECTL, CONVEYOR_HELM, PREFECT_API_URL,
+    PREFECT_API_AUTH_STRING) for the platform."""
     environment = LocalPlatform().environment()
     if output is Output.json:
         print_json(environment)

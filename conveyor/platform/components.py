@@ -8,7 +8,8 @@
   analytics off.
 
 The registry and Prefect are each one process of ours, started, probed and stopped the same way
-(`_ServiceProcess`).
+(`service.ServiceProcess`). The scale profile replaces the Prefect server by the processes of
+postgres.py, redis_server.py, prefect_split.py and workers.py (see scale.py).
 
 Everything binds 127.0.0.1. A component never signals a process it did not record itself.
 """
@@ -20,16 +21,10 @@ import os
 import secrets
 import shutil
 import ssl
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
@@ -38,11 +33,16 @@ from conveyor.adapters.prefect_api import PrefectAPI
 from conveyor.errors import InputError, PlatformError
 from conveyor.platform import binaries, process
 from conveyor.platform.binaries import PlatformProgress
+from conveyor.platform.service import (
+    Health,
+    ServiceProcess,
+    generated_secret,
+    http_ok,
+    run_command,
+)
 
 CLUSTER_NAME = "conveyor"
 """kwokctl's name of the platform's first cluster; the n-th is `conveyor-n`."""
-
-
 API_READY_SECONDS = 60.0
 """How long `up` waits for a started API server to answer before scaling its nodes."""
 NODE_COUNT = 2
@@ -52,40 +52,6 @@ PODS_PER_NODE = 1000
 
 def cluster_name(number: int) -> str:
     return CLUSTER_NAME if number == 1 else f"{CLUSTER_NAME}-{number}"
-
-
-@dataclass
-class Health:
-    """One component's state as `platform status` shows it."""
-
-    component: str
-    healthy: bool
-    address: str
-    detail: str
-    processes: dict[str, int | None] = field(default_factory=dict)
-    """Process name -> pid while alive, None when recorded but dead."""
-
-
-def _http_ok(url: str, *, context: ssl.SSLContext | None = None, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
-            return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _run(component: str, command: list[str], env: dict[str, str], log: Path) -> None:
-    """Run a set-up command to completion; on failure raise naming the command and its output."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    with log.open("a") as handle:
-        handle.write(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}\n")
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
-        raise PlatformError(
-            f"{component}: `{' '.join(command)}` exited {result.returncode}:\n{tail}",
-            hint=f"full log: {log}",
-        )
 
 
 class Kubernetes:
@@ -156,7 +122,7 @@ class Kubernetes:
             if not self.health().healthy:
                 if progress:
                     progress("starting kubernetes (existing cluster)", 0, 0)
-                _run(
+                run_command(
                     self.name,
                     [kwokctl, "start", "cluster", "--name", self.cluster, "--wait", "2m"],
                     self._env(),
@@ -165,7 +131,7 @@ class Kubernetes:
         else:
             if progress:
                 progress("creating kubernetes cluster (etcd, apiserver, controllers, kwok)", 0, 0)
-            _run(
+            run_command(
                 self.name,
                 [
                     kwokctl,
@@ -199,7 +165,7 @@ class Kubernetes:
         deadline = time.monotonic() + API_READY_SECONDS
         while not self.health().healthy and time.monotonic() < deadline:
             time.sleep(0.5)
-        _run(
+        run_command(
             self.name,
             [
                 kwokctl,
@@ -222,7 +188,7 @@ class Kubernetes:
         kwokctl = binaries.set_folder(binaries.KWOK) / "kwokctl"
         verb = "delete" if purge else "stop"
         if kwokctl.is_file():
-            _run(
+            run_command(
                 self.name,
                 [str(kwokctl), verb, "cluster", "--name", self.cluster],
                 self._env(),
@@ -275,89 +241,12 @@ class Kubernetes:
         if dead:  # no need to ask the API server
             return Health(self.name, False, server, f"stopped: {', '.join(dead)}", pids)
         try:
-            ready = _http_ok(f"{server}/readyz", context=self._tls())
+            ready = http_ok(f"{server}/readyz", context=self._tls())
         except (OSError, ssl.SSLError) as exc:
             return Health(self.name, False, server, f"cannot read client certificates: {exc}", pids)
         if not ready:
             return Health(self.name, False, server, "API server not ready (/readyz)", pids)
         return Health(self.name, True, server, f"{binaries.KUBERNETES.version}, kwok", pids)
-
-
-class _ServiceProcess(ABC):
-    """A component that is one process of ours: started detached and recorded in a pid file,
-    healthy while that process runs and its HTTP health endpoint answers, its data in one folder.
-    Subclasses say what runs, where it keeps its data and where it answers."""
-
-    name: ClassVar[str]
-    process_name: ClassVar[str]
-    """The process's name in `platform status`."""
-    stop_grace_seconds: ClassVar[float] = 10.0
-    healthy_detail: ClassVar[str]
-
-    def __init__(self, state: Path, port: int) -> None:
-        self.port = port
-        self.pidfile = state / "run" / f"{self.name}.pid"
-        self.log = state / "logs" / f"{self.name}.log"
-
-    @property
-    @abstractmethod
-    def data_folder(self) -> Path:
-        """What `down(purge=True)` deletes."""
-
-    @property
-    @abstractmethod
-    def shown_address(self) -> str:
-        """Where people reach it, as `platform status` shows it."""
-
-    @property
-    @abstractmethod
-    def health_url(self) -> str:
-        """What answers 2xx while it is healthy."""
-
-    def down(self, *, purge: bool = False) -> None:
-        record = process.read_pidfile(self.pidfile)
-        if record:
-            process.stop(record, grace_seconds=self.stop_grace_seconds)
-        self.pidfile.unlink(missing_ok=True)
-        if purge:
-            shutil.rmtree(self.data_folder, ignore_errors=True)
-
-    def health(self) -> Health:
-        record = process.read_pidfile(self.pidfile)
-        alive = record is not None and process.is_running(record)
-        pids = {self.process_name: record.pid if alive and record else None} if record else {}
-        if not alive:
-            return Health(self.name, False, self.shown_address, "not running", pids)
-        if not _http_ok(self.health_url):
-            path = urllib.parse.urlsplit(self.health_url).path
-            return Health(self.name, False, self.shown_address, f"not answering {path}", pids)
-        return Health(self.name, True, self.shown_address, self.healthy_detail, pids)
-
-    def _start(
-        self,
-        command: list[str],
-        *,
-        timeout: float,
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        """Start the process (stopping a dead one first) and wait until it is healthy."""
-        self.down()
-        process.spawn(self.name, command, pidfile=self.pidfile, logfile=self.log, env=env, cwd=cwd)
-        deadline = time.monotonic() + timeout
-        outcome = f"did not become healthy within {timeout:.0f}s"
-        while time.monotonic() < deadline:
-            if self.health().healthy:
-                return
-            record = process.read_pidfile(self.pidfile)
-            if record is None or not process.is_running(record):
-                outcome = "exited before becoming healthy"
-                break
-            time.sleep(0.25)
-        raise PlatformError(
-            f"{self.name}: {outcome} ({self.health().detail}); "
-            f"last lines of {self.log}:\n{process.log_tail(self.log)}",
-        )
 
 
 EXAMPLE_IMAGES = {
@@ -368,7 +257,7 @@ EXAMPLE_IMAGES = {
 """The images examples/web names (under registry.example), as the registry serves them."""
 
 
-class Registry(_ServiceProcess):
+class Registry(ServiceProcess):
     """CNCF distribution (`docker-registry`) serving OCI artifacts from `<state>/registry`."""
 
     name = "registry"
@@ -439,7 +328,19 @@ class Registry(_ServiceProcess):
                 push_small_image(self.address, repository, tag, content)
 
 
-class PrefectServer(_ServiceProcess):
+def prefect_command() -> str:
+    """The `prefect` command of this Python environment (else the one on PATH)."""
+    beside_python = Path(sys.executable).with_name("prefect")
+    found = str(beside_python) if beside_python.is_file() else shutil.which("prefect")
+    if not found:
+        raise PlatformError(
+            "prefect: the `prefect` command is not installed in this environment",
+            hint="run ./dev setup (it installs Conveyor's Python dependencies)",
+        )
+    return found
+
+
+class PrefectServer(ServiceProcess):
     """`prefect server start` with its SQLite database under `<state>/prefect`, its concurrency
     leases in files there, and an API credential (PREFECT_SERVER_API_AUTH_STRING, generated into
     `<state>/prefect/api-auth-string`, mode 0600): nothing on the machine drives promotions
@@ -449,6 +350,7 @@ class PrefectServer(_ServiceProcess):
     process_name = "prefect-server"
     stop_grace_seconds = 15.0
     healthy_detail = "API at /api, UI at /"
+    start_timeout = 90.0
 
     def __init__(self, state: Path, port: int) -> None:
         super().__init__(state, port)
@@ -481,19 +383,7 @@ class PrefectServer(_ServiceProcess):
     def auth_string(self) -> str:
         """`conveyor:<random>`, the server's API credential: generated on first use, kept with
         the platform's state, readable by its owner only (0600)."""
-        try:
-            return self.auth_file.read_text().strip()
-        except FileNotFoundError:
-            pass
-        self.home.mkdir(parents=True, exist_ok=True)
-        value = "conveyor:" + secrets.token_urlsafe(32)
-        try:
-            descriptor = os.open(self.auth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            return self.auth_file.read_text().strip()
-        with os.fdopen(descriptor, "w") as file:
-            file.write(value + "\n")
-        return value
+        return generated_secret(self.auth_file, lambda: "conveyor:" + secrets.token_urlsafe(32))
 
     def environment(self) -> dict[str, str]:
         """What a client of this server needs: its URL and credential (and the settings the
@@ -513,26 +403,30 @@ class PrefectServer(_ServiceProcess):
             "DO_NOT_TRACK": "1",
         }
 
-    def _binary(self) -> str:
-        beside_python = Path(sys.executable).with_name("prefect")
-        found = str(beside_python) if beside_python.is_file() else shutil.which("prefect")
-        if not found:
-            raise PlatformError(
-                "prefect: the `prefect` command is not installed in this environment",
-                hint="run ./dev setup (it installs Conveyor's Python dependencies)",
-            )
-        return found
+    def server_environment(self) -> dict[str, str]:
+        """What the server process runs with: a client's settings and its own credential."""
+        return {**self.environment(), "PREFECT_SERVER_API_AUTH_STRING": self.auth_string()}
+
+    def server_command(self) -> list[str]:
+        return [
+            prefect_command(),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
 
     def up(self, progress: PlatformProgress | None = None) -> None:
         if not self.health().healthy:
             self.home.mkdir(parents=True, exist_ok=True)
             if progress:
-                progress(f"starting prefect server on {self.ui_url}", 0, 0)
-            command = [self._binary(), "server", "start", "--host", "127.0.0.1"]
+                progress(f"starting {self.name} server on {self.ui_url}", 0, 0)
             self._start(
-                [*command, "--port", str(self.port)],
-                timeout=90,
-                env={**self.environment(), "PREFECT_SERVER_API_AUTH_STRING": self.auth_string()},
+                self.server_command(),
+                timeout=self.start_timeout,
+                env=self.server_environment(),
                 cwd=self.home,
             )
         self.api().ensure_crash_automation()
@@ -540,8 +434,3 @@ class PrefectServer(_ServiceProcess):
     def api(self) -> PrefectAPI:
         """A client of this server, with its credential."""
         return PrefectAPI(self.api_url, auth_string=self.auth_string())
-
-
-def describe(health: Health) -> dict[str, Any]:
-    """A JSON-ready view of a component's health."""
-    return asdict(health)

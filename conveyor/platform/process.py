@@ -98,11 +98,22 @@ def spawn(
     return record
 
 
-def stop(record: ProcessRecord, *, grace_seconds: float = 10.0) -> None:
-    """Stop the recorded process and its process group: SIGTERM, then SIGKILL after a grace."""
+def stop(
+    record: ProcessRecord,
+    *,
+    grace_seconds: float = 10.0,
+    leader_signal: signal.Signals | None = None,
+) -> None:
+    """Stop the recorded process and its process group: SIGTERM to the group (or
+    `leader_signal` to the process alone, for a server that stops its own children in order),
+    then SIGKILL to the group after a grace."""
     if not is_running(record):
         return
-    _signal_group(record.pid, signal.SIGTERM)
+    if leader_signal is None:
+        _signal_group(record.pid, signal.SIGTERM)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, leader_signal)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
         if not is_running(record) and not group_alive(record.pid):

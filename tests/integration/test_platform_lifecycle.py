@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.platform import process
+from tests.support.processes import processes_mentioning
 
 
 def _conveyor(state: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -47,26 +48,6 @@ current-context: kwok-conveyor
 def _components(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
     data = json.loads(result.stdout)
     return {component["component"]: component for component in data["components"]}
-
-
-def _processes_mentioning(path: Path) -> list[str]:
-    """Live processes whose command line or environment mentions `path`."""
-    needle = str(path).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if process.start_ticks(int(entry.name)) is None:
-                continue
-            if (
-                needle in (entry / "cmdline").read_bytes()
-                or needle in (entry / "environ").read_bytes()
-            ):
-                found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes()[:120]!r}")
-        except OSError:
-            continue
-    return found
 
 
 def test_up_is_idempotent_restarts_dead_parts_and_down_leaves_nothing(tmp_path: Path) -> None:
@@ -118,13 +99,15 @@ def test_up_is_idempotent_restarts_dead_parts_and_down_leaves_nothing(tmp_path: 
     exports = _conveyor(state, "platform", "env")
     assert f"export KUBECONFIG={state / 'kubeconfig'}" in exports.stdout
     assert "export PREFECT_API_URL=http://127.0.0.1:" in exports.stdout
+    credential = (state / "prefect" / "api-auth-string").read_text().strip()
+    assert f"export PREFECT_API_AUTH_STRING={credential}" in exports.stdout, "else every call 401s"
 
-    assert _processes_mentioning(state), "the platform's processes are found by the scan"
+    assert processes_mentioning(state), "the platform's processes are found by the scan"
     down = _conveyor(state, "platform", "down")
     assert down.returncode == 0, down.stderr
     all_pids = [pid for procs in after.values() for pid in procs.values()]
     assert not [pid for pid in all_pids if process.start_ticks(pid) is not None]
-    assert _processes_mentioning(state) == []
+    assert processes_mentioning(state) == []
     assert _conveyor(state, "platform", "status").returncode == 1
 
     purged = _conveyor(state, "platform", "down", "--purge")
