@@ -152,8 +152,12 @@ class Fleet:
             built = artifact.build(str(self.work / "source"), "HEAD", app, store)
             recorded = []
             for target, namespace in zip(self.targets, self.namespaces, strict=True):
-                rendered = deploy.render_target(
-                    store, built.digest, app=app, target=target, namespace=namespace, parameters={}
+                rendered = deploy.render_loaded(
+                    artifact.load(store, built.digest),
+                    app=app,
+                    target=target,
+                    namespace=namespace,
+                    parameters={},
                 )
                 deploy.apply_target(kube, rendered)
                 recorded.append(
@@ -189,7 +193,6 @@ class PrefectCalls:
 
     def __init__(self, api_url: str) -> None:
         self.api_url = api_url.rstrip("/")
-        self.counts: Counter[str] = Counter()
 
     @contextmanager
     def counting(self) -> Iterator[Counter[str]]:

@@ -11,7 +11,6 @@ from prefect.cache_policies import NO_CACHE
 
 from conveyor.adapters import oci
 from conveyor.bundles import artifact
-from conveyor.bundles.parameters import restore_sensitive
 from conveyor.bundles.render import Rendered
 from conveyor.config.model import App, Target
 from conveyor.promotion import deploy
@@ -64,10 +63,9 @@ async def render_bundle(
     """Pull and verify the digest, then render it with the target's parameters (or, to
     reproduce a recorded state, with the recorded ones: a sensitive value, recorded as its hash
     only, comes from the target's configuration, which must still hash the same)."""
-    if parameters is not None:
-        parameters = restore_sensitive(
-            parameters, target.parameters, f"recorded parameters of {app}/{target.name}"
-        )
+    return await asyncio.to_thread(
+        lambda: deploy.render_for_target(artifact.load(store, digest), app, target, parameters)
+    )
     return await asyncio.to_thread(
         deploy.render_target,
         store,

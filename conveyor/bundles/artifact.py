@@ -2,11 +2,10 @@
 
 This is the composition the rest of Conveyor uses: `build` reads a commit's source folder,
 checks it (bundle.yaml, lint, size), builds its Kustomize overlay or vendors its repository's
-Helm chart if it names one, pins its
-images by digest (images.py), and either finds the bundle already built from the same source
-tree (no upload at all) or packs it reproducibly and pushes it. `load` pulls a bundle by digest,
-verifies every byte, unpacks it in memory with the safe reader and checks it again as a source,
-so nothing tampered with is ever rendered or applied.
+Helm chart if it names one, pins its images by digest (images.py), and either finds the bundle
+already built from the same source tree (no upload at all) or packs it reproducibly and pushes
+it. `load` pulls a bundle by digest, verifies every byte, unpacks it in memory with the safe
+reader and checks it again as a source, so nothing tampered with is ever rendered or applied.
 """
 
 from __future__ import annotations
@@ -179,16 +178,13 @@ def _pull_chart(chart: HelmChart, store: oci.BundleStore, where: str) -> dict[st
     registry that is the bundle store's host gets the store's credentials."""
     assert chart.repository is not None and chart.version is not None
     host = chart.repository.removeprefix("oci://").split("/")[0]
-    username = os.environ.get("CONVEYOR_REGISTRY_USERNAME")
-    password = os.environ.get("CONVEYOR_REGISTRY_PASSWORD")
-    same_host = isinstance(store, oci.RegistryStore) and store.location.host == host
     pulled = helm.pull(
         chart.repository,
         chart.chart,
         chart.version,
         where=where,
         helm=helm.helm_path(),
-        credentials=(username, password) if same_host and username and password else None,
+        credentials=_store_credentials(store).get(host),
         plain_http=chart.repository.startswith("oci://") and oci.is_plain_http_host(host),
     )
     return {f"{chart.folder}/{path}": content for path, content in pulled.items()}
@@ -199,12 +195,17 @@ def image_registries(store: oci.BundleStore | None = None) -> ImageRegistries:
     $CONVEYOR_IMAGE_MIRRORS (`registry=mirror,...`), and the registry credentials for the bundle
     store's host when it is a registry."""
     mirrors = parse_mirrors(os.environ.get("CONVEYOR_IMAGE_MIRRORS", ""), "$CONVEYOR_IMAGE_MIRRORS")
+    return ImageRegistries(mirrors=mirrors, credentials=_store_credentials(store))
+
+
+def _store_credentials(store: oci.BundleStore | None) -> dict[str, tuple[str, str]]:
+    """{the store's registry host: (username, password)} from the environment (as `open_store`
+    reads them), for other requests to that host; empty for a folder store or no credentials."""
     username = os.environ.get("CONVEYOR_REGISTRY_USERNAME")
     password = os.environ.get("CONVEYOR_REGISTRY_PASSWORD")
-    credentials: dict[str, tuple[str, str]] = {}
     if isinstance(store, oci.RegistryStore) and username and password:
-        credentials[store.location.host] = (username, password)
-    return ImageRegistries(mirrors=mirrors, credentials=credentials)
+        return {store.location.host: (username, password)}
+    return {}
 
 
 def _pin_images(

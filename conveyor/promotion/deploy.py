@@ -12,46 +12,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from conveyor.adapters import oci
 from conveyor.adapters.kube import Kube
 from conveyor.bundles import artifact, render
-from conveyor.bundles.parameters import withhold_sensitive
+from conveyor.bundles.parameters import restore_sensitive, withhold_sensitive
 from conveyor.bundles.render import Rendered
 from conveyor.cluster import apply, confinement, drift, gates, wait
 from conveyor.cluster.health_rules import NO_RULES, HealthRules
 from conveyor.cluster.ordering import ObjectRef
+from conveyor.config.model import Target
 from conveyor.kit.digests import json_digest
 from conveyor.kit.progress import ProgressNote
 
 
 def parameters_hash(parameters: Mapping[str, Any]) -> str:
     return json_digest(dict(parameters))
-
-
-def render_target(
-    store: oci.BundleStore,
-    digest: str,
-    *,
-    app: str,
-    target: str,
-    namespace: str,
-    parameters: Mapping[str, Any],
-    namespaces: Sequence[str] = (),
-    cluster_scoped: Sequence[str] = (),
-) -> Rendered:
-    """Pull and verify `digest`, then render it with the target's parameters; `namespaces` and
-    `cluster_scoped` are the target's confinement settings: an object outside them is refused
-    here as far as its scope is known without a cluster (`confinement.OutsideTarget`), and by
-    the apply in any case."""
-    return render_loaded(
-        artifact.load(store, digest),
-        app=app,
-        target=target,
-        namespace=namespace,
-        parameters=parameters,
-        namespaces=namespaces,
-        cluster_scoped=cluster_scoped,
-    )
 
 
 def render_loaded(
@@ -64,7 +38,10 @@ def render_loaded(
     namespaces: Sequence[str] = (),
     cluster_scoped: Sequence[str] = (),
 ) -> Rendered:
-    """`render_target` of a bundle loaded already (one load serves every target of it)."""
+    """`loaded` (a bundle pulled and verified: one load serves every target of it) rendered
+    with the target's parameters; `namespaces` and `cluster_scoped` are the target's
+    confinement settings: an object outside them is refused here as far as its scope is known
+    without a cluster (`confinement.OutsideTarget`), and by the apply in any case."""
     digest = loaded.digest
     resolved = render.resolve_for(loaded.source, parameters, f"parameters of target {target}")
     located = render.render_located(loaded.source, resolved, namespace=namespace)
@@ -89,6 +66,33 @@ def render_loaded(
         origins=tuple(where for where, _ in located),
         namespaces=tuple(namespaces),
         cluster_scoped=tuple(cluster_scoped),
+    )
+
+
+def render_for_target(
+    loaded: artifact.Loaded,
+    app: str,
+    target: Target,
+    recorded: Mapping[str, Any] | None = None,
+) -> Rendered:
+    """`render_loaded` as the configuration places `target`: with its parameters, or, to
+    reproduce a recorded state, with the `recorded` ones (a sensitive value, recorded as its
+    hash only, comes from the target's configuration, which must still hash the same)."""
+    parameters = (
+        target.parameters
+        if recorded is None
+        else restore_sensitive(
+            recorded, target.parameters, f"recorded parameters of {app}/{target.name}"
+        )
+    )
+    return render_loaded(
+        loaded,
+        app=app,
+        target=target.name,
+        namespace=target.namespace,
+        parameters=dict(parameters),
+        namespaces=target.namespaces,
+        cluster_scoped=target.cluster_scoped,
     )
 
 

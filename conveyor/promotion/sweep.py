@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from conveyor.adapters import oci
 from conveyor.adapters.kube import Kube, NotFound
 from conveyor.bundles import artifact
-from conveyor.bundles.parameters import restore_sensitive
 from conveyor.cluster import apply, drift
 from conveyor.config.model import Target
 from conveyor.errors import ClusterError, ConveyorError
@@ -62,23 +61,12 @@ def check_cluster(kube: Kube, targets: Sequence[TargetToCheck]) -> list[Checked]
     problems: dict[drift.TargetKey, str] = {}
     for each in targets:
         key = (each.app, each.target.name)
-        where = f"{each.app}/{each.target.name}"
         try:
             bundle = (str(each.store), each.desired.digest)
             if bundle not in loaded:
                 loaded[bundle] = artifact.load(each.store, each.desired.digest)
-            rendered = deploy.render_loaded(
-                loaded[bundle],
-                app=each.app,
-                target=each.target.name,
-                namespace=each.target.namespace,
-                parameters=restore_sensitive(
-                    each.desired.parameters,
-                    each.target.parameters,
-                    f"recorded parameters of {where}",
-                ),
-                namespaces=each.target.namespaces,
-                cluster_scoped=each.target.cluster_scoped,
+            rendered = deploy.render_for_target(
+                loaded[bundle], each.app, each.target, each.desired.parameters
             )
             prepared[key] = apply.prepare(
                 kube, rendered.objects, deploy.placement(rendered), each.desired.digest

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conveyor.platform.local import LocalPlatform
-from tests.support.world import World, isolated_world, prefect_for
+from tests.support.world import World, world_for
 
 
 def _approval_and_soak_in_prod(pipeline: dict[str, Any]) -> None:
@@ -28,10 +28,6 @@ def _approval_and_soak_in_prod(pipeline: dict[str, Any]) -> None:
 def world(
     platform: LocalPlatform, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[World]:
-    prefix = f"e{uuid.uuid4().hex[:6]}"
-    two_clusters = request.node.get_closest_marker("two_clusters") is not None
-    with isolated_world(
-        platform, tmp_path, prefix, prefect=prefect_for(request), two_clusters=two_clusters
-    ) as world:
+    with world_for(request, platform, tmp_path, f"e{uuid.uuid4().hex[:6]}") as world:
         world.edit_pipeline(_approval_and_soak_in_prod)
         yield world

@@ -5,7 +5,6 @@ the targets that drifted; a target it cannot check is named, the others are stil
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +43,7 @@ def test_one_run_checks_every_target_and_reconciles_only_the_drifted(
     assert world.api.task_run_records(run_id) == [], "an idle cycle runs no task"
     assert world.api.flow_run_record(run_id)["name"] == "reconcile-cluster-local"
 
-    kubectl = [
-        str(world.platform.kubernetes.kubectl()),
-        "--kubeconfig",
-        str(world.platform.kubernetes.kubeconfig),
-        "-n",
-        world.namespace("test"),
-    ]
-    subprocess.run([*kubectl, "scale", "deployment/web", "--replicas=7"], check=True)
+    world.kubectl("test", "scale", "deployment/web", "--replicas=7")
     code, output, _ = _sweep(world)
     assert code == 0, output
     assert "2 target(s) with a desired state, 1 drifted" in output, output

@@ -46,15 +46,8 @@ def test_reconcile_undoes_a_manual_kubectl_change(world: World) -> None:
     world.edit_pipeline(_dev_only)
     digest = _release(world)
     log_before = world.state_log()
-    kubectl = [
-        str(world.platform.kubernetes.kubectl()),
-        "--kubeconfig",
-        str(world.platform.kubernetes.kubeconfig),
-        "-n",
-        world.namespace("dev"),
-    ]
-    subprocess.run([*kubectl, "scale", "deployment/web", "--replicas=5"], check=True)
-    subprocess.run([*kubectl, "delete", "configmap", "web-config"], check=True)
+    world.kubectl("dev", "scale", "deployment/web", "--replicas=5")
+    world.kubectl("dev", "delete", "configmap", "web-config")
     assert world.live("ConfigMap", "web-config", "dev") is None
 
     code, output = world.run("reconcile", app=world.app, target="dev")

@@ -15,16 +15,12 @@ from pathlib import Path
 import pytest
 
 from conveyor.platform.local import LocalPlatform
-from tests.support.world import World, isolated_world, prefect_for
+from tests.support.world import World, world_for
 
 
 @pytest.fixture
 def world(
     platform: LocalPlatform, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[World]:
-    prefix = f"f{uuid.uuid4().hex[:6]}"
-    two_clusters = request.node.get_closest_marker("two_clusters") is not None
-    with isolated_world(
-        platform, tmp_path, prefix, prefect=prefect_for(request), two_clusters=two_clusters
-    ) as world:
+    with world_for(request, platform, tmp_path, f"f{uuid.uuid4().hex[:6]}") as world:
         yield world

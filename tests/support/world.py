@@ -186,12 +186,32 @@ class World:
                     return str(each["cluster"])
         raise AssertionError(f"no target {target} in the world's pipeline")
 
+    def on_second_cluster(self, target: str) -> bool:
+        return self.cluster_of(target) == "local-2"
+
     def kube_for(self, target: str) -> Kube:
         """The cluster the target runs on."""
-        if self.cluster_of(target) == "local-2":
+        if self.on_second_cluster(target):
             assert self.second_kube is not None
             return self.second_kube
         return self.kube
+
+    def kubectl(self, target: str, *args: str) -> None:
+        """`kubectl -n <the target's namespace> ARGS` on the target's cluster, as a person
+        changing it out of band would (the platform's kubectl; it must succeed)."""
+        cluster = self.platform.clusters[1 if self.on_second_cluster(target) else 0]
+        subprocess.run(
+            [
+                str(self.platform.kubernetes.kubectl()),
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "-n",
+                self.namespace(target),
+                *args,
+            ],
+            check=True,
+            timeout=60,
+        )
 
     def live(self, kind: str, name: str, target: str) -> dict[str, Any] | None:
         api_version = {"Deployment": "apps/v1", "Job": "batch/v1"}.get(kind, "v1")
@@ -373,3 +393,17 @@ def prefect_for(request: pytest.FixtureRequest) -> PrefectServer | None:
         return None
     server: PrefectServer = request.getfixturevalue("own_prefect")
     return server
+
+
+def world_for(
+    request: pytest.FixtureRequest, platform: LocalPlatform, root: Path, prefix: str
+) -> contextlib.AbstractContextManager[World]:
+    """`isolated_world` as the test's markers ask: on its own Prefect server (`own_prefect`),
+    with prod-us on the second cluster (`two_clusters`)."""
+    return isolated_world(
+        platform,
+        root,
+        prefix,
+        prefect=prefect_for(request),
+        two_clusters=request.node.get_closest_marker("two_clusters") is not None,
+    )
