@@ -72,6 +72,11 @@ BUSY_POLL_CAP = 1.0
 longer wait the server suggests."""
 BUSY_RETRIES = 30
 """How often this client sends a request again after busy answers: five seconds of them at most."""
+INPUT_STORED_WITHIN = 10.0
+"""Prefect sets a run Paused first and stores its input schema and form just after; a run found
+paused is resumed, or its form read, again for up to this many seconds until they are there."""
+INPUT_SCHEMA_PENDING = "Run input schema not found."
+"""Prefect's (3.x) reason for refusing to resume a run whose input schema is not stored yet."""
 FAILED_RAISING = re.compile(r"Flow run encountered an exception: (?P<error>\w+): ")
 """How Prefect (3.9) words the message of a flow run's Failed state when the flow raised: the
 exception's class name comes first."""
@@ -198,6 +203,26 @@ class FlowRun:
     @property
     def exit_code(self) -> int:
         return exit_code(self.state_type, self.message)
+
+
+@dataclass(frozen=True)
+class ResumeVerdict:
+    """Prefect's answer to resuming a paused run: ACCEPT, REJECT or ABORT, and why."""
+
+    status: str
+    reason: str = ""
+
+    @classmethod
+    def of(cls, answer: Mapping[str, Any]) -> ResumeVerdict:
+        details = answer.get("details") or {}
+        return cls(str(answer.get("status", "")), str(details.get("reason") or ""))
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "ACCEPT"
+
+    def __str__(self) -> str:
+        return f"{self.status} ({self.reason})" if self.reason else self.status
 
 
 class PrefectAPI:
@@ -371,18 +396,32 @@ class PrefectAPI:
 
     def pause_form(self, run: FlowRun) -> str:
         """The text a run paused for input shows whoever resumes it (an approval form); empty
-        when it shows none."""
+        when it shows none within INPUT_STORED_WITHIN seconds."""
         key = f"{run.state_name.lower()}-{run.pause_key}-description"
-        try:
-            text = self._call("GET", f"/flow_runs/{run.id}/input/{urllib.parse.quote(key)}")
-        except InputError:
-            return ""
-        return text if isinstance(text, str) else ""
+        path = f"/flow_runs/{run.id}/input/{urllib.parse.quote(key)}"
+        deadline = time.monotonic() + INPUT_STORED_WITHIN
+        while True:
+            try:
+                text = self._call("GET", path)
+            except InputError:
+                if time.monotonic() >= deadline:
+                    return ""
+                time.sleep(0.2)
+                continue
+            return text if isinstance(text, str) else ""
 
-    def resume(self, run_id: str, run_input: Mapping[str, Any]) -> str:
-        """Resume a paused run with input; returns Prefect's verdict (ACCEPT, REJECT, ABORT)."""
-        answer = self._call("POST", f"/flow_runs/{run_id}/resume", {"run_input": dict(run_input)})
-        return str(answer.get("status", "")) if answer else ""
+    def resume(self, run_id: str, run_input: Mapping[str, Any]) -> ResumeVerdict:
+        """Resume a paused run with input; Prefect's verdict, asked again while the run's input
+        schema is not stored yet (see INPUT_STORED_WITHIN)."""
+        deadline = time.monotonic() + INPUT_STORED_WITHIN
+        while True:
+            answer = self._call(
+                "POST", f"/flow_runs/{run_id}/resume", {"run_input": dict(run_input)}
+            )
+            verdict = ResumeVerdict.of(answer or {})
+            if verdict.reason != INPUT_SCHEMA_PENDING or time.monotonic() >= deadline:
+                return verdict
+            time.sleep(0.2)
 
     def logs(self, run_id: str, offset: int) -> list[dict[str, Any]]:
         body = {

@@ -180,7 +180,7 @@ def _show_state(api: PrefectAPI, approve_as: str | None, current: FlowRun) -> No
     """Say how a followed run stands; answer its approval pause as `approve_as` if given."""
     paused = current.state_type == "PAUSED"
     if paused and approve_as:
-        api.resume(
+        verdict = api.resume(
             current.id,
             {
                 "approve": True,
@@ -188,6 +188,8 @@ def _show_state(api: PrefectAPI, approve_as: str | None, current: FlowRun) -> No
                 "reason": "approved up front with --approve-as",
             },
         )
+        if not verdict.accepted:
+            raise ConveyorError(f"Prefect did not resume {current.name}: {verdict}")
         note(f"{current.name}: paused for approval; approved as {approve_as!r} (--approve-as)")
         return
     hint = " (answer with `conveyor approve` or in the UI)" if paused else ""
@@ -360,7 +362,7 @@ def _answer(
     if signing is not None:
         answer["signatures"] = signing.signatures(app, stage, form)
     verdict = api.resume(run.id, answer)
-    if verdict != "ACCEPT":
+    if not verdict.accepted:
         raise ConveyorError(f"Prefect did not resume {run.name}: {verdict}")
     shown = _form_digest(form) or "(digest not shown)"
     answered = "approved" if approve else "rejected"

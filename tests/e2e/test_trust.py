@@ -100,7 +100,7 @@ def test_approvals_name_a_person_and_the_digest_and_show_true_differences(
     assert "None →" not in form, f"phantom differences (a default against None):\n{form}"
 
     empty = world.api.resume(waiting.id, {"approve": True, "approver": "", "reason": ""})
-    assert empty == "REJECT", "Prefect refuses an approval that names nobody"
+    assert empty.status == "REJECT", "Prefect refuses an approval that names nobody"
     blank = world.conveyor("approve", world.app, "prod", "--approver", " ")
     assert blank.returncode == REFUSED and "--approver is empty" in blank.stderr
 

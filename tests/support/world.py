@@ -167,7 +167,7 @@ class World:
         verdict = self.api.resume(
             run.id, {"approve": approve, "approver": approver, "reason": reason}
         )
-        assert verdict == "ACCEPT", verdict
+        assert verdict.accepted, str(verdict)
 
     def repository(self) -> gitrepo.StateRepository:
         return gitrepo.open_state_repository(self.state_repository)

@@ -43,7 +43,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[int]]]:
 def test_a_busy_server_is_asked_again(server: tuple[str, list[int]]) -> None:
     url, answers = server
     answers += [503, 502]
-    assert PrefectAPI(url).resume("run", {"approve": True}) == "ACCEPT"
+    assert PrefectAPI(url).resume("run", {"approve": True}).accepted
     assert answers == []
 
 
@@ -80,3 +80,69 @@ RAISED = "Flow run encountered an exception: "
 )
 def test_a_runs_final_state_is_an_exit_code(state_type: str, message: str, code: int) -> None:
     assert exit_code(state_type, message) == code
+
+
+SCHEMA_PENDING = b'{"status": "REJECT", "details": {"reason": "Run input schema not found."}}'
+
+
+@pytest.fixture
+def pausing_server() -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
+    """A server answering every request with the (status, body) pairs queued in the list."""
+    answers: list[tuple[int, bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, body = answers.pop(0)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/api", answers
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_run_paused_a_moment_ago_is_resumed_once_its_input_schema_is_stored(
+    pausing_server: tuple[str, list[tuple[int, bytes]]],
+) -> None:
+    """Prefect sets a run Paused before it stores the run's input schema; a resume in between
+    is refused with "Run input schema not found." and must be asked again, not reported."""
+    url, answers = pausing_server
+    answers += [(200, SCHEMA_PENDING), (200, SCHEMA_PENDING), (200, b'{"status": "ACCEPT"}')]
+    verdict = PrefectAPI(url).resume("run", {"approve": True})
+    assert (verdict.status, verdict.accepted, answers) == ("ACCEPT", True, [])
+
+
+def test_a_refused_resume_says_why(pausing_server: tuple[str, list[tuple[int, bytes]]]) -> None:
+    url, answers = pausing_server
+    refused = b'{"status": "REJECT", "details": {"reason": "Reason: \'\' is too short"}}'
+    answers += [(200, refused)]
+    verdict = PrefectAPI(url).resume("run", {"approve": True, "approver": ""})
+    assert (verdict.status, verdict.accepted) == ("REJECT", False)
+    assert str(verdict) == "REJECT (Reason: '' is too short)"
+    assert answers == [], "a refusal for another reason is not asked again"
+
+
+def test_the_form_of_a_run_paused_a_moment_ago_is_awaited(
+    pausing_server: tuple[str, list[tuple[int, bytes]]],
+) -> None:
+    url, answers = pausing_server
+    answers += [(404, b'{"detail": "not found"}'), (200, b'"Digest: `sha256:1`"')]
+    run = prefect_api.FlowRun.of(
+        {
+            "id": "run",
+            "name": "calm-otter",
+            "state": {"type": "PAUSED", "name": "Suspended", "state_details": {"pause_key": "k"}},
+        }
+    )
+    assert PrefectAPI(url).pause_form(run) == "Digest: `sha256:1`"
