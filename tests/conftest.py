@@ -21,8 +21,17 @@ from conveyor.platform import process
 from conveyor.platform.components import PrefectServer
 from conveyor.platform.local import LocalPlatform
 from tests.support.images import push_fixture_images
+from tests.support.ordering import longest_modules_first
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected: the shares are of what runs
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the longest modules first, spread over the workers' shares."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1:
+        items[:] = longest_modules_first(items, lambda item: item.nodeid.split("::")[0], workers)
 
 
 @pytest.fixture(scope="session")
