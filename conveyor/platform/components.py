@@ -120,6 +120,7 @@ class Kubernetes:
         kwokctl = str(self._kwokctl(progress))
         if self.exists():
             if not self.health().healthy:
+                self._refuse_ports_taken()
                 if progress:
                     progress("starting kubernetes (existing cluster)", 0, 0)
                 run_command(
@@ -155,6 +156,26 @@ class Kubernetes:
             raise PlatformError(
                 f"kubernetes: cluster did not become ready: {health.detail}",
                 hint=f"component logs are in {self.cluster_dir / 'logs'}",
+            )
+
+    def _refuse_ports_taken(self) -> None:
+        """Fail when a port the cluster was created with is held by another program: started,
+        its API server could not listen and kwokctl would talk to whatever answers there."""
+        recorded = yaml.safe_load((self.cluster_dir / "kwok.yaml").read_text()) or {}
+        running = {name for name, pid in self._component_pids().items() if pid is not None}
+        taken = [
+            f"127.0.0.1:{port['port']} ({component['name']})"
+            for component in recorded.get("components") or []
+            if component.get("name") not in running
+            for port in component.get("ports") or []
+            if not process.port_is_free(int(port["port"]))
+        ]
+        if taken:
+            raise PlatformError(
+                f"{self.name}: another program listens on {', '.join(taken)}, where this "
+                "stopped cluster's components must listen",
+                hint="stop that program, or `conveyor platform down --purge` to delete the "
+                "platform's data and create it again on free ports",
             )
 
     def _ensure_nodes(self, kwokctl: str, progress: PlatformProgress | None) -> None:

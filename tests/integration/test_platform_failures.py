@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conveyor.errors import PlatformError
 from conveyor.platform import process
-from conveyor.platform.components import PrefectServer, Registry
+from conveyor.platform.components import Kubernetes, PrefectServer, Registry
 
 
 @pytest.fixture
@@ -49,3 +50,26 @@ def test_prefect_on_a_busy_port_fails_with_its_log(tmp_path: Path, busy_port: in
     assert str(busy_port) in message
     prefect.down()
     _assert_not_running(prefect)
+
+
+def test_a_stopped_cluster_whose_port_another_program_took_says_so_before_starting(
+    tmp_path: Path, busy_port: int
+) -> None:
+    """Another platform (another checkout's, a benchmark's) may take a port of a stopped cluster:
+    starting it then reached the other cluster's API server and failed on its certificate. `up`
+    names the port and starts nothing."""
+    cluster = Kubernetes(tmp_path)
+    cluster.cluster_dir.mkdir(parents=True)
+    recorded = {
+        "components": [
+            {"name": "etcd", "ports": [{"name": "http", "port": process.free_port()}]},
+            {"name": "kube-apiserver", "ports": [{"name": "https", "port": busy_port}]},
+        ]
+    }
+    (cluster.cluster_dir / "kwok.yaml").write_text(yaml.safe_dump(recorded))
+    with pytest.raises(PlatformError) as caught:
+        cluster.up()
+    message = str(caught.value)
+    assert f"127.0.0.1:{busy_port} (kube-apiserver)" in message, message
+    assert "another program" in message and "--purge" in caught.value.hint, message
+    assert not (cluster.cluster_dir / "pids").exists(), "nothing was started"
