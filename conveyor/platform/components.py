@@ -161,11 +161,12 @@ class Kubernetes:
     def _refuse_ports_taken(self) -> None:
         """Fail when a port the cluster was created with is held by another program: started,
         its API server could not listen and kwokctl would talk to whatever answers there."""
-        recorded = yaml.safe_load((self.cluster_dir / "kwok.yaml").read_text()) or {}
+        documents = yaml.safe_load_all((self.cluster_dir / "kwok.yaml").read_text())
+        components = [c for d in documents if d for c in d.get("components") or []]
         running = {name for name, pid in self._component_pids().items() if pid is not None}
         taken = [
             f"127.0.0.1:{port['port']} ({component['name']})"
-            for component in recorded.get("components") or []
+            for component in components
             if component.get("name") not in running
             for port in component.get("ports") or []
             if not process.port_is_free(int(port["port"]))

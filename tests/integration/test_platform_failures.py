@@ -66,7 +66,8 @@ def test_a_stopped_cluster_whose_port_another_program_took_says_so_before_starti
             {"name": "kube-apiserver", "ports": [{"name": "https", "port": busy_port}]},
         ]
     }
-    (cluster.cluster_dir / "kwok.yaml").write_text(yaml.safe_dump(recorded))
+    others = {"kind": "KwokConfiguration"}  # kwok.yaml holds several documents
+    (cluster.cluster_dir / "kwok.yaml").write_text(yaml.safe_dump_all([recorded, others]))
     with pytest.raises(PlatformError) as caught:
         cluster.up()
     message = str(caught.value)
