@@ -114,7 +114,8 @@ def _kill_tree(pid: int) -> None:
             _kill_tree(child)
 
 
-@pytest.mark.serial  # times Prefect's crash automation, which a busy server runs late
+# It times Prefect's crash automation, which a busy server runs late: on a server of its own.
+@pytest.mark.own_prefect
 def test_a_run_killed_mid_apply_converges_on_the_next_run(world: World) -> None:
     def slow_dev(pipeline: dict[str, Any]) -> None:
         _dev_only(pipeline)

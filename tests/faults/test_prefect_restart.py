@@ -23,15 +23,13 @@ from conveyor.platform.components import PrefectServer
 from conveyor.platform.local import LocalPlatform
 from tasks.locks import LEASE_SECONDS, limit_name
 from tests.support.convergence import (
+    REPOSSESSOR_LOOP,
     assert_git_and_cluster_agree,
     held_slots,
     hold_the_dev_gate,
     wait_for,
 )
 from tests.support.world import World, isolated_world
-
-REPOSSESSOR_LOOP = 15
-"""How often Prefect's server looks for expired leases (its default)."""
 
 
 class _LeasesInMemory(PrefectServer):

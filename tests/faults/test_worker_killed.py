@@ -5,6 +5,7 @@ Nothing is recorded for the killed run, so git still says what ran before and th
 the new digest. The scenario checks that this disagreement is the control loop's to correct: the
 killed run's slot frees itself once its lease runs out, a reconcile puts git's digest back, and
 the same promotion started again on a new worker passes, each without a human untangling state.
+(tests/faults/test_prefect_worker_killed.py kills a `prefect worker` of a work pool instead.)
 """
 
 from __future__ import annotations
@@ -13,27 +14,23 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tasks.locks import LEASE_SECONDS
-from tests.support.convergence import assert_git_and_cluster_agree, held_gate, held_slots, wait_for
+from tests.support.convergence import (
+    REPOSSESSOR_LOOP,
+    assert_git_and_cluster_agree,
+    dev_then_held_test,
+    held_slots,
+    wait_for,
+)
 from tests.support.world import World, serving_promote_stage
-
-REPOSSESSOR_LOOP = 15
-"""How often Prefect's server looks for expired leases (its default)."""
 
 
 @pytest.mark.own_prefect  # serves promote-stage/conveyor, which other tests' CLI runs would find
 def test_a_worker_killed_between_apply_and_record_converges(world: World, tmp_path: Path) -> None:
-    def dev_then_held_test(pipeline: dict[str, Any]) -> None:
-        dev, test = pipeline["stages"][:2]
-        dev["autoPromote"] = False
-        test["gates"] = [held_gate(tmp_path)]
-        pipeline["stages"] = [dev, test]
-
-    world.edit_pipeline(dev_then_held_test)
+    world.edit_pipeline(dev_then_held_test(tmp_path))
     code, output = world.run("release", app=world.app)
     assert code == 0, output
     before = world.desired("dev").digest  # type: ignore[union-attr]

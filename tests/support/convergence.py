@@ -25,6 +25,10 @@ HELD_GATE = (
 """A command gate that says it started (touches $ENTERED) and then waits while $HOLD exists."""
 
 
+REPOSSESSOR_LOOP = 15
+"""How often Prefect's server looks for expired leases (its default)."""
+
+
 def held_gate(folder: Path) -> dict[str, Any]:
     """A command gate running HELD_GATE, with its files in `folder` (`entered`, `hold`)."""
     return {
@@ -34,6 +38,18 @@ def held_gate(folder: Path) -> dict[str, Any]:
         "env": {"ENTERED": str(folder / "entered"), "HOLD": str(folder / "hold")},
         "timeout": "180s",
     }
+
+
+def dev_then_held_test(folder: Path) -> Callable[[dict[str, Any]], None]:
+    """A pipeline edit: only dev (autoPromote off) and test, whose gate is `held_gate(folder)`."""
+
+    def edit(pipeline: dict[str, Any]) -> None:
+        dev, test = pipeline["stages"][:2]
+        dev["autoPromote"] = False
+        test["gates"] = [held_gate(folder)]
+        pipeline["stages"] = [dev, test]
+
+    return edit
 
 
 def hold_the_dev_gate(folder: Path) -> Callable[[dict[str, Any]], None]:

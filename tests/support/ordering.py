@@ -26,6 +26,8 @@ MODULE_SECONDS: Mapping[str, float] = {
     "tests/e2e/test_governance.py": 200,
     "tests/faults/test_worker_killed.py": 150,
     "tests/e2e/test_trust.py": 140,
+    "tests/e2e/test_control_loop.py": 140,
+    "tests/faults/test_prefect_worker_killed.py": 130,
     "tests/e2e/test_release.py": 115,
     "tests/e2e/test_pinned_images.py": 100,
     "tests/e2e/test_two_clusters.py": 100,
@@ -37,7 +39,6 @@ MODULE_SECONDS: Mapping[str, float] = {
     "tests/integration/test_platform_lifecycle.py": 50,
     "tests/e2e/test_config_binding.py": 50,
     "tests/integration/test_helm_source.py": 45,
-    "tests/e2e/test_control_loop.py": 40,
 }
 UNLISTED_SECONDS: Mapping[str, float] = {"tests/faults/": 35, "tests/e2e/": 30}
 LONG_SECONDS = 20.0
