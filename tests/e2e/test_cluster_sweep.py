@@ -66,3 +66,13 @@ def test_one_run_checks_every_target_and_reconciles_only_the_drifted(
     assert "2 target(s) with a desired state, 0 drifted, 1 could not be checked" in output, output
     assert f"{world.app}/dev: not checked:" in output and "0000000000" in output, output
     assert world.live_digest("dev") == digest, "nothing applied"
+
+
+def test_an_unknown_cluster_is_refused_naming_the_file_and_the_known_ones(world: World) -> None:
+    refused = world.conveyor("reconcile-cluster", "locall")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    message = refused.stderr
+    assert "conveyor.yaml: clusters: unknown cluster 'locall'; known: local" in message
+    assert "add it under clusters:" in message, message
+    named = {"flow_runs": {"name": {"any_": ["reconcile-cluster-locall"]}}}
+    assert world.api.post("/flow_runs/filter", named) == [], "no run was started"
