@@ -379,6 +379,23 @@ def wait_for(api: PrefectREST, run_ids: list[str]) -> list[dict[str, Any]]:
     raise RuntimeError(f"runs not final within {BATCH_TIMEOUT:.0f}s")
 
 
+def task_runs_settled(api: PrefectREST, run_ids: list[str], timeout: float = 90.0) -> int:
+    """The number of task runs the server holds for `run_ids` once it stops growing: task runs
+    reach the database through events, which the scale profile's services may write seconds
+    after the flow runs ended (their breakdown would otherwise count as the flows' own time)."""
+    query = {"flow_runs": {"id": {"any_": run_ids}}}
+    deadline = time.monotonic() + timeout
+    counted, steady_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = int(api.post("/task_runs/count", query))
+        if now != counted:
+            counted, steady_since = now, time.monotonic()
+        elif time.monotonic() - steady_since >= 5:
+            break
+        time.sleep(POLL)
+    return counted
+
+
 def release_batch(bench: Bench, api: PrefectREST, revision: int) -> dict[str, Any]:
     """Every app released at once, each a new digest; each release's figures and the batch's."""
     release = deployment_id(api, RELEASE, SERVED_DEPLOYMENT)
@@ -397,6 +414,7 @@ def release_batch(bench: Bench, api: PrefectREST, revision: int) -> dict[str, An
     runs = wait_for(api, list(triggered))
     cpu = cpu_used(cpu, cpu_snapshot(bench))
     time.sleep(2)  # the last runs' log lines reach the logs
+    task_runs = task_runs_settled(api, list(triggered))
     failed = [f"{r['name']}: {state_of(r)}" for r in runs if state_of(r)[0] != "COMPLETED"]
     if failed:
         raise RuntimeError(f"releases not completed: {failed}")
@@ -433,6 +451,7 @@ def release_batch(bench: Bench, api: PrefectREST, revision: int) -> dict[str, An
         "revision": revision,
         "releases": len(samples),
         "trigger_spread_s": round(trigger_spread, 3),
+        "task_runs_recorded": task_runs,
         "first_trigger_to_last_completed_s": round(span, 3),
         "releases_per_minute": round(len(samples) / span * 60, 2),
         "target_promotions_per_minute": round(len(samples) * targets / span * 60, 2),
