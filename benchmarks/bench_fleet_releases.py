@@ -90,6 +90,7 @@ from conveyor.adapters.prefect_api import (
     RELEASE,
     SERVED_DEPLOYMENT,
 )
+from conveyor.platform import process
 from conveyor.platform.local import LocalPlatform
 from tests.support.git import init_repository
 from tests.support.prefect import PrefectREST
@@ -219,14 +220,9 @@ def process_tree(pid: int) -> list[int]:
     """`pid` and every process below it."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
+        parent = process.parent_pid(int(entry.name)) if entry.name.isdigit() else None
+        if parent is not None:
+            children.setdefault(parent, []).append(int(entry.name))
     tree, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -302,9 +298,8 @@ def tree_cpu_s(pid: int) -> float:
     have reaped (a flow run's process, once it ended, counts under serve or its worker)."""
     ticks = 0
     for each in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        fields = process.stat_fields(each)
+        if fields is None:
             continue
         ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     return ticks / CLOCK_TICKS

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.adapters.prefect_api import PROMOTE_STAGE, SERVED_DEPLOYMENT, SILENCE_SECONDS
+from conveyor.platform import process
 from conveyor.platform.components import prefect_command
 from tasks.locks import LEASE_SECONDS
 from tests.support.convergence import (
@@ -101,11 +102,11 @@ def _process_running(run_id: str) -> int | None:
 def _worker_of(pid: int, workers: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     """The worker among `workers` that `pid` descends from."""
     by_pid = {worker.pid: worker for worker in workers}
-    while pid > 1:
-        if pid in by_pid:
-            return by_pid[pid]
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    ancestor: int | None = pid
+    while ancestor is not None and ancestor > 1:
+        if ancestor in by_pid:
+            return by_pid[ancestor]
+        ancestor = process.parent_pid(ancestor)
     raise AssertionError("the run's process descends from none of the workers")
 
 

@@ -3,9 +3,10 @@ times and reports other errors at once; a run's final state becomes the command'
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -14,20 +15,20 @@ from conveyor.adapters.prefect_api import PrefectAPI, exit_code
 from conveyor.errors import InfrastructureError
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[int]]]:
-    """A server answering POSTs with the status codes queued in the list, then 200 `{}`."""
-    monkeypatch.setattr(prefect_api, "BUSY_RETRIES", 2)
-    answers: list[int] = []
+@contextlib.contextmanager
+def _fake_prefect(answer: Callable[[], tuple[int, bytes]]) -> Iterator[str]:
+    """An HTTP server on loopback answering every request with `answer()`; its API URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            status = answers.pop(0) if answers else 200
-            body = b'{"status": "ACCEPT"}' if status == 200 else b'{"exception_message": "x"}'
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, body = answer()
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        do_GET = do_POST = _answer
 
         def log_message(self, *args: object) -> None:
             pass
@@ -35,9 +36,25 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[int]]]:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/api", answers
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/api"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[int]]]:
+    """A server answering with the status codes queued in the list, then 200 ACCEPT."""
+    monkeypatch.setattr(prefect_api, "BUSY_RETRIES", 2)
+    answers: list[int] = []
+
+    def answer() -> tuple[int, bytes]:
+        status = answers.pop(0) if answers else 200
+        return status, b'{"status": "ACCEPT"}' if status == 200 else b'{"exception_message": "x"}'
+
+    with _fake_prefect(answer) as url:
+        yield url, answers
 
 
 def test_a_busy_server_is_asked_again(server: tuple[str, list[int]]) -> None:
@@ -89,27 +106,8 @@ SCHEMA_PENDING = b'{"status": "REJECT", "details": {"reason": "Run input schema 
 def pausing_server() -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
     """A server answering every request with the (status, body) pairs queued in the list."""
     answers: list[tuple[int, bytes]] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, body = answers.pop(0)
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/api", answers
-    httpd.shutdown()
-    httpd.server_close()
+    with _fake_prefect(lambda: answers.pop(0)) as url:
+        yield url, answers
 
 
 def test_a_run_paused_a_moment_ago_is_resumed_once_its_input_schema_is_stored(
