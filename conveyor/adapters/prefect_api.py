@@ -305,12 +305,14 @@ class PrefectAPI:
         except ConveyorError:
             return False
 
-    def has_work_pool(self, pool: str) -> bool:
+    def work_pool_template(self, pool: str) -> dict[str, Any] | None:
+        """The base job template of work pool `pool`; None when there is no such pool."""
         try:
-            self._call("GET", f"/work_pools/{urllib.parse.quote(pool)}")
+            found = self._call("GET", f"/work_pools/{urllib.parse.quote(pool)}")
         except InputError:
-            return False
-        return True
+            return None
+        template: dict[str, Any] = found.get("base_job_template") or {}
+        return template
 
     def count_deployments(self, pool: str) -> int:
         """How many deployments run their flow runs on work pool `pool`."""

@@ -23,6 +23,7 @@ pool has fewer deployments than the file names.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -31,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from conveyor.adapters.prefect_api import HEARTBEAT_ENVIRONMENT
 from conveyor.errors import ConveyorError, PlatformError
 from conveyor.platform import process
 from conveyor.platform.binaries import PlatformProgress
@@ -39,6 +41,16 @@ from conveyor.platform.prefect_split import PrefectAPIServer
 from conveyor.platform.service import ServiceProcess, run_command
 
 DEPLOYMENTS_FILE = Path("deployments") / "prefect.yaml"
+JOB_TEMPLATE_FILE = Path("deployments") / "process-job-template.json"
+"""The process pool's base job template: it declares no job variable, so what a caller of the
+API passes as a run's job variables (an `env` with another CONVEYOR_CONFIG, a `command`) is
+ignored; the flow runs get the worker's environment and Prefect's own command."""
+FLOW_RUN_ENVIRONMENT = {
+    **HEARTBEAT_ENVIRONMENT,
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS": "flows.console.PlainConsoleHandler",
+}
+"""What a worker gives the flow runs it starts, besides the platform's environment (the pool's
+template passes nothing: see JOB_TEMPLATE_FILE)."""
 WORKER_QUERY_SECONDS = "5"
 """How often a worker asks for scheduled runs (Prefect's default: 10 s)."""
 START_SECONDS = 90.0
@@ -116,10 +128,25 @@ class Deployments:
     def ensure(self, progress: PlatformProgress | None = None) -> None:
         """Create the pool if it is missing; register the deployments when they are stale."""
         api = self.api.api()
-        if not api.has_work_pool(self.pool):
+        template_file = self.home / JOB_TEMPLATE_FILE
+        wanted = json.loads(template_file.read_text())
+        template = api.work_pool_template(self.pool)
+        if template is None:
             if progress:
                 progress(f"creating the process work pool {self.pool}", 0, 0)
-            self._prefect("work-pool", "create", self.pool, "--type", "process")
+            self._prefect(
+                "work-pool",
+                "create",
+                self.pool,
+                "--type",
+                "process",
+                "--base-job-template",
+                str(template_file),
+            )
+        elif template != wanted:
+            self._prefect(
+                "work-pool", "update", self.pool, "--base-job-template", str(template_file)
+            )
         digest = self.digest()
         try:
             recorded = self.record.read_text().strip()
@@ -199,7 +226,11 @@ def start_workers(
     starting = [worker for worker in workers if not worker.health().healthy]
     if starting and progress:
         progress(f"starting {', '.join(worker.name for worker in starting)}", 0, 0)
-    worker_environment = {**environment, "PREFECT_WORKER_QUERY_SECONDS": WORKER_QUERY_SECONDS}
+    worker_environment = {
+        **environment,
+        **FLOW_RUN_ENVIRONMENT,
+        "PREFECT_WORKER_QUERY_SECONDS": WORKER_QUERY_SECONDS,
+    }
     for worker in starting:
         worker.spawn(worker_environment)
     for worker in starting:

@@ -23,6 +23,7 @@ import pytest
 from conveyor.adapters.prefect_api import PROMOTE_STAGE, SERVED_DEPLOYMENT, SILENCE_SECONDS
 from conveyor.platform import process
 from conveyor.platform.components import prefect_command
+from conveyor.platform.workers import FLOW_RUN_ENVIRONMENT, JOB_TEMPLATE_FILE
 from tasks.locks import LEASE_SECONDS
 from tests.support.convergence import (
     REPOSSESSOR_LOOP,
@@ -40,9 +41,15 @@ POOL = "conveyor"
 @contextlib.contextmanager
 def _process_workers(world: World, count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
     """promote-stage/conveyor registered from deployments/prefect.yaml on its process pool
-    and `count` workers taking its runs (each the leader of a process group of its own), as
-    the scale profile runs them, with the world's configuration; all gone when the block ends."""
-    env = {**world.env, "CONVEYOR_HOME": str(REPO_ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    (with Conveyor's job template) and `count` workers taking its runs (each the leader of a
+    process group of its own), as the scale profile runs them, with the world's configuration;
+    all gone when the block ends."""
+    env = {
+        **world.env,
+        **FLOW_RUN_ENVIRONMENT,
+        "CONVEYOR_HOME": str(REPO_ROOT),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+    }
 
     def prefect(*arguments: str) -> None:
         done = subprocess.run(
@@ -56,7 +63,8 @@ def _process_workers(world: World, count: int) -> Iterator[list[subprocess.Popen
         )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
-    prefect("work-pool", "create", POOL, "--type", "process", "--overwrite")
+    template = str(JOB_TEMPLATE_FILE)
+    prefect("work-pool", "create", POOL, "--type", "process", "--base-job-template", template)
     deployment = f"{PROMOTE_STAGE}/{SERVED_DEPLOYMENT}"
     prefect("deploy", "--prefect-file", "deployments/prefect.yaml", "--name", deployment)
     workers = []

@@ -143,6 +143,20 @@ def test_the_scale_profile_runs_deployments_on_postgres_redis_and_workers(
     )
     assert in_postgres == "reconcile|conveyor|COMPLETED\n"
 
+    # A caller of the API may give a run job variables; the pool's template takes none, so a
+    # run cannot be pointed at another configuration or made to run another command.
+    marker = state.parent / "job-variables-obeyed"
+    crafted = {
+        "env": {"CONVEYOR_CONFIG": str(state.parent / "theirs.yaml")},
+        "command": f"touch {marker}",
+    }
+    deployment = api.deployment_id("reconcile", "conveyor")
+    body = {"parameters": {"app": "web", "target": "dev"}, "job_variables": crafted}
+    crafted_run = api.post(f"/deployments/{deployment}/create_flow_run", body)
+    record = _wait_for_run(api, crafted_run["id"])
+    assert record["state_type"] == "COMPLETED", record
+    assert not marker.exists(), "the worker ran the caller's command"
+
     # Redis carries Prefect's events from the API (the run's state changes went through its
     # stream) to the services process, which reads them (its triggers and event persister) ...
     assert scale.redis.call("TYPE", "events") == "stream"
