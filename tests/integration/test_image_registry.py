@@ -9,6 +9,7 @@ import http.server
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import ClassVar
 
@@ -143,6 +144,29 @@ def test_a_pushed_image_resolves_and_a_moved_tag_resolves_to_the_new_digest(
     second = push_small_image(host, "tests/moving", "stable", "two")
     assert second != first
     assert ImageRegistries().digest(host, "tests/moving", "stable") == second
+
+
+def _push_same_image(host_and_repository: tuple[str, str]) -> str:
+    host, repository = host_and_repository
+    try:
+        return push_small_image(host, repository, "v1", "the same content")
+    except RegistryError as error:
+        return f"failed: {error}"
+
+
+def test_the_same_image_pushed_by_several_processes_at_once_is_pushed_once_for_all(
+    platform: LocalPlatform,
+) -> None:
+    """Test workers (and two `up`s) push the same stand-in images at once: the registry then
+    refuses a blob upload whose blob another writer is committing (HTTP 400); the push must
+    still succeed for everyone."""
+    host = platform.registry.address
+    for _ in range(8):
+        repository = f"tests/raced-{uuid.uuid4().hex[:8]}"
+        with ProcessPoolExecutor(6) as pool:
+            pushed = set(pool.map(_push_same_image, [(host, repository)] * 6))
+        assert len(pushed) == 1 and next(iter(pushed)).startswith("sha256:"), pushed
+        assert ImageRegistries().digest(host, repository, "v1") in pushed
 
 
 def test_tags_are_listed_from_the_mirror_that_has_the_repository(platform: LocalPlatform) -> None:
