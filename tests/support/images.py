@@ -7,6 +7,7 @@ placeholder are the tests' own business (they set the parameters to images pushe
 
 from __future__ import annotations
 
+import fcntl
 import re
 from pathlib import Path
 
@@ -46,11 +47,15 @@ def push_stand_in(platform: LocalPlatform, image: str, content: str | None = Non
 
 def push_fixture_images(platform: LocalPlatform) -> None:
     """Push the fixtures' images that are not there yet (a tag already there, such as the
-    example app's, is left where it is)."""
+    example app's, is left where it is). One test process at a time: the registry answers 500
+    to a read of a tag another writer is pushing, so each pytest-xdist worker waits for the
+    one before it (a lock file in the platform's state folder) and finds its images there."""
     registries = ImageRegistries()
-    for image in sorted(fixture_images()):
-        repository, tag = mirror_path(image)
-        try:
-            registries.digest(platform.registry.address, repository, tag)
-        except InputError:
-            push_stand_in(platform, image)
+    with (platform.state / "fixture-images.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        for image in sorted(fixture_images()):
+            repository, tag = mirror_path(image)
+            try:
+                registries.digest(platform.registry.address, repository, tag)
+            except InputError:
+                push_stand_in(platform, image)
