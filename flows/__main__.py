@@ -4,9 +4,19 @@ state stands for (conveyor.adapters.prefect_api.exit_code), as for a served run.
 
 Only the module of the flow asked for is imported: each process runs one flow, and importing
 the others (the control loop's, the watch's) would cost CPU time at every start for nothing.
+For the same reason the plain console handler (flows.console) is named in the environment
+before Prefect is imported: Prefect configures logging when it is imported, with that handler
+then, and use_plain_console() has nothing left to do (it would configure logging again).
 """
 
 from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":  # `python -m flows`, not an import of this module
+    os.environ.setdefault(
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS", "flows.console.PlainConsoleHandler"
+    )  # flows.console.PLAIN_CONSOLE_ENVIRONMENT, which cannot be imported before Prefect is
 
 import asyncio
 import importlib

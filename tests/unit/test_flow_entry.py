@@ -38,3 +38,56 @@ def test_a_release_process_imports_only_what_the_release_needs() -> None:
     others = {"flows.reconcile", "flows.reconcile_cluster", "flows.watch", "flows.rollback"}
     assert not others & set(loaded)
     assert "cel" not in loaded
+
+
+EARLY_PROBE = """
+import os, runpy, sys
+os.environ.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS", None)
+sys.argv = ["flows"]  # a usage error: nothing runs
+try:
+    runpy.run_module("flows", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+from flows.console import PLAIN_CONSOLE_ENVIRONMENT
+print(all(os.environ.get(name) == value for name, value in PLAIN_CONSOLE_ENVIRONMENT.items()))
+"""
+
+
+def test_python_m_flows_names_the_plain_console_before_it_imports_prefect() -> None:
+    printed = subprocess.run(
+        [sys.executable, "-c", EARLY_PROBE], capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.strip() == "True"
+
+
+CONSOLE_PROBE = """
+import logging, os, sys
+if sys.argv[1] == "early":
+    os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS"] = "flows.console.PlainConsoleHandler"
+else:
+    os.environ.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS", None)
+from prefect import flow  # Prefect configures logging here
+import flows.console as console
+calls = []
+configure = console.setup_logging
+console.setup_logging = lambda **kw: calls.append(kw) or configure(**kw)
+console.use_plain_console()
+print(len(calls), [type(h).__name__ for h in logging.getLogger().handlers])
+"""
+
+
+@pytest.mark.parametrize(
+    ("named", "configured"),
+    [("early", "0"), ("late", "1")],
+)
+def test_logging_is_configured_again_only_when_the_plain_console_is_not_in_place(
+    named: str, configured: str
+) -> None:
+    printed = (
+        subprocess.run(
+            [sys.executable, "-c", CONSOLE_PROBE, named], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .split(maxsplit=1)
+    )
+    assert printed == [configured, "['PlainConsoleHandler']"]
