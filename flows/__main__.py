@@ -1,10 +1,25 @@
 """`python -m flows FLOW '{"param": ...}'`: run one flow in this process (the CLI's fallback
 when no Prefect server serves Conveyor's deployments). Its exit code is the one the flow's final
-state stands for (conveyor.adapters.prefect_api.exit_code), as for a served run."""
+state stands for (conveyor.adapters.prefect_api.exit_code), as for a served run.
+
+Only the module of the flow asked for is imported: each process runs one flow, and importing
+the others (the control loop's, the watch's) would cost CPU time at every start for nothing.
+For the same reason the plain console handler (flows.console) is named in the environment
+before Prefect is imported: Prefect configures logging when it is imported, with that handler
+then, and use_plain_console() has nothing left to do (it would configure logging again).
+"""
 
 from __future__ import annotations
 
+import os
+
+if __name__ == "__main__":  # `python -m flows`, not an import of this module
+    os.environ.setdefault(
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS", "flows.console.PlainConsoleHandler"
+    )  # flows.console.PLAIN_CONSOLE_ENVIRONMENT, which cannot be imported before Prefect is
+
 import asyncio
+import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -17,28 +32,35 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from conveyor.adapters.prefect_api import HEARTBEAT_SECONDS, exit_code
+from conveyor.adapters.prefect_api import (
+    DEPLOY_TARGET,
+    HEARTBEAT_SECONDS,
+    PROMOTE_STAGE,
+    RECONCILE,
+    RECONCILE_CLUSTER,
+    RELEASE,
+    ROLLBACK,
+    WATCH_SOURCE,
+    exit_code,
+)
 from flows.console import use_plain_console
-from flows.deploy_target import deploy_target
-from flows.promote_stage import promote_stage
-from flows.reconcile import reconcile
-from flows.reconcile_cluster import reconcile_cluster
-from flows.release import release
-from flows.rollback import rollback
-from flows.watch import watch_source
 
-FLOWS: dict[str, Any] = {
-    flow.name: flow
-    for flow in (
-        release,
-        promote_stage,
-        deploy_target,
-        reconcile,
-        rollback,
-        watch_source,
-        reconcile_cluster,
-    )
+FLOWS: dict[str, tuple[str, str]] = {
+    RELEASE: ("flows.release", "release"),
+    PROMOTE_STAGE: ("flows.promote_stage", "promote_stage"),
+    DEPLOY_TARGET: ("flows.deploy_target", "deploy_target"),
+    RECONCILE: ("flows.reconcile", "reconcile"),
+    ROLLBACK: ("flows.rollback", "rollback"),
+    WATCH_SOURCE: ("flows.watch", "watch_source"),
+    RECONCILE_CLUSTER: ("flows.reconcile_cluster", "reconcile_cluster"),
 }
+"""Each flow by its name: (module, attribute), imported only when that flow runs."""
+
+
+def load_flow(name: str) -> Any:
+    """The flow called `name` (a key of FLOWS), its module imported now."""
+    module, attribute = FLOWS[name]
+    return getattr(importlib.import_module(module), attribute)
 
 
 @contextmanager
@@ -56,9 +78,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in FLOWS:
         print(f"usage: python -m flows {{{','.join(FLOWS)}}} '<json parameters>'", file=sys.stderr)
         return 2
+    flow = load_flow(argv[0])
     use_plain_console()  # user text in the log is printed as written
     with heartbeats():
-        state = asyncio.run(FLOWS[argv[0]](**json.loads(argv[1]), return_state=True))
+        state = asyncio.run(flow(**json.loads(argv[1]), return_state=True))
     return exit_code(state.type.value, state.message or "")
 
 

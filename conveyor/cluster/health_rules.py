@@ -34,6 +34,11 @@ evaluator is common-expression-language (module `cel`), measured against cel-pyt
 for speed and its small dependency set; this module is the only one that imports it. Neither
 library parses cel-go's optional-field syntax (`status.?conditions.orValue([])`), so such an
 expression is refused at load; write `has(status.conditions)` checks instead.
+
+`cel` is imported on the first compile, not with this module: importing it costs about a tenth
+of a CPU second (its command-line interface pulls in prompt_toolkit and typer), and every flow
+run imports this module through the configuration model while most configurations hold no
+health rule.
 """
 
 from __future__ import annotations
@@ -43,9 +48,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cel
+if TYPE_CHECKING:
+    import cel
 
 # The evaluator's message for a name it cannot resolve: a top-level field the object lacks, or
 # a function that does not exist (told apart by the expression's variables).
@@ -172,6 +178,8 @@ def _show(group_kind: tuple[str, str]) -> str:
 def _program(key: str, source: str) -> cel.Program:
     if not source.strip():
         raise InvalidExpression(key, "must not be empty")
+    import cel  # here, not at the top: see the module docstring
+
     try:
         return cel.compile(source)
     except ValueError as error:
