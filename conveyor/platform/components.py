@@ -36,6 +36,7 @@ from conveyor.platform.binaries import PlatformProgress
 from conveyor.platform.service import (
     Health,
     ServiceProcess,
+    debian_program,
     generated_secret,
     http_ok,
     run_command,
@@ -306,15 +307,6 @@ class Registry(ServiceProcess):
     def health_url(self) -> str:
         return f"http://{self.address}/v2/"
 
-    def _binary(self) -> str:
-        found = shutil.which("docker-registry")
-        if not found:
-            raise PlatformError(
-                "registry: `docker-registry` is not installed",
-                hint="run ./dev setup (it installs the Debian package docker-registry)",
-            )
-        return found
-
     def up(self, progress: PlatformProgress | None = None) -> None:
         if self.health().healthy:
             return
@@ -335,7 +327,9 @@ class Registry(ServiceProcess):
         )
         if progress:
             progress(f"starting registry on {self.address}", 0, 0)
-        self._start([self._binary(), "serve", str(config)], timeout=15)
+        self._start(
+            [debian_program(self.name, "docker-registry"), "serve", str(config)], timeout=15
+        )
 
     def add_example_images(self) -> None:
         """Push the example app's stand-in images that are not there yet (a tag someone moved

@@ -13,15 +13,13 @@ library.
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 from typing import BinaryIO
 
-from conveyor.errors import PlatformError
 from conveyor.platform import process
 from conveyor.platform.binaries import PlatformProgress
-from conveyor.platform.service import PasswordedService
+from conveyor.platform.service import PasswordedService, debian_program
 
 
 class RedisError(Exception):
@@ -88,15 +86,6 @@ class Redis(PasswordedService):
             return f"not answering PING: {exc}"
         return None if answer == "PONG" else f"answered PING with {answer!r}"
 
-    def _binary(self) -> str:
-        found = shutil.which("redis-server")
-        if not found:
-            raise PlatformError(
-                "redis: `redis-server` is not installed",
-                hint="run ./dev setup (it installs the Debian package redis-server)",
-            )
-        return found
-
     def _write_config(self) -> Path:
         """redis.conf, readable by its owner only: it holds the password."""
         config = self.home / "redis.conf"
@@ -124,4 +113,4 @@ class Redis(PasswordedService):
         config = self._write_config()
         if progress:
             progress(f"starting redis on {self.shown_address}", 0, 0)
-        self._start([self._binary(), str(config)], timeout=20)
+        self._start([debian_program(self.name, "redis-server"), str(config)], timeout=20)

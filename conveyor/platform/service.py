@@ -112,6 +112,18 @@ def generated_secret(path: Path, make: Callable[[], str]) -> str:
     return value
 
 
+def debian_program(component: str, program: str) -> str:
+    """The path of `program`, which ./dev setup installs from the Debian package of that name;
+    a PlatformError naming `component` when it is missing."""
+    found = shutil.which(program)
+    if not found:
+        raise PlatformError(
+            f"{component}: `{program}` is not installed",
+            hint=f"run ./dev setup (it installs the Debian package {program})",
+        )
+    return found
+
+
 def random_password() -> str:
     """A password that needs no quoting in a URL or a configuration file."""
     return secrets.token_hex(24)
