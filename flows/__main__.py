@@ -13,10 +13,22 @@ from __future__ import annotations
 
 import os
 
+from conveyor.adapters.prefect_api import (
+    DEPLOY_TARGET,
+    HEARTBEAT_SECONDS,
+    PLAIN_CONSOLE_ENVIRONMENT,
+    PROMOTE_STAGE,
+    RECONCILE,
+    RECONCILE_CLUSTER,
+    RELEASE,
+    ROLLBACK,
+    WATCH_SOURCE,
+    exit_code,
+)
+
 if __name__ == "__main__":  # `python -m flows`, not an import of this module
-    os.environ.setdefault(
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS", "flows.console.PlainConsoleHandler"
-    )  # flows.console.PLAIN_CONSOLE_ENVIRONMENT, which cannot be imported before Prefect is
+    for name, value in PLAIN_CONSOLE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 import asyncio
 import importlib
@@ -32,17 +44,6 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from conveyor.adapters.prefect_api import (
-    DEPLOY_TARGET,
-    HEARTBEAT_SECONDS,
-    PROMOTE_STAGE,
-    RECONCILE,
-    RECONCILE_CLUSTER,
-    RELEASE,
-    ROLLBACK,
-    WATCH_SOURCE,
-    exit_code,
-)
 from flows.console import use_plain_console
 
 FLOWS: dict[str, tuple[str, str]] = {

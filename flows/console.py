@@ -8,9 +8,9 @@ colours for levels, URLs and states stay, the message itself is never interprete
 sent to the Prefect server are raw text already and need nothing.
 
 Prefect builds its handlers from logging.yml, where an environment variable can name another
-class (`PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS`); `PLAIN_CONSOLE_ENVIRONMENT` is that setting,
-for the processes that run Conveyor's flows (`python -m flows`, `deployments.serve`, the work
-pool's job variables in deployments/prefect.yaml).
+class (`PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS`); `PLAIN_CONSOLE_ENVIRONMENT`
+(conveyor.adapters.prefect_api) is that setting, for the processes that run Conveyor's flows
+(`python -m flows`, `deployments.serve`, the workers, the Kubernetes pool's template).
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import os
 from prefect.logging.configuration import setup_logging
 from prefect.logging.handlers import PrefectConsoleHandler
 
-PLAIN_CONSOLE_ENVIRONMENT = {
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS": "flows.console.PlainConsoleHandler"
-}
+from conveyor.adapters.prefect_api import PLAIN_CONSOLE_ENVIRONMENT
 
 
 class PlainConsoleHandler(PrefectConsoleHandler):

@@ -60,6 +60,12 @@ Crashed by the automation below, so the UI and `TargetBusy` stop naming it as ru
 CRASH_AUTOMATION = "conveyor: mark silent runs Crashed"
 HEARTBEAT_ENVIRONMENT = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
 """Set in the environment of the processes that run Conveyor's flows (unless already set)."""
+PLAIN_CONSOLE_ENVIRONMENT = {
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS": "flows.console.PlainConsoleHandler"
+}
+"""Names Conveyor's console handler (flows/console.py) in the environment of the processes that
+run its flows, for Prefect's logging configuration to use; here because it must be known
+before Prefect is imported (`python -m flows`) and where Prefect is not (the workers)."""
 
 LOCKED_FIRST_PAUSE = 0.01
 LOCKED_MAX_PAUSE = 0.2

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from conveyor.adapters.prefect_api import HEARTBEAT_ENVIRONMENT
+from conveyor.adapters.prefect_api import HEARTBEAT_ENVIRONMENT, PLAIN_CONSOLE_ENVIRONMENT
 from conveyor.errors import ConveyorError, PlatformError
 from conveyor.platform import process
 from conveyor.platform.binaries import PlatformProgress
@@ -45,10 +45,7 @@ JOB_TEMPLATE_FILE = Path("deployments") / "process-job-template.json"
 """The process pool's base job template: it declares no job variable, so what a caller of the
 API passes as a run's job variables (an `env` with another CONVEYOR_CONFIG, a `command`) is
 ignored; the flow runs get the worker's environment and Prefect's own command."""
-FLOW_RUN_ENVIRONMENT = {
-    **HEARTBEAT_ENVIRONMENT,
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS": "flows.console.PlainConsoleHandler",
-}
+FLOW_RUN_ENVIRONMENT = {**HEARTBEAT_ENVIRONMENT, **PLAIN_CONSOLE_ENVIRONMENT}
 """What a worker gives the flow runs it starts, besides the platform's environment (the pool's
 template passes nothing: see JOB_TEMPLATE_FILE)."""
 WORKER_QUERY_SECONDS = "5"

@@ -48,7 +48,7 @@ try:
     runpy.run_module("flows", run_name="__main__", alter_sys=True)
 except SystemExit:
     pass
-from flows.console import PLAIN_CONSOLE_ENVIRONMENT
+from conveyor.adapters.prefect_api import PLAIN_CONSOLE_ENVIRONMENT
 print(all(os.environ.get(name) == value for name, value in PLAIN_CONSOLE_ENVIRONMENT.items()))
 """
 
