@@ -162,8 +162,11 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
-    """True when nothing listens on 127.0.0.1:`port`."""
+    """True when nothing listens on 127.0.0.1:`port`. Connections of a server stopped a moment
+    ago, waiting out their close (TIME_WAIT), do not count: a server binds past them
+    (SO_REUSEADDR), as this check does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -94,6 +94,22 @@ def test_free_port_is_free_until_taken() -> None:
         assert not process.port_is_free(port)
 
 
+def test_a_port_whose_last_connection_waits_out_its_close_is_free() -> None:
+    """A server stopped a moment ago leaves its accepted connections in TIME_WAIT: nothing
+    listens there, and a server restarted on that port binds it (SO_REUSEADDR, as etcd and
+    the API server do); `up` found such ports "taken" after a `down`."""
+    port = process.free_port()
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server closes first: its side waits in TIME_WAIT
+            client.recv(1)
+    assert process.port_is_free(port)
+
+
 def test_log_tail_returns_the_last_lines(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     log.write_text("".join(f"line {i}\n" for i in range(100)))
