@@ -17,6 +17,7 @@ Everything binds 127.0.0.1. A component never signals a process it did not recor
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import shutil
@@ -31,6 +32,7 @@ import yaml
 from conveyor.adapters.image_registry import ImageRegistries, push_small_image
 from conveyor.adapters.prefect_api import PrefectAPI
 from conveyor.errors import InputError, PlatformError
+from conveyor.kit.paths import cache_root
 from conveyor.platform import binaries, process
 from conveyor.platform.binaries import PlatformProgress
 from conveyor.platform.service import (
@@ -133,24 +135,29 @@ class Kubernetes:
         else:
             if progress:
                 progress("creating kubernetes cluster (etcd, apiserver, controllers, kwok)", 0, 0)
-            run_command(
-                self.name,
-                [
-                    kwokctl,
-                    "create",
-                    "cluster",
-                    "--name",
-                    self.cluster,
-                    "--config",
-                    str(config),
-                    "--kubeconfig",
-                    str(self.kubeconfig),
-                    "--wait",
-                    "3m",
-                ],
-                self._env(),
-                self.log,
-            )
+            # kwokctl picks the new cluster's ports among those free now and its processes bind
+            # them later: two clusters created at once on this machine (another state folder's,
+            # a test's) could pick the same port. One creation at a time, machine-wide.
+            with (cache_root() / "kwok-create.lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                run_command(
+                    self.name,
+                    [
+                        kwokctl,
+                        "create",
+                        "cluster",
+                        "--name",
+                        self.cluster,
+                        "--config",
+                        str(config),
+                        "--kubeconfig",
+                        str(self.kubeconfig),
+                        "--wait",
+                        "3m",
+                    ],
+                    self._env(),
+                    self.log,
+                )
         self._ensure_nodes(kwokctl, progress)
         health = self.health()
         if not health.healthy:
